@@ -1,0 +1,304 @@
+//! The first pass: JSON bytes -> a flat struct of loosely typed, borrowed fields; then the contract's checks.
+//!
+//! Every field this version knows is read as a [`Scalar`] whatever its JSON type, so type errors are
+//! reported by our checks (with the field's name and a bounded reason) rather than by serde's messages.
+//! Unknown keys are skipped here; the forward side keeps them from the original bytes.
+
+use super::event::*;
+use super::{Invalid, InvalidReason};
+use chrono::{DateTime, Utc};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::fmt;
+
+/// Any JSON value, reduced to what the contract's checks need.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Bool,
+    Null,
+    /// An object or an array (its content skipped).
+    Compound,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+        impl<'de> Visitor<'de> for ScalarVisitor {
+            type Value = Scalar<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Owned(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Scalar::UInt(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Scalar::Float(v))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Scalar::Bool)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Compound)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Compound)
+            }
+        }
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// Every field any event type of this version knows, as sent.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawEvent<'a> {
+    #[serde(borrow)]
+    event_id: Option<Scalar<'a>>,
+    #[serde(borrow, rename = "type")]
+    kind: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    occurred_at: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    organization: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    schema_version: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    trace_id: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    span_id: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    run_id: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    intent: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    outcome: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    latency_ms: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    tokens_prompt: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    tokens_completion: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    model: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    failure_reason: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    automation_id: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    integration: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    status_code: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    error: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    automation_version: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    duration_ms: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    trigger: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    request_id: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    stage: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    intake_at: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    channel: Option<Scalar<'a>>,
+}
+
+/// Parses the bytes into a [`RawEvent`], classifying what serde refuses.
+pub(super) fn parse(payload: &[u8]) -> Result<RawEvent<'_>, Invalid> {
+    serde_json::from_slice::<RawEvent<'_>>(payload).map_err(|err| {
+        use serde_json::error::Category;
+        match err.classify() {
+            Category::Syntax | Category::Eof | Category::Io => {
+                Invalid { reason: InvalidReason::NotJson, detail: Cow::Owned(err.to_string()) }
+            }
+            Category::Data => {
+                let first = payload.iter().find(|b| !b.is_ascii_whitespace());
+                if first == Some(&b'{') {
+                    // Every known field accepts any JSON value, so the only data error inside an object is
+                    // a key given twice.
+                    Invalid { reason: InvalidReason::DuplicateField, detail: Cow::Owned(err.to_string()) }
+                } else {
+                    Invalid { reason: InvalidReason::NotObject, detail: Cow::Borrowed("the document is not an object") }
+                }
+            }
+        }
+    })
+}
+
+type Checked<T> = Result<T, Invalid>;
+
+fn missing(field: &'static str) -> Invalid {
+    Invalid::field(InvalidReason::MissingField, field, "")
+}
+
+fn wrong(field: &'static str, expected: &'static str) -> Invalid {
+    Invalid::field(InvalidReason::WrongType, field, expected)
+}
+
+fn bad(field: &'static str, why: &'static str) -> Invalid {
+    Invalid::field(InvalidReason::BadValue, field, why)
+}
+
+/// `null` counts as absent.
+fn present<'s, 'a>(value: &'s Option<Scalar<'a>>) -> Option<&'s Scalar<'a>> {
+    match value {
+        None | Some(Scalar::Null) => None,
+        Some(v) => Some(v),
+    }
+}
+
+fn opt_str<'a>(value: Option<Scalar<'a>>, field: &'static str) -> Checked<Option<Cow<'a, str>>> {
+    match value {
+        None | Some(Scalar::Null) => Ok(None),
+        Some(Scalar::Str(s)) => Ok(Some(s)),
+        Some(_) => Err(wrong(field, "expected a string")),
+    }
+}
+
+/// A required, non-empty string.
+fn req_str<'a>(value: Option<Scalar<'a>>, field: &'static str) -> Checked<Cow<'a, str>> {
+    match opt_str(value, field)? {
+        None => Err(missing(field)),
+        Some(s) if s.is_empty() => Err(bad(field, "must not be empty")),
+        Some(s) => Ok(s),
+    }
+}
+
+fn opt_number(value: &Option<Scalar<'_>>, field: &'static str) -> Checked<Option<f64>> {
+    let n = match present(value) {
+        None => return Ok(None),
+        Some(Scalar::Int(i)) => *i as f64,
+        Some(Scalar::UInt(u)) => *u as f64,
+        Some(Scalar::Float(f)) => *f,
+        Some(_) => return Err(wrong(field, "expected a number")),
+    };
+    if n < 0.0 {
+        return Err(bad(field, "must be >= 0"));
+    }
+    Ok(Some(n))
+}
+
+/// A non-negative integer; a float with no fractional part counts (as in JSON Schema's `integer`).
+fn opt_count(value: &Option<Scalar<'_>>, field: &'static str) -> Checked<Option<u64>> {
+    match present(value) {
+        None => Ok(None),
+        Some(Scalar::UInt(u)) => Ok(Some(*u)),
+        Some(Scalar::Int(_)) => Err(bad(field, "must be >= 0")),
+        Some(Scalar::Float(f)) if f.fract() == 0.0 && *f >= 0.0 && *f < u64::MAX as f64 => Ok(Some(*f as u64)),
+        Some(Scalar::Float(f)) if f.fract() == 0.0 => Err(bad(field, "must be >= 0")),
+        Some(_) => Err(wrong(field, "expected an integer")),
+    }
+}
+
+fn timestamp(value: Option<Scalar<'_>>, field: &'static str) -> Checked<Option<DateTime<Utc>>> {
+    match opt_str(value, field)? {
+        None => Ok(None),
+        Some(text) => DateTime::parse_from_rfc3339(&text)
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|_| Invalid::field(InvalidReason::BadTimestamp, field, "expected an RFC 3339 timestamp")),
+    }
+}
+
+fn enum_value<T>(value: Option<Scalar<'_>>, field: &'static str, parse: fn(&str) -> Option<T>) -> Checked<T> {
+    let text = req_str(value, field)?;
+    parse(&text).ok_or_else(|| bad(field, "not one of the allowed values"))
+}
+
+/// `n` hex digits, lowercased.
+fn hex_id<'a>(value: Option<Scalar<'a>>, field: &'static str, digits: usize) -> Checked<Option<Cow<'a, str>>> {
+    let Some(text) = opt_str(value, field)? else { return Ok(None) };
+    if text.len() != digits || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad(field, "expected lowercase hex of the W3C length"));
+    }
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Ok(Some(Cow::Owned(text.to_ascii_lowercase())));
+    }
+    Ok(Some(text))
+}
+
+impl<'a> RawEvent<'a> {
+    /// Applies the contract: required fields, types, values.
+    pub(super) fn validate(self) -> Checked<Event<'a>> {
+        let event_id = req_str(self.event_id, "event_id")?;
+        let kind = req_str(self.kind, "type")?;
+        let occurred_at = timestamp(self.occurred_at, "occurred_at")?.ok_or_else(|| missing("occurred_at"))?;
+        let organization = req_str(self.organization, "organization")?;
+        let schema_version = match opt_count(&self.schema_version, "schema_version")? {
+            None => 1,
+            Some(0) => return Err(bad("schema_version", "must be >= 1")),
+            Some(v) => i64::try_from(v).map_err(|_| bad("schema_version", "too large"))?,
+        };
+        let trace_id = hex_id(self.trace_id, "trace_id", 32)?;
+        let span_id = hex_id(self.span_id, "span_id", 16)?;
+
+        let body = match EventType::from_name(&kind) {
+            EventType::LlmRun => Body::LlmRun(LlmRun {
+                run_id: req_str(self.run_id, "run_id")?,
+                intent: req_str(self.intent, "intent")?,
+                outcome: enum_value(self.outcome, "outcome", LlmOutcome::parse)?,
+                latency_ms: opt_number(&self.latency_ms, "latency_ms")?.ok_or_else(|| missing("latency_ms"))?,
+                tokens_prompt: opt_count(&self.tokens_prompt, "tokens_prompt")?,
+                tokens_completion: opt_count(&self.tokens_completion, "tokens_completion")?,
+                model: opt_str(self.model, "model")?,
+                failure_reason: opt_str(self.failure_reason, "failure_reason")?,
+                automation_id: opt_str(self.automation_id, "automation_id")?,
+            }),
+            EventType::IntegrationCall => Body::IntegrationCall(IntegrationCall {
+                integration: req_str(self.integration, "integration")?,
+                outcome: enum_value(self.outcome, "outcome", IntegrationOutcome::parse)?,
+                latency_ms: opt_number(&self.latency_ms, "latency_ms")?,
+                status_code: opt_count(&self.status_code, "status_code")?,
+                error: opt_str(self.error, "error")?,
+                automation_id: opt_str(self.automation_id, "automation_id")?,
+            }),
+            EventType::AutomationRun => Body::AutomationRun(AutomationRun {
+                automation_id: req_str(self.automation_id, "automation_id")?,
+                automation_version: match self.automation_version {
+                    Some(Scalar::Str(_)) => req_str(self.automation_version, "automation_version")?,
+                    ref other => match opt_count(other, "automation_version")? {
+                        Some(v) => Cow::Owned(v.to_string()),
+                        None => return Err(missing("automation_version")),
+                    },
+                },
+                outcome: enum_value(self.outcome, "outcome", AutomationOutcome::parse)?,
+                duration_ms: opt_number(&self.duration_ms, "duration_ms")?,
+                trigger: opt_str(self.trigger, "trigger")?,
+            }),
+            EventType::RequestLifecycle => Body::RequestLifecycle(RequestLifecycle {
+                request_id: req_str(self.request_id, "request_id")?,
+                stage: enum_value(self.stage, "stage", Stage::parse)?,
+                intake_at: timestamp(self.intake_at, "intake_at")?,
+                channel: opt_str(self.channel, "channel")?,
+            }),
+            EventType::Unknown => Body::Unknown { type_name: kind },
+        };
+        Ok(Event { event_id, occurred_at, organization, schema_version, trace_id, span_id, body })
+    }
+}

@@ -1,0 +1,4 @@
+pub mod decode;
+pub mod derive;
+pub mod source;
+pub mod telemetry;

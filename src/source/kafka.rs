@@ -1,0 +1,388 @@
+//! The Kafka source: one consumer (one consumer group) per pipeline, polled on its own thread.
+//!
+//! The thread owns the consumer and does everything that touches it: polling, cutting batches, pausing
+//! the assignment while the pipeline is full (Kafka is the buffer: nothing piles up in memory and the group
+//! membership stays alive), storing offsets as batches complete, and the final commit on revoke and on
+//! shutdown. `enable.auto.offset.store` is always false: an offset is stored only through the
+//! [`OffsetTracker`], after every pipeline stage is done with the record.
+
+use super::offsets::{OffsetTracker, Segment, TopicPartition};
+use super::{Acknowledge, Batch, BatchRef, Origin, Outputs, Record, SourceError, SourceSummary};
+use crate::telemetry::events::KafkaClientError;
+use crate::telemetry::SelfMetrics;
+use parking_lot::Mutex;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::error::TrySendError;
+
+/// Everything the Kafka source needs to know.
+#[derive(Debug, Clone)]
+pub struct KafkaSourceSettings {
+    /// Which pipeline it serves (a label, and part of log lines).
+    pub pipeline: &'static str,
+    /// librdkafka properties, already merged (`bootstrap.servers`, `group.id`, SASL/TLS, tuning).
+    pub properties: Vec<(String, String)>,
+    /// Topics to subscribe to.
+    pub topics: Vec<String>,
+    /// A batch is cut at this many records...
+    pub batch_max_records: usize,
+    /// ...or when its first record has waited this long.
+    pub batch_max_wait: Duration,
+    /// How long a revoke waits for in-flight batches of the revoked partitions before giving them up.
+    pub revoke_drain: Duration,
+    /// How long shutdown waits for in-flight batches before the final commit.
+    pub shutdown_drain: Duration,
+}
+
+/// Builds the librdkafka configuration of a consumer: `user` properties first, then what the source's
+/// correctness depends on, which no property can override.
+pub fn consumer_properties(brokers: &str, group_id: &str, user: &[(String, String)]) -> Vec<(String, String)> {
+    let mut props: Vec<(String, String)> = vec![
+        ("bootstrap.servers".into(), brokers.into()),
+        ("group.id".into(), group_id.into()),
+        ("auto.offset.reset".into(), "earliest".into()),
+        ("enable.partition.eof".into(), "false".into()),
+        ("statistics.interval.ms".into(), "5000".into()),
+        ("fetch.wait.max.ms".into(), "100".into()),
+    ];
+    for (k, v) in user {
+        props.retain(|(key, _)| key != k);
+        props.push((k.clone(), v.clone()));
+    }
+    for (k, v) in [("enable.auto.offset.store", "false"), ("enable.auto.commit", "true")] {
+        props.retain(|(key, _)| key != k);
+        props.push((k.into(), v.into()));
+    }
+    props
+}
+
+/// Tracker and completions, shared by the poll loop and the rebalance callbacks (same thread).
+struct Shared {
+    tracker: OffsetTracker,
+    acks: std_mpsc::Receiver<Vec<Segment>>,
+}
+
+/// The consumer's context: rebalance and statistics callbacks.
+pub struct SourceContext {
+    pipeline: &'static str,
+    shared: Mutex<Shared>,
+    metrics: Arc<SelfMetrics>,
+    ready: Arc<AtomicBool>,
+    revoke_drain: Duration,
+}
+
+impl ClientContext for SourceContext {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                if *partition < 0 {
+                    continue;
+                }
+                let lag = if p.consumer_lag_stored >= 0 { p.consumer_lag_stored } else { p.consumer_lag };
+                if lag >= 0 {
+                    let partition = partition.to_string();
+                    self.metrics.consumer_lag.with_label_values(&[self.pipeline, topic, &partition]).set(lag);
+                }
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let _ = reason;
+        KafkaClientError { pipeline: self.pipeline, error: &error }.emit(&self.metrics);
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(list) = rebalance else { return };
+        let revoked: Vec<TopicPartition> =
+            list.elements().iter().map(|e| (Arc::from(e.topic()), e.partition())).collect();
+        let mut shared = self.shared.lock();
+        // Give the pipeline a moment to finish what it holds of these partitions, so that the new owner
+        // does not read them again.
+        let deadline = Instant::now() + self.revoke_drain;
+        loop {
+            drain_acks(consumer, &mut shared, None);
+            if revoked.iter().all(|tp| shared.tracker.in_flight(tp) == 0) || Instant::now() >= deadline {
+                break;
+            }
+            if let Ok(segments) = shared.acks.recv_timeout(Duration::from_millis(20)) {
+                store(consumer, &mut shared.tracker, &segments);
+            }
+        }
+        let abandoned: usize = revoked.iter().map(|tp| shared.tracker.in_flight(tp)).sum();
+        for tp in &revoked {
+            shared.tracker.revoke(tp);
+            let _ = self.metrics.consumer_lag.remove_label_values(&[self.pipeline, &tp.0, &tp.1.to_string()]);
+        }
+        // librdkafka commits the stored offsets of revoked partitions itself (auto commit is on); commit
+        // here too so that it happens before the new owner fetches.
+        if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+            if !matches!(error, KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) {
+                KafkaClientError { pipeline: self.pipeline, error: &error }.emit(&self.metrics);
+            }
+        }
+        tracing::info!(pipeline = self.pipeline, partitions = revoked.len(), abandoned_batches = abandoned, "partitions revoked");
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                let mut shared = self.shared.lock();
+                for e in list.elements() {
+                    shared.tracker.assign((Arc::from(e.topic()), e.partition()));
+                }
+                let count = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+                self.metrics.assigned_partitions.with_label_values(&[self.pipeline]).set(count as i64);
+                self.ready.store(true, Ordering::Release);
+                tracing::info!(pipeline = self.pipeline, assigned = list.count(), total = count, "partitions assigned");
+            }
+            Rebalance::Revoke(_) => {
+                let count = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+                self.metrics.assigned_partitions.with_label_values(&[self.pipeline]).set(count as i64);
+            }
+            Rebalance::Error(error) => {
+                KafkaClientError { pipeline: self.pipeline, error }.emit(&self.metrics);
+            }
+        }
+    }
+}
+
+/// Marks finished segments complete and stores the offsets that moved.
+fn store(consumer: &BaseConsumer<SourceContext>, tracker: &mut OffsetTracker, segments: &[Segment]) {
+    let mut list = TopicPartitionList::new();
+    for segment in segments {
+        if let Some(offset) = tracker.complete(segment) {
+            // A later segment of the same partition in this list overrides an earlier one.
+            let _ = list.add_partition_offset(&segment.topic, segment.partition, Offset::Offset(offset));
+        }
+    }
+    if list.count() > 0 {
+        if let Err(error) = consumer.store_offsets(&list) {
+            // Only fails for partitions no longer assigned, whose records the new owner reads again.
+            tracing::debug!(%error, "offsets not stored");
+        }
+    }
+}
+
+/// Applies every completion that has arrived; with a deadline, waits for more until nothing is in flight.
+fn drain_acks(consumer: &BaseConsumer<SourceContext>, shared: &mut Shared, until: Option<Instant>) {
+    loop {
+        while let Ok(segments) = shared.acks.try_recv() {
+            store(consumer, &mut shared.tracker, &segments);
+        }
+        let Some(deadline) = until else { return };
+        if shared.tracker.total_in_flight() == 0 || Instant::now() >= deadline {
+            return;
+        }
+        if let Ok(segments) = shared.acks.recv_timeout(Duration::from_millis(20)) {
+            store(consumer, &mut shared.tracker, &segments);
+        }
+    }
+}
+
+/// Sends the batch's segments back to the source thread.
+struct KafkaAck {
+    segments: Vec<Segment>,
+    tx: std_mpsc::Sender<Vec<Segment>>,
+}
+
+impl Acknowledge for KafkaAck {
+    fn acknowledge(self: Box<Self>, _records: &[Record]) {
+        // The source thread is gone only after shutdown, when nothing more can be stored anyway.
+        let _ = self.tx.send(self.segments);
+    }
+}
+
+/// A Kafka source, ready to run.
+pub struct KafkaSource {
+    settings: KafkaSourceSettings,
+    consumer: BaseConsumer<SourceContext>,
+    acks_tx: std_mpsc::Sender<Vec<Segment>>,
+    metrics: Arc<SelfMetrics>,
+}
+
+impl KafkaSource {
+    /// Creates the consumer and subscribes; `ready` turns true at the first assignment.
+    pub fn new(settings: KafkaSourceSettings, metrics: Arc<SelfMetrics>, ready: Arc<AtomicBool>) -> Result<Self, SourceError> {
+        let (acks_tx, acks) = std_mpsc::channel();
+        let context = SourceContext {
+            pipeline: settings.pipeline,
+            shared: Mutex::new(Shared { tracker: OffsetTracker::new(), acks }),
+            metrics: metrics.clone(),
+            ready,
+            revoke_drain: settings.revoke_drain,
+        };
+        let mut config = ClientConfig::new();
+        for (k, v) in &settings.properties {
+            config.set(k, v);
+        }
+        let consumer: BaseConsumer<SourceContext> = config.create_with_context(context)?;
+        let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        Ok(KafkaSource { settings, consumer, acks_tx, metrics })
+    }
+
+    /// Polls until `stop` is set, then drains and commits. Runs on the calling thread.
+    pub fn run(self, outputs: Outputs, stop: Arc<AtomicBool>) -> Result<SourceSummary, SourceError> {
+        let KafkaSource { settings, consumer, acks_tx, metrics } = self;
+        let tx = outputs.single().clone();
+        drop(outputs);
+        let mut topics: HashMap<String, Arc<str>> = HashMap::new();
+        let mut current: Vec<Record> = Vec::with_capacity(settings.batch_max_records);
+        let mut first_at = Instant::now();
+        let mut pending: Option<BatchRef> = None;
+        let mut paused = false;
+        let mut batch_seq = 0u64;
+        let mut summary = SourceSummary::default();
+
+        while !stop.load(Ordering::Acquire) {
+            drain_acks(&consumer, &mut consumer.context().shared.lock(), None);
+
+            // A full pipeline: keep the group alive, fetch nothing, retry the hand-over.
+            if let Some(batch) = pending.take() {
+                match tx.try_send(batch) {
+                    Ok(()) => {
+                        if paused {
+                            if let Ok(assignment) = consumer.assignment() {
+                                let _ = consumer.resume(&assignment);
+                            }
+                            paused = false;
+                        }
+                    }
+                    Err(TrySendError::Full(batch)) => {
+                        pending = Some(batch);
+                        if !paused {
+                            if let Ok(assignment) = consumer.assignment() {
+                                let _ = consumer.pause(&assignment);
+                            }
+                            paused = true;
+                        }
+                    }
+                    Err(TrySendError::Closed(_)) => break,
+                }
+            }
+
+            // Partitions assigned while paused are not paused: stop them too once a batch is waiting.
+            if pending.is_some() && current.len() >= settings.batch_max_records {
+                if let Ok(assignment) = consumer.assignment() {
+                    let _ = consumer.pause(&assignment);
+                }
+                paused = true;
+            }
+            let wait = if current.is_empty() {
+                Duration::from_millis(100)
+            } else {
+                settings.batch_max_wait.saturating_sub(first_at.elapsed())
+            };
+            match consumer.poll(if pending.is_some() { Duration::from_millis(20) } else { wait }) {
+                Some(Ok(message)) => {
+                    if current.is_empty() {
+                        first_at = Instant::now();
+                    }
+                    let topic = match topics.get(message.topic()) {
+                        Some(t) => t.clone(),
+                        None => {
+                            let t: Arc<str> = Arc::from(message.topic());
+                            topics.insert(message.topic().to_owned(), t.clone());
+                            t
+                        }
+                    };
+                    let headers = message
+                        .headers()
+                        .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect())
+                        .unwrap_or_default();
+                    current.push(Record {
+                        payload: message.payload().unwrap_or_default().to_vec(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        headers,
+                        origin: Origin::Kafka { topic, partition: message.partition(), offset: message.offset() },
+                    });
+                }
+                Some(Err(error)) => KafkaClientError { pipeline: settings.pipeline, error: &error }.emit(&metrics),
+                None => {}
+            }
+
+            let cut = current.len() >= settings.batch_max_records
+                || (!current.is_empty() && first_at.elapsed() >= settings.batch_max_wait);
+            if cut && pending.is_none() {
+                batch_seq += 1;
+                let records = std::mem::replace(&mut current, Vec::with_capacity(settings.batch_max_records));
+                if let Some(batch) = begin_batch(&consumer, &acks_tx, batch_seq, records) {
+                    summary.records += batch.records().len() as u64;
+                    pending = Some(batch);
+                }
+            }
+        }
+
+        // Shutdown: hand over what was read (if the pipeline takes it in time), then wait for completions.
+        let deadline = Instant::now() + settings.shutdown_drain;
+        if !current.is_empty() && pending.is_none() {
+            batch_seq += 1;
+            pending = begin_batch(&consumer, &acks_tx, batch_seq, std::mem::take(&mut current));
+        }
+        while let Some(batch) = pending.take() {
+            match tx.try_send(batch) {
+                Ok(()) => {}
+                Err(TrySendError::Full(batch)) if Instant::now() < deadline => {
+                    pending = Some(batch);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(_) => break,
+            }
+        }
+        drop(tx);
+        drain_acks(&consumer, &mut consumer.context().shared.lock(), Some(deadline));
+        let left = consumer.context().shared.lock().tracker.total_in_flight();
+        if left > 0 {
+            tracing::warn!(pipeline = settings.pipeline, batches = left, "shutdown deadline passed with batches in flight; they will be read again");
+        }
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => {}
+            Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => KafkaClientError { pipeline: settings.pipeline, error: &error }.emit(&metrics),
+        }
+        consumer.unsubscribe();
+        tracing::info!(pipeline = settings.pipeline, records = summary.records, "kafka source stopped");
+        Ok(summary)
+    }
+}
+
+/// Registers a batch's segments with the tracker; records of partitions no longer assigned are dropped
+/// (their new owner reads them). `None` when nothing is left.
+fn begin_batch(
+    consumer: &BaseConsumer<SourceContext>,
+    acks_tx: &std_mpsc::Sender<Vec<Segment>>,
+    seq: u64,
+    mut records: Vec<Record>,
+) -> Option<BatchRef> {
+    let mut shared = consumer.context().shared.lock();
+    let mut last: HashMap<TopicPartition, i64> = HashMap::new();
+    records.retain(|r| match &r.origin {
+        Origin::Kafka { topic, partition, .. } => shared.tracker.generation(&(topic.clone(), *partition)).is_some(),
+        _ => false,
+    });
+    for r in &records {
+        if let Origin::Kafka { topic, partition, offset } = &r.origin {
+            last.insert((topic.clone(), *partition), *offset);
+        }
+    }
+    if records.is_empty() {
+        return None;
+    }
+    let segments: Vec<Segment> =
+        last.into_iter().filter_map(|(tp, offset)| shared.tracker.begin(&tp, seq, offset)).collect();
+    let ack = KafkaAck { segments, tx: acks_tx.clone() };
+    let batch = Batch::new(records, 1, Some(Box::new(ack)));
+    Some(BatchRef(batch))
+}

@@ -1,0 +1,163 @@
+//! Source: where records come from, and how their completion flows back.
+//!
+//! A source runs on its own OS thread and hands [`Batch`]es to one or more pipelines. A Kafka source serves
+//! exactly one pipeline (each pipeline is its own consumer group); the file and generator sources serve every
+//! pipeline at once (fan-out), since a file or stdin can be read only once.
+//!
+//! Completion: each pipeline calls [`BatchRef::done`] when it has finished with every record of the batch
+//! (derived, accepted by every sink, or dead-lettered). When every pipeline that got the batch has done so,
+//! the batch's [`Acknowledge`] runs; for Kafka it marks the batch's offsets complete in the
+//! [`offsets::OffsetTracker`]. A `BatchRef` dropped without `done` acknowledges nothing, so those records
+//! are read again after a restart: that is the at-least-once rule.
+
+pub mod file;
+pub mod generator;
+pub mod kafka;
+pub mod offsets;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Where a record came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A Kafka record.
+    Kafka { topic: Arc<str>, partition: i32, offset: i64 },
+    /// A line of a JSONL file (`path` is `-` for stdin); lines count from 1.
+    File { path: Arc<str>, line: u64 },
+    /// The n-th event of the synthetic generator, from 0.
+    Generator { seq: u64 },
+}
+
+impl Origin {
+    /// The value of the `topic` label of self metrics: the topic, or `(file)` / `(generator)`.
+    pub fn topic_label(&self) -> &str {
+        match self {
+            Origin::Kafka { topic, .. } => topic,
+            Origin::File { .. } => "(file)",
+            Origin::Generator { .. } => "(generator)",
+        }
+    }
+}
+
+/// One record as read, before decoding.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The bytes of the event, untouched.
+    pub payload: Vec<u8>,
+    /// The Kafka key, if any.
+    pub key: Option<Vec<u8>>,
+    /// Kafka headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+impl Record {
+    /// A record with no key and no headers.
+    pub fn new(payload: Vec<u8>, origin: Origin) -> Self {
+        Record { payload, key: None, headers: Vec::new(), origin }
+    }
+
+    /// The value of the first header with this name.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
+    }
+
+    /// The W3C `traceparent` header.
+    pub fn traceparent(&self) -> Option<&[u8]> {
+        self.header("traceparent")
+    }
+}
+
+/// What runs once every pipeline that got a batch is done with it.
+pub trait Acknowledge: Send + Sync {
+    /// Called exactly once, from whichever pipeline finished last.
+    fn acknowledge(self: Box<Self>, records: &[Record]);
+}
+
+/// A batch of records shared by the pipelines it was sent to.
+pub struct Batch {
+    /// The records, in source order (per Kafka partition: ascending offsets).
+    pub records: Vec<Record>,
+    remaining: AtomicUsize,
+    ack: parking_lot::Mutex<Option<Box<dyn Acknowledge>>>,
+}
+
+impl Batch {
+    /// Wraps records for `consumers` pipelines; `ack` runs when all of them are done.
+    pub fn new(records: Vec<Record>, consumers: usize, ack: Option<Box<dyn Acknowledge>>) -> Arc<Batch> {
+        Arc::new(Batch { records, remaining: AtomicUsize::new(consumers), ack: parking_lot::Mutex::new(ack) })
+    }
+}
+
+/// One pipeline's handle on a shared batch.
+pub struct BatchRef(Arc<Batch>);
+
+impl BatchRef {
+    /// The records.
+    pub fn records(&self) -> &[Record] {
+        &self.0.records
+    }
+
+    /// This pipeline is finished with every record of the batch.
+    pub fn done(self) {
+        if self.0.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(ack) = self.0.ack.lock().take() {
+                ack.acknowledge(&self.0.records);
+            }
+        }
+    }
+}
+
+/// The sending side a source writes to: one channel per pipeline it serves.
+#[derive(Clone)]
+pub struct Outputs(Vec<mpsc::Sender<BatchRef>>);
+
+impl Outputs {
+    /// Outputs to these pipelines.
+    pub fn new(senders: Vec<mpsc::Sender<BatchRef>>) -> Self {
+        Outputs(senders)
+    }
+
+    /// How many pipelines get each batch.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is no pipeline at all.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Sends a batch to every pipeline, waiting while a pipeline is full. Returns false when a pipeline has
+    /// gone away (shutdown).
+    pub fn send_blocking(&self, records: Vec<Record>, ack: Option<Box<dyn Acknowledge>>) -> bool {
+        let batch = Batch::new(records, self.0.len(), ack);
+        self.0.iter().all(|tx| tx.blocking_send(BatchRef(batch.clone())).is_ok())
+    }
+
+    /// The first sender (the Kafka source serves exactly one pipeline).
+    pub(crate) fn single(&self) -> &mpsc::Sender<BatchRef> {
+        &self.0[0]
+    }
+}
+
+/// What a source reports when it ends.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SourceSummary {
+    /// Records read.
+    pub records: u64,
+}
+
+/// Why a source failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot open {path}: {source}")]
+    Open { path: String, source: std::io::Error },
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("kafka consumer: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}

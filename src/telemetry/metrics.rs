@@ -1,0 +1,120 @@
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+
+/// The daemon's own metrics (`hestyna_obsd_*`), in their own registry.
+pub struct SelfMetrics {
+    registry: Registry,
+    /// Records read, by pipeline and topic (`(file)` / `(generator)` for those sources).
+    pub events_received: IntCounterVec,
+    /// Records that broke the event contract, by pipeline and reason.
+    pub events_invalid: IntCounterVec,
+    /// Valid records a pipeline did not use, by pipeline and reason (`unknown_type`, ...).
+    pub events_ignored: IntCounterVec,
+    /// Events a metric rule matched but could not derive a value from, by metric and reason.
+    pub rule_skipped: IntCounterVec,
+    /// Records written to the dead-letter destination, by pipeline and reason.
+    pub dead_letters: IntCounterVec,
+    /// Failed attempts to write dead letters (retried), by pipeline.
+    pub dead_letter_errors: IntCounterVec,
+    /// Records accepted by a sink, by sink.
+    pub sink_records: IntCounterVec,
+    /// Failed sink writes (retried), by sink.
+    pub sink_errors: IntCounterVec,
+    /// Consumer lag against the stored offset, by pipeline, topic and partition.
+    pub consumer_lag: IntGaugeVec,
+    /// Partitions assigned to this instance, by pipeline.
+    pub assigned_partitions: IntGaugeVec,
+    /// Errors reported by the Kafka client, by pipeline.
+    pub kafka_errors: IntCounterVec,
+    /// Derived series currently held, by metric.
+    pub derived_series: IntGaugeVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("self metric definitions are valid");
+    registry.register(Box::new(metric.clone())).expect("self metric names are unique");
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("self metric definitions are valid");
+    registry.register(Box::new(metric.clone())).expect("self metric names are unique");
+    metric
+}
+
+impl SelfMetrics {
+    /// Registers every self metric.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let build_info = gauge(
+            &r,
+            "hestyna_obsd_build_info",
+            "Build of the running daemon; always 1.",
+            &["version", "commit"],
+        );
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("HESTYNA_OBSD_COMMIT").unwrap_or("unknown")]).set(1);
+        SelfMetrics {
+            events_received: counter(&r, "hestyna_obsd_events_received_total", "Records read.", &["pipeline", "topic"]),
+            events_invalid: counter(
+                &r,
+                "hestyna_obsd_events_invalid_total",
+                "Records that broke the event contract.",
+                &["pipeline", "reason"],
+            ),
+            events_ignored: counter(
+                &r,
+                "hestyna_obsd_events_ignored_total",
+                "Valid records a pipeline did not use.",
+                &["pipeline", "reason"],
+            ),
+            rule_skipped: counter(
+                &r,
+                "hestyna_obsd_rule_skipped_total",
+                "Events a metric rule matched but could not take a value from.",
+                &["metric", "reason"],
+            ),
+            dead_letters: counter(
+                &r,
+                "hestyna_obsd_dead_letters_total",
+                "Records written to the dead-letter destination.",
+                &["pipeline", "reason"],
+            ),
+            dead_letter_errors: counter(
+                &r,
+                "hestyna_obsd_dead_letter_errors_total",
+                "Failed attempts to write dead letters (retried).",
+                &["pipeline"],
+            ),
+            sink_records: counter(&r, "hestyna_obsd_sink_records_total", "Records accepted by a sink.", &["sink"]),
+            sink_errors: counter(&r, "hestyna_obsd_sink_errors_total", "Failed sink writes (retried).", &["sink"]),
+            consumer_lag: gauge(
+                &r,
+                "hestyna_obsd_consumer_lag",
+                "Records between the stored offset and the partition's high watermark.",
+                &["pipeline", "topic", "partition"],
+            ),
+            assigned_partitions: gauge(
+                &r,
+                "hestyna_obsd_assigned_partitions",
+                "Kafka partitions assigned to this instance.",
+                &["pipeline"],
+            ),
+            kafka_errors: counter(&r, "hestyna_obsd_kafka_errors_total", "Errors reported by the Kafka client.", &["pipeline"]),
+            derived_series: gauge(&r, "hestyna_obsd_derived_series", "Derived series currently held.", &["metric"]),
+            registry: r,
+        }
+    }
+
+    /// Appends the Prometheus text exposition of every self metric.
+    pub fn render(&self, out: &mut String) {
+        let families = self.registry.gather();
+        // The text encoder only fails on invalid metric families, which `new` cannot build.
+        let text = prometheus::TextEncoder::new().encode_to_string(&families).unwrap_or_default();
+        out.push_str(&text);
+    }
+}
+
+impl Default for SelfMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
