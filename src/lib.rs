@@ -1,4 +1,25 @@
+//! hestyna-obsd: Hestyna's events in, Prometheus metrics and SIEM records out.
+//!
+//! The crate follows the data's path; each stage is a module of the same name (see ARCHITECTURE.md):
+//!
+//! - [`source`]: Kafka (a consumer group per pipeline), a JSONL file or stdin, or the synthetic generator;
+//!   batches, acknowledgements and offsets.
+//! - [`decode`]: bytes -> a validated [`decode::Event`], or an [`decode::Invalid`] with its reason.
+//! - [`derive`]: events -> Prometheus series, by rules compiled into a plan.
+//! - [`forward`]: events -> enriched JSON documents -> SIEM sinks.
+//! - [`deadletter`]: where invalid (and rejected) records go, before their offsets are stored.
+//! - [`pipeline`]: the metrics and forward pipelines that run those stages on each batch.
+//! - [`http`]: `/metrics`, `/livez`, `/readyz`.
+//! - [`config`], [`telemetry`], [`app`] (wiring and subcommands), [`cli`].
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod deadletter;
 pub mod decode;
 pub mod derive;
+pub mod forward;
+pub mod http;
+pub mod pipeline;
 pub mod source;
 pub mod telemetry;

@@ -41,7 +41,10 @@ pub fn init_logging(format: LogFormat, level: &str) -> Result<(), TelemetryError
         _ => level.to_owned(),
     };
     let filter = EnvFilter::try_new(&filter).map_err(|source| TelemetryError::Filter { filter, source })?;
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let result = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),

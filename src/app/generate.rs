@@ -1,0 +1,99 @@
+//! `generate`: synthetic events to a Kafka topic or a JSONL file.
+
+use super::AppError;
+use crate::source::generator::{EventGenerator, Generated, GeneratorSettings};
+use indicatif::{ProgressBar, ProgressStyle};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::util::Timeout;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// Where generated events go.
+pub enum Target {
+    /// A Kafka topic, with these producer properties (`bootstrap.servers` included).
+    Kafka { properties: Vec<(String, String)>, topic: String },
+    /// A JSONL file (`-` for stdout).
+    File(String),
+}
+
+/// Generates `settings.count` events (required) into `target`, with a progress bar on stderr when
+/// `progress` is set. Returns how many were written.
+pub fn generate(settings: GeneratorSettings, target: Target, progress: bool) -> Result<u64, AppError> {
+    let count = settings.count.ok_or_else(|| AppError::Usage("generate needs --count".into()))?;
+    let rate = settings.rate;
+    let bar = if progress { ProgressBar::new(count) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} events ({per_sec}, eta {eta})")
+            .expect("constant template"),
+    );
+    let started = Instant::now();
+    let pace = |n: u64| {
+        if rate > 0.0 {
+            let due = Duration::from_secs_f64(n as f64 / rate);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    };
+    let events = EventGenerator::new(settings);
+    let written = match target {
+        Target::Kafka { properties, topic } => {
+            let mut config = rdkafka::ClientConfig::new();
+            config.set("linger.ms", "20").set("acks", "all").set("compression.type", "lz4");
+            for (k, v) in &properties {
+                config.set(k, v);
+            }
+            let producer: ThreadedProducer<DefaultProducerContext> = config.create()?;
+            let mut n = 0u64;
+            for Generated { key, payload, headers } in events {
+                let mut owned = OwnedHeaders::new();
+                for (k, v) in &headers {
+                    owned = owned.insert(Header { key: k, value: Some(v.as_bytes()) });
+                }
+                let mut record = BaseRecord::to(&topic).key(key.as_bytes()).payload(payload.as_slice()).headers(owned);
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                            record = back;
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                        Err((e, _)) => return Err(e.into()),
+                    }
+                }
+                n += 1;
+                if n % 256 == 0 {
+                    bar.set_position(n);
+                    pace(n);
+                }
+            }
+            producer.flush(Timeout::After(Duration::from_secs(60)))?;
+            n
+        }
+        Target::File(path) => {
+            let out: Box<dyn Write> = if path == "-" {
+                Box::new(std::io::stdout().lock())
+            } else {
+                Box::new(std::fs::File::create(&path).map_err(|source| AppError::Io { context: format!("cannot create {path}"), source })?)
+            };
+            let mut out = std::io::BufWriter::new(out);
+            let mut n = 0u64;
+            for g in events {
+                out.write_all(&g.payload)
+                    .and_then(|_| out.write_all(b"\n"))
+                    .map_err(|source| AppError::Io { context: format!("cannot write {path}"), source })?;
+                n += 1;
+                if n % 256 == 0 {
+                    bar.set_position(n);
+                    pace(n);
+                }
+            }
+            out.flush().map_err(|source| AppError::Io { context: format!("cannot write {path}"), source })?;
+            n
+        }
+    };
+    bar.set_position(written);
+    bar.finish();
+    Ok(written)
+}

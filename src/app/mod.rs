@@ -1,0 +1,351 @@
+//! App: wiring the stages into the running daemon, and the other subcommands.
+//!
+//! Start-up order (anything that can fail does so before a record is read): configuration (by the
+//! caller), logging, rules, credentials, dead-letter destination, sinks, HTTP listener, pipelines, and
+//! last the sources. Shutdown runs the other way: sources stop reading, pipelines finish what they hold
+//! (within `shutdown.drain_timeout_secs`), Kafka sources store and commit, the HTTP server stops.
+
+pub mod generate;
+pub mod replay;
+
+use crate::config::{Config, DeadLetterKind, SourceKind};
+use crate::deadletter::{DeadLetter, DeadLetterError};
+use crate::derive::{default_rules, DeriveError, Plan, Store};
+use crate::forward::{build_sinks, Enricher, HostInfo};
+use crate::http::{BasicAuth, HttpError, HttpState, DEMO_PASSWORD};
+use crate::pipeline::forward::ForwardPipeline;
+use crate::pipeline::metrics::MetricsPipeline;
+use crate::pipeline::{Health, Progress, Shutdown};
+use crate::source::file::FileSource;
+use crate::source::generator::{GeneratorSettings, GeneratorSource};
+use crate::source::kafka::{consumer_properties, KafkaSource, KafkaSourceSettings};
+use crate::source::{Outputs, SourceError, SourceSummary};
+use crate::telemetry::SelfMetrics;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Why the daemon (or a subcommand) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("invalid metric rules:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Rules(Vec<DeriveError>),
+    #[error("the public demo password is configured for {users:?} while /metrics listens on {addr}, which is not loopback: set real credentials")]
+    DemoPasswordExposed { users: Vec<String>, addr: std::net::SocketAddr },
+    #[error("dead-letter destination: {0}")]
+    DeadLetter(#[from] DeadLetterError),
+    #[error(transparent)]
+    Sink(#[from] crate::forward::sink::SinkBuildError),
+    #[error("source: {0}")]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl AppError {
+    /// The process exit code: 64 (EX_USAGE) for configuration and usage errors, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AppError::Config(_) | AppError::Rules(_) | AppError::Usage(_) => 64,
+            _ => 1,
+        }
+    }
+}
+
+/// How `run` behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Stop once every source has ended and everything is drained (`replay`), instead of serving until a
+    /// signal.
+    pub exit_when_sources_end: bool,
+    /// Serve HTTP.
+    pub http: bool,
+    /// Print the start-up banner (where to look, a ready `curl` line).
+    pub banner: bool,
+}
+
+/// What a finished run leaves.
+pub struct RunReport {
+    /// Records read by the sources.
+    pub source_records: u64,
+    /// The metrics pipeline's counters, if it ran.
+    pub metrics: Option<Arc<Progress>>,
+    /// The forward pipeline's counters, if it ran.
+    pub forward: Option<Arc<Progress>>,
+    /// The derived series.
+    pub store: Arc<parking_lot::Mutex<Store>>,
+    /// Self metrics.
+    pub self_metrics: Arc<SelfMetrics>,
+}
+
+/// Compiles the metric rules.
+pub fn compile_rules() -> Result<Plan, AppError> {
+    Plan::compile(&default_rules()).map_err(AppError::Rules)
+}
+
+fn generator_settings(config: &Config) -> GeneratorSettings {
+    let g = &config.source.generator;
+    GeneratorSettings {
+        seed: g.seed,
+        count: (g.count > 0).then_some(g.count),
+        rate: g.rate,
+        organizations: g.organizations,
+        invalid_ratio: g.invalid_ratio,
+        unknown_ratio: g.unknown_ratio,
+        start: chrono::DateTime::parse_from_rfc3339(&g.start)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .unwrap_or_else(|_| chrono::Utc::now()),
+        ..GeneratorSettings::default()
+    }
+}
+
+type SourceThread = std::thread::JoinHandle<Result<SourceSummary, SourceError>>;
+
+fn spawn_source<F>(name: &str, body: F) -> Result<SourceThread, AppError>
+where
+    F: FnOnce() -> Result<SourceSummary, SourceError> + Send + 'static,
+{
+    std::thread::Builder::new()
+        .name(format!("source-{name}"))
+        .spawn(body)
+        .map_err(|source| AppError::Io { context: "cannot start a source thread".into(), source })
+}
+
+/// Runs the daemon until a signal (or, with `exit_when_sources_end`, until the sources end).
+pub async fn run(config: Config, options: RunOptions) -> Result<RunReport, AppError> {
+    run_observed(config, options, Default::default(), Default::default()).await
+}
+
+/// [`run`], with the pipelines' progress counters supplied by the caller (to watch them while it runs).
+pub async fn run_observed(
+    config: Config,
+    options: RunOptions,
+    metrics_progress: Arc<Progress>,
+    forward_progress: Arc<Progress>,
+) -> Result<RunReport, AppError> {
+    let self_metrics = Arc::new(SelfMetrics::new());
+    let plan = Arc::new(compile_rules()?);
+    let store = Arc::new(parking_lot::Mutex::new(plan.new_store()));
+
+    let auth = Arc::new(BasicAuth::new(config.http.basic_auth_users.clone()));
+    let demo_users: Vec<String> = auth.demo_users().into_iter().map(str::to_owned).collect();
+    if options.http && !demo_users.is_empty() && !config.http.listen.ip().is_loopback() {
+        return Err(AppError::DemoPasswordExposed { users: demo_users, addr: config.http.listen });
+    }
+
+    let dead_letter = Arc::new(match config.dead_letter.kind {
+        DeadLetterKind::Kafka => DeadLetter::kafka(&config.kafka.producer_properties(), &config.dead_letter.topic)?,
+        DeadLetterKind::File => DeadLetter::file(&config.dead_letter.path)?,
+    });
+    let pipes = &config.pipelines;
+    let sinks = if pipes.forward.enabled { build_sinks(&config.forward.sinks)? } else { Vec::new() };
+
+    let listener = match options.http {
+        true => Some(crate::http::bind(config.http.listen).await?),
+        false => None,
+    };
+    let shutdown = Shutdown::new(Duration::from_secs(config.shutdown.drain_timeout_secs));
+    let health = Arc::new(Health::default());
+
+    // Pipelines.
+    let queue = config.source.queue_batches.max(1);
+    let mut tasks = Vec::new();
+    let mut senders = Vec::new();
+    let (metrics_progress, forward_progress) =
+        (pipes.metrics.enabled.then_some(metrics_progress), pipes.forward.enabled.then_some(forward_progress));
+    if let Some(progress) = metrics_progress.clone() {
+        let (tx, rx) = mpsc::channel(queue);
+        let pipeline = MetricsPipeline {
+            plan: plan.clone(),
+            store: store.clone(),
+            dead_letter: Some(dead_letter.clone()),
+            metrics: self_metrics.clone(),
+            progress,
+            shutdown: shutdown.clone(),
+        };
+        tasks.push(tokio::spawn(pipeline.run(rx)));
+        senders.push((crate::pipeline::metrics::NAME, pipes.metrics.group_id.clone(), tx));
+    }
+    if let Some(progress) = forward_progress.clone() {
+        let (tx, rx) = mpsc::channel(queue);
+        let pipeline = ForwardPipeline {
+            enricher: Enricher::new(HostInfo::from_env(), &config.forward.service_name, &config.forward.environment),
+            sinks,
+            dead_letter: dead_letter.clone(),
+            owns_invalid: !pipes.metrics.enabled,
+            metrics: self_metrics.clone(),
+            progress,
+            shutdown: shutdown.clone(),
+        };
+        tasks.push(tokio::spawn(pipeline.run(rx)));
+        senders.push((crate::pipeline::forward::NAME, pipes.forward.group_id.clone(), tx));
+    }
+
+    // Sources, last.
+    let batch_max = config.source.batch_max_records;
+    let mut sources: Vec<SourceThread> = Vec::new();
+    match config.source.kind {
+        SourceKind::Kafka => {
+            for (pipeline, group_id, tx) in senders {
+                let settings = KafkaSourceSettings {
+                    pipeline,
+                    properties: consumer_properties(&config.kafka.brokers, &group_id, &config.kafka.consumer_overrides()),
+                    topics: config.kafka.topics.clone(),
+                    batch_max_records: batch_max,
+                    batch_max_wait: Duration::from_millis(config.source.batch_max_wait_ms),
+                    revoke_drain: Duration::from_millis(config.shutdown.revoke_drain_ms),
+                    shutdown_drain: shutdown.drain(),
+                };
+                let source = KafkaSource::new(settings, self_metrics.clone(), health.condition())?;
+                let stop = shutdown.flag();
+                sources.push(spawn_source(pipeline, move || source.run(Outputs::new(vec![tx]), stop))?);
+            }
+        }
+        SourceKind::File => {
+            let outputs = Outputs::new(senders.into_iter().map(|(_, _, tx)| tx).collect());
+            let source = FileSource::new(config.source.file.path.clone(), batch_max);
+            let stop = shutdown.flag();
+            sources.push(spawn_source("file", move || source.run(outputs, stop))?);
+        }
+        SourceKind::Generator => {
+            let outputs = Outputs::new(senders.into_iter().map(|(_, _, tx)| tx).collect());
+            let source = GeneratorSource::new(generator_settings(&config), batch_max);
+            let stop = shutdown.flag();
+            sources.push(spawn_source("generator", move || source.run(outputs, stop))?);
+        }
+    }
+
+    let server = listener.map(|listener| {
+        let state = HttpState { store: store.clone(), metrics: self_metrics.clone(), health: health.clone(), auth: auth.clone() };
+        tokio::spawn(crate::http::serve(listener, state, shutdown.clone()))
+    });
+    if options.banner {
+        print_banner(&config, &demo_users, auth.is_enabled(), &dead_letter);
+    }
+    tracing::info!(
+        source = ?config.source.kind,
+        metrics_pipeline = pipes.metrics.enabled,
+        forward_pipeline = pipes.forward.enabled,
+        dead_letters = %dead_letter.describe(),
+        "started"
+    );
+
+    // Wait for a signal, or for the sources to end.
+    let sources_done = async {
+        let handles: Vec<_> = sources.drain(..).collect();
+        tokio::task::spawn_blocking(move || handles.into_iter().map(|h| h.join()).collect::<Vec<_>>()).await
+    };
+    tokio::pin!(sources_done);
+    let mut joined = None;
+    tokio::select! {
+        signal = wait_for_signal() => {
+            tracing::info!(signal, "stopping");
+        }
+        results = &mut sources_done => {
+            joined = Some(results);
+        }
+    }
+    if joined.is_some() && !options.exit_when_sources_end {
+        tracing::info!("every source has ended; serving until stopped");
+        let signal = wait_for_signal().await;
+        tracing::info!(signal, "stopping");
+    }
+    shutdown.trigger();
+    let results = match joined {
+        Some(results) => results,
+        None => sources_done.await,
+    };
+    let mut source_records = 0;
+    let mut first_error = None;
+    for result in results.unwrap_or_default() {
+        match result {
+            Ok(Ok(summary)) => source_records += summary.records,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "source failed");
+                first_error.get_or_insert(AppError::Source(e));
+            }
+            Err(_) => tracing::error!("a source thread panicked"),
+        }
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    dead_letter.flush(Duration::from_secs(5));
+    if let Some(server) = server {
+        match server.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "http server failed"),
+            Err(e) => tracing::error!(error = %e, "http server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    tracing::info!(records = source_records, "stopped");
+    if let Some(error) = first_error {
+        return Err(error);
+    }
+    Ok(RunReport { source_records, metrics: metrics_progress, forward: forward_progress, store, self_metrics })
+}
+
+/// Resolves with the signal's name on SIGTERM or SIGINT.
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}
+
+fn print_banner(config: &Config, demo_users: &[String], auth: bool, dead_letter: &DeadLetter) {
+    let addr = config.http.listen;
+    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    let host = if addr.is_ipv6() && !addr.ip().is_unspecified() { format!("[{host}]") } else { host };
+    let base = format!("http://{host}:{}", addr.port());
+    let source = match config.source.kind {
+        SourceKind::Kafka => format!("kafka {} on {}", config.kafka.topics.join(","), config.kafka.brokers),
+        SourceKind::File => format!("file {}", config.source.file.path),
+        SourceKind::Generator => format!(
+            "generator ({} events/s, seed {})",
+            config.source.generator.rate, config.source.generator.seed
+        ),
+    };
+    let credentials = match (demo_users.first(), auth) {
+        (Some(user), _) => format!("-u {user}:{DEMO_PASSWORD} "),
+        (None, true) => "-u USER:PASSWORD ".to_string(),
+        (None, false) => String::new(),
+    };
+    let mut lines = vec![
+        format!("hestyna-obsd {} is running", env!("CARGO_PKG_VERSION")),
+        format!("  source        {source}"),
+        format!("  /metrics      {base}/metrics"),
+        format!("  try           curl -s {credentials}{base}/metrics | grep '^hestyna_llm_runs_total'"),
+        format!("  health        {base}/livez  {base}/readyz"),
+    ];
+    if let Some(user) = demo_users.first() {
+        lines.push(format!("  credentials   {user} / {DEMO_PASSWORD} (the public demo password: accepted on loopback only)"));
+    }
+    if config.pipelines.forward.enabled {
+        for (name, sink) in &config.forward.sinks {
+            if let crate::config::SinkConfig::File { path } = sink {
+                lines.push(format!("  SIEM ({name})    {} (tail -f it)", path.display()));
+            } else {
+                lines.push(format!("  SIEM ({name})    standard output"));
+            }
+        }
+    }
+    lines.push(format!("  dead letters  {}", dead_letter.describe()));
+    lines.push("  stop          Ctrl-C (drains, then exits)".into());
+    eprintln!("{}", lines.join("\n"));
+}

@@ -1,0 +1,191 @@
+//! The command line: `run` (default), `check-config`, `generate`, `replay`, `hash-password`.
+
+use crate::app::{self, generate::Target, AppError, RunOptions};
+use crate::config::{self, Config};
+use crate::source::generator::GeneratorSettings;
+use clap::{Args, Parser, Subcommand};
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+
+/// Consumes Hestyna's structured events from Kafka, derives Prometheus metrics per organization, intent
+/// and automation, serves them on a secured /metrics, and forwards enriched JSON logs to a SIEM.
+#[derive(Debug, Parser)]
+#[command(name = "hestyna-obsd", version, about, long_about = None)]
+pub struct Cli {
+    /// The TOML configuration; without it, the embedded demo configuration (config/demo.toml).
+    /// HESTYNA_OBSD__SECTION__KEY variables override any key.
+    #[arg(long, global = true, env = "HESTYNA_OBSD_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (the default).
+    Run,
+    /// Validate the configuration and print it with secrets masked.
+    CheckConfig,
+    /// Write synthetic Hestyna events to a Kafka topic or a JSONL file.
+    Generate(GenerateArgs),
+    /// Run a JSONL file through the pipelines, then print a summary of what was derived.
+    Replay(ReplayArgs),
+    /// Read a password on stdin and print its bcrypt hash for http.basic_auth_users.
+    HashPassword(HashPasswordArgs),
+}
+
+/// `generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// How many events.
+    #[arg(long, default_value_t = 10_000)]
+    pub count: u64,
+    /// Events per second (0: as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Seed: the same seed and --start give the same events.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// How many organizations.
+    #[arg(long, default_value_t = 8)]
+    pub organizations: usize,
+    /// Share of invalid records (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub invalid_ratio: f64,
+    /// Share of events of an unknown type (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub unknown_ratio: f64,
+    /// occurred_at of the first event (RFC 3339); default 2026-11-27T08:00:00Z.
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Write to this JSONL file (- for stdout) instead of Kafka.
+    #[arg(long, conflicts_with_all = ["topic", "brokers"])]
+    pub output: Option<String>,
+    /// The Kafka topic (default: the first of kafka.topics).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// The brokers (default: kafka.brokers).
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The JSONL file (- for stdin).
+    pub file: String,
+    /// Also print the full /metrics exposition.
+    #[arg(long)]
+    pub print_metrics: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `hash-password`.
+#[derive(Debug, Args)]
+pub struct HashPasswordArgs {
+    /// bcrypt cost (4-31); each step doubles the work.
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(4..=31))]
+    pub cost: u32,
+}
+
+/// Runs the command line. Logging is set up from the configuration before anything else happens.
+pub fn run(cli: Cli) -> Result<(), AppError> {
+    let command = cli.command.unwrap_or(Command::Run);
+    if let Command::HashPassword(args) = &command {
+        return hash_password(args.cost);
+    }
+    let config = config::load(cli.config.as_deref())?;
+    if let Command::CheckConfig = command {
+        let text = toml::to_string_pretty(&config::masked(&config)).map_err(|e| AppError::Usage(e.to_string()))?;
+        println!("{text}");
+        eprintln!("configuration OK ({})", cli.config.as_deref().map_or("embedded config/demo.toml".into(), |p| p.display().to_string()));
+        return Ok(());
+    }
+    crate::telemetry::init_logging(config.telemetry.log_format, &config.telemetry.log_level)?;
+    match command {
+        Command::Run => runtime()?.block_on(async {
+            app::run(config, RunOptions { exit_when_sources_end: false, http: true, banner: true }).await.map(drop)
+        }),
+        Command::Generate(args) => generate(&config, args),
+        Command::Replay(args) => {
+            let progress = !args.quiet && std::io::stderr().is_terminal();
+            let text = runtime()?.block_on(app::replay::replay(config, &args.file, progress, args.print_metrics))?;
+            print!("{text}");
+            Ok(())
+        }
+        Command::CheckConfig | Command::HashPassword(_) => unreachable!("handled above"),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hestyna-obsd")
+        .build()
+        .map_err(|source| AppError::Io { context: "cannot start the async runtime".into(), source })
+}
+
+fn generate(config: &Config, args: GenerateArgs) -> Result<(), AppError> {
+    let start = match &args.start {
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .map_err(|e| AppError::Usage(format!("--start: {e}")))?
+            .with_timezone(&chrono::Utc),
+        None => GeneratorSettings::default().start,
+    };
+    if !(0.0..=1.0).contains(&args.invalid_ratio) || !(0.0..=1.0).contains(&args.unknown_ratio) {
+        return Err(AppError::Usage("--invalid-ratio and --unknown-ratio are between 0 and 1".into()));
+    }
+    let settings = GeneratorSettings {
+        seed: args.seed,
+        count: Some(args.count),
+        rate: args.rate,
+        organizations: args.organizations.max(1),
+        invalid_ratio: args.invalid_ratio,
+        unknown_ratio: args.unknown_ratio,
+        start,
+        ..GeneratorSettings::default()
+    };
+    let target = match args.output {
+        Some(path) => Target::File(path),
+        None => {
+            let mut kafka = config.kafka.clone();
+            if let Some(brokers) = args.brokers {
+                kafka.brokers = brokers;
+            }
+            if kafka.brokers.is_empty() {
+                return Err(AppError::Usage("generate needs --brokers (or kafka.brokers), or --output".into()));
+            }
+            let topic = args.topic.or_else(|| kafka.topics.first().cloned()).ok_or_else(|| AppError::Usage("no topic".into()))?;
+            Target::Kafka { properties: kafka.producer_properties(), topic }
+        }
+    };
+    let progress = !args.quiet && std::io::stderr().is_terminal();
+    let n = app::generate::generate(settings, target, progress)?;
+    eprintln!("generated {n} events");
+    Ok(())
+}
+
+fn hash_password(cost: u32) -> Result<(), AppError> {
+    if std::io::stdin().is_terminal() {
+        eprint!("password: ");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|source| AppError::Io { context: "cannot read the password".into(), source })?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(AppError::Usage("empty password".into()));
+    }
+    let hash = bcrypt::hash(password, cost).map_err(|e| AppError::Usage(e.to_string()))?;
+    println!("{hash}");
+    Ok(())
+}

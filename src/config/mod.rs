@@ -1,0 +1,417 @@
+//! Config: the daemon's settings, from a TOML file layered with `HESTYNA_OBSD__SECTION__KEY` environment
+//! variables.
+//!
+//! Every key is documented on its field here and in `config/default.toml`, whose values are the defaults
+//! (a test keeps the two equal). Unknown keys are refused. Loading reports every fault at once, each with
+//! its key path, rather than stopping at the first: see [`load`].
+
+mod validate;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub use validate::Issue;
+
+/// The embedded default configuration (`config/demo.toml`): generator source, `/metrics` on loopback with
+/// demo credentials, SIEM records to a local file.
+pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
+
+/// The prefix of environment overrides: `HESTYNA_OBSD__KAFKA__BROKERS` sets `kafka.brokers`.
+pub const ENV_PREFIX: &str = "HESTYNA_OBSD";
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    ReadFile { path: String, source: std::io::Error },
+    #[error("cannot parse the configuration: {0}")]
+    Parse(#[from] config::ConfigError),
+    #[error("invalid configuration ({origin}):\n{}", .issues.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { origin: String, issues: Vec<Issue> },
+}
+
+/// Every setting of the daemon.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where events come from.
+    pub source: SourceConfig,
+    /// The Kafka cluster: used by the kafka source, the kafka dead-letter destination and `generate`.
+    pub kafka: KafkaConfig,
+    /// The two pipelines, each its own consumer group.
+    pub pipelines: PipelinesConfig,
+    /// Where invalid records go.
+    pub dead_letter: DeadLetterConfig,
+    /// The HTTP listener (`/metrics`, `/livez`, `/readyz`).
+    pub http: HttpConfig,
+    /// SIEM forwarding.
+    pub forward: ForwardConfig,
+    /// The daemon's own logs.
+    pub telemetry: TelemetryConfig,
+    /// Stopping.
+    pub shutdown: ShutdownConfig,
+}
+
+/// Which source feeds the pipelines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// Kafka topics (`kafka.*`), one consumer group per pipeline.
+    #[default]
+    Kafka,
+    /// A JSONL file or stdin (`source.file`).
+    File,
+    /// Synthetic events (`source.generator`).
+    Generator,
+}
+
+/// `[source]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    /// `kafka`, `file` or `generator`.
+    pub kind: SourceKind,
+    /// A batch is cut at this many records...
+    pub batch_max_records: usize,
+    /// ...or once its first record has waited this many milliseconds.
+    pub batch_max_wait_ms: u64,
+    /// Batches buffered between the source and each pipeline; when full, Kafka partitions are paused.
+    pub queue_batches: usize,
+    /// `[source.file]`.
+    pub file: FileSourceConfig,
+    /// `[source.generator]`.
+    pub generator: GeneratorConfig,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig {
+            kind: SourceKind::Kafka,
+            batch_max_records: 1024,
+            batch_max_wait_ms: 50,
+            queue_batches: 8,
+            file: FileSourceConfig::default(),
+            generator: GeneratorConfig::default(),
+        }
+    }
+}
+
+/// `[source.file]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileSourceConfig {
+    /// The JSONL file to read, `-` for stdin.
+    pub path: String,
+}
+
+impl Default for FileSourceConfig {
+    fn default() -> Self {
+        FileSourceConfig { path: "-".into() }
+    }
+}
+
+/// `[source.generator]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeneratorConfig {
+    /// Events per second; 0 for as fast as possible.
+    pub rate: f64,
+    /// How many events; 0 for no end.
+    pub count: u64,
+    /// Seed: the same seed and start give the same events.
+    pub seed: u64,
+    /// How many organizations the events spread over.
+    pub organizations: usize,
+    /// Share of invalid records (0 to 1).
+    pub invalid_ratio: f64,
+    /// Share of events of an unknown type (0 to 1).
+    pub unknown_ratio: f64,
+    /// `occurred_at` of the first event, RFC 3339; empty for the time of start.
+    pub start: String,
+}
+
+impl Default for GeneratorConfig {
+    fn default() -> Self {
+        GeneratorConfig {
+            rate: 200.0,
+            count: 0,
+            seed: 1,
+            organizations: 8,
+            invalid_ratio: 0.01,
+            unknown_ratio: 0.005,
+            start: String::new(),
+        }
+    }
+}
+
+/// `[kafka]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port` separated by commas. Required when Kafka is used.
+    pub brokers: String,
+    /// Topics the kafka source subscribes to.
+    pub topics: Vec<String>,
+    /// librdkafka properties for every client, passed through verbatim (SASL, TLS, tuning).
+    pub properties: BTreeMap<String, String>,
+    /// librdkafka properties for the consumers only (over `properties`).
+    pub consumer_properties: BTreeMap<String, String>,
+    /// librdkafka properties for the producers only (dead letters, `generate`; over `properties`).
+    pub producer_properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: String::new(),
+            topics: vec!["hestyna.events".into()],
+            properties: BTreeMap::new(),
+            consumer_properties: BTreeMap::new(),
+            producer_properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// `properties` then `consumer_properties`.
+    pub fn consumer_overrides(&self) -> Vec<(String, String)> {
+        merged(&self.properties, &self.consumer_properties)
+    }
+
+    /// `bootstrap.servers`, then `properties`, then `producer_properties`.
+    pub fn producer_properties(&self) -> Vec<(String, String)> {
+        let mut props = vec![("bootstrap.servers".to_string(), self.brokers.clone())];
+        for (k, v) in merged(&self.properties, &self.producer_properties) {
+            props.retain(|(key, _)| *key != k);
+            props.push((k, v));
+        }
+        props
+    }
+}
+
+fn merged(base: &BTreeMap<String, String>, over: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let mut all = base.clone();
+    all.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
+    all.into_iter().collect()
+}
+
+/// `[pipelines]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelinesConfig {
+    /// decode -> derive; dead-letters invalid records.
+    pub metrics: PipelineConfig,
+    /// decode -> enrich -> sinks.
+    pub forward: PipelineConfig,
+}
+
+impl Default for PipelinesConfig {
+    fn default() -> Self {
+        PipelinesConfig {
+            metrics: PipelineConfig { enabled: true, group_id: "hestyna-obsd-metrics".into() },
+            forward: PipelineConfig { enabled: true, group_id: "hestyna-obsd-forward".into() },
+        }
+    }
+}
+
+/// `[pipelines.metrics]`, `[pipelines.forward]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Whether the pipeline runs (a sidecar may want only metrics).
+    pub enabled: bool,
+    /// Its Kafka consumer group; replicas with the same group share the partitions.
+    pub group_id: String,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig { enabled: true, group_id: String::new() }
+    }
+}
+
+/// Where dead letters go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterKind {
+    /// A Kafka topic (`dead_letter.topic` on `kafka.brokers`).
+    #[default]
+    Kafka,
+    /// A JSONL file (`dead_letter.path`).
+    File,
+}
+
+/// `[dead_letter]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadLetterConfig {
+    /// `kafka` or `file`.
+    pub kind: DeadLetterKind,
+    /// The dead-letter topic (kind `kafka`). Must not be one of `kafka.topics`.
+    pub topic: String,
+    /// The dead-letter file (kind `file`).
+    pub path: PathBuf,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig {
+            kind: DeadLetterKind::Kafka,
+            topic: "hestyna.events.dlq".into(),
+            path: PathBuf::from("dead-letter.jsonl"),
+        }
+    }
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address of the listener.
+    pub listen: SocketAddr,
+    /// User name -> bcrypt hash (`hestyna-obsd hash-password`) of the users allowed to read `/metrics`.
+    pub basic_auth_users: BTreeMap<String, String>,
+    /// Serve `/metrics` with no credentials on a non-loopback address. Off: the daemon refuses to start.
+    pub allow_unauthenticated: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9464)),
+            basic_auth_users: BTreeMap::new(),
+            allow_unauthenticated: false,
+        }
+    }
+}
+
+/// `[forward]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardConfig {
+    /// Sink name -> sink. Every record goes to every sink; its offset is stored when all accepted it.
+    pub sinks: BTreeMap<String, SinkConfig>,
+    /// Written as `service.name` on every record.
+    pub service_name: String,
+    /// Written as `environment` on every record (empty: left out).
+    pub environment: String,
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        ForwardConfig {
+            sinks: [("stdout".to_string(), SinkConfig::Stdout {})].into(),
+            service_name: "hestyna".into(),
+            environment: String::new(),
+        }
+    }
+}
+
+/// One SIEM sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// JSONL appended to a file.
+    File {
+        /// The file.
+        path: PathBuf,
+    },
+    /// JSONL on standard output.
+    Stdout {},
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `text` or `json`.
+    pub log_format: crate::telemetry::LogFormat,
+    /// A `tracing` filter (`info`, `hestyna_obsd=debug,rdkafka=warn`); `RUST_LOG` overrides it.
+    pub log_level: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig { log_format: crate::telemetry::LogFormat::Text, log_level: "info".into() }
+    }
+}
+
+/// `[shutdown]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// On SIGTERM/SIGINT, how long in-flight records may take before the final commit.
+    pub drain_timeout_secs: u64,
+    /// On a partition revoke, how long in-flight records of that partition may take before it is given up.
+    pub revoke_drain_ms: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig { drain_timeout_secs: 30, revoke_drain_ms: 5000 }
+    }
+}
+
+/// Loads `path` (or the embedded demo configuration), applies the process's `HESTYNA_OBSD__*` variables,
+/// and validates.
+pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    let (text, origin) = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|source| ConfigError::ReadFile { path: p.display().to_string(), source })?;
+            (text, p.display().to_string())
+        }
+        None => (DEMO_CONFIG.to_owned(), "embedded config/demo.toml".to_owned()),
+    };
+    let env: std::collections::HashMap<String, String> =
+        std::env::vars().filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__"))).collect();
+    from_parts(&text, &origin, env)
+}
+
+/// Loads from TOML text and an explicit set of environment variables (for tests).
+pub fn from_parts(
+    toml_text: &str,
+    origin: &str,
+    env: std::collections::HashMap<String, String>,
+) -> Result<Config, ConfigError> {
+    let layered = config::Config::builder()
+        .add_source(config::File::from_str(toml_text, config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("kafka.topics")
+                .source(Some(env)),
+        )
+        .build()?;
+    let tree: serde_json::Value = layered.try_deserialize()?;
+    validate::deserialize_and_check(tree).map_err(|issues| ConfigError::Invalid { origin: origin.to_owned(), issues })
+}
+
+/// A copy with secrets replaced, for printing.
+pub fn masked(config: &Config) -> Config {
+    let mut out = config.clone();
+    let secretish = |key: &str| {
+        let k = key.to_ascii_lowercase();
+        ["password", "secret", "token", "jaas", "private", ".key"].iter().any(|s| k.contains(s))
+            || k.ends_with("key")
+    };
+    for map in [&mut out.kafka.properties, &mut out.kafka.consumer_properties, &mut out.kafka.producer_properties] {
+        for (k, v) in map.iter_mut() {
+            if secretish(k) {
+                *v = "***".into();
+            }
+        }
+    }
+    for hash in out.http.basic_auth_users.values_mut() {
+        *hash = "*** (bcrypt hash)".into();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,184 @@
+//! Dead letters: invalid records (and, later, records a sink rejected for good) kept for inspection.
+//!
+//! A dead letter carries the original bytes untouched, the reason, and where the record came from. The
+//! pipeline writes dead letters *before* it reports the record done, so a record's offset is never stored
+//! before its dead letter is safe.
+//!
+//! Kafka: the record goes to `dead_letter.topic` with its original key and headers, plus
+//! `hestyna.dlq.reason`, `hestyna.dlq.detail`, `hestyna.dlq.pipeline`, and for Kafka records
+//! `hestyna.dlq.topic`, `hestyna.dlq.partition`, `hestyna.dlq.offset` (for file records `hestyna.dlq.file`,
+//! `hestyna.dlq.line`). File: one JSON object per line with the same fields and the payload as text (or
+//! base64 when it is not UTF-8).
+
+use crate::source::{Origin, Record};
+use base64::Engine as _;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One record to dead-letter.
+#[derive(Debug, Clone)]
+pub struct DeadLetterItem<'a> {
+    /// The record, as read.
+    pub record: &'a Record,
+    /// The bounded reason (a label value: `not_json`, `missing_field`, `sink_rejected`, ...).
+    pub reason: &'static str,
+    /// Details for humans.
+    pub detail: String,
+}
+
+/// Why dead letters could not be written (the pipeline retries).
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("{path}: {source}")]
+    File { path: PathBuf, source: std::io::Error },
+    #[error("the writer task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Where dead letters go.
+pub enum DeadLetter {
+    /// A Kafka topic.
+    Kafka { producer: FutureProducer, topic: String },
+    /// A JSONL file.
+    File { path: PathBuf, file: Arc<parking_lot::Mutex<std::fs::File>> },
+}
+
+fn origin_headers(origin: &Origin) -> Vec<(&'static str, String)> {
+    match origin {
+        Origin::Kafka { topic, partition, offset } => vec![
+            ("hestyna.dlq.topic", topic.to_string()),
+            ("hestyna.dlq.partition", partition.to_string()),
+            ("hestyna.dlq.offset", offset.to_string()),
+        ],
+        Origin::File { path, line } => vec![("hestyna.dlq.file", path.to_string()), ("hestyna.dlq.line", line.to_string())],
+        Origin::Generator { seq } => vec![("hestyna.dlq.generator_seq", seq.to_string())],
+    }
+}
+
+impl DeadLetter {
+    /// A Kafka destination with these producer properties.
+    pub fn kafka(properties: &[(String, String)], topic: &str) -> Result<Self, DeadLetterError> {
+        let mut config = rdkafka::ClientConfig::new();
+        config.set("acks", "all").set("linger.ms", "5").set("message.timeout.ms", "30000");
+        for (k, v) in properties {
+            config.set(k, v);
+        }
+        Ok(DeadLetter::Kafka { producer: config.create()?, topic: topic.to_owned() })
+    }
+
+    /// A file destination (created if absent, appended to).
+    pub fn file(path: &Path) -> Result<Self, DeadLetterError> {
+        let open = || -> std::io::Result<std::fs::File> {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::OpenOptions::new().create(true).append(true).open(path)
+        };
+        let file = open().map_err(|source| DeadLetterError::File { path: path.to_owned(), source })?;
+        Ok(DeadLetter::File { path: path.to_owned(), file: Arc::new(parking_lot::Mutex::new(file)) })
+    }
+
+    /// A name for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            DeadLetter::Kafka { topic, .. } => format!("kafka topic {topic}"),
+            DeadLetter::File { path, .. } => format!("file {}", path.display()),
+        }
+    }
+
+    /// Writes every item; `Ok` only once all of them are durable at the destination.
+    pub async fn send(&self, pipeline: &str, items: &[DeadLetterItem<'_>]) -> Result<(), DeadLetterError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        match self {
+            DeadLetter::Kafka { producer, topic } => {
+                let mut deliveries = Vec::with_capacity(items.len());
+                for item in items {
+                    let mut headers = OwnedHeaders::new_with_capacity(item.record.headers.len() + 6);
+                    for (k, v) in &item.record.headers {
+                        headers = headers.insert(Header { key: k, value: Some(v.as_slice()) });
+                    }
+                    let mut extra = vec![
+                        ("hestyna.dlq.reason", item.reason.to_owned()),
+                        ("hestyna.dlq.detail", item.detail.clone()),
+                        ("hestyna.dlq.pipeline", pipeline.to_owned()),
+                    ];
+                    extra.extend(origin_headers(&item.record.origin));
+                    for (k, v) in &extra {
+                        headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
+                    }
+                    let mut record: FutureRecord<'_, [u8], [u8]> =
+                        FutureRecord::to(topic).payload(item.record.payload.as_slice()).headers(headers);
+                    if let Some(key) = &item.record.key {
+                        record = record.key(key.as_slice());
+                    }
+                    loop {
+                        match producer.send_result(record) {
+                            Ok(delivery) => {
+                                deliveries.push(delivery);
+                                break;
+                            }
+                            Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                                record = back;
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                            Err((error, _)) => return Err(error.into()),
+                        }
+                    }
+                }
+                for delivery in deliveries {
+                    match delivery.await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err((error, _))) => return Err(error.into()),
+                        Err(_cancelled) => {
+                            return Err(rdkafka::error::KafkaError::Canceled.into());
+                        }
+                    }
+                }
+                Ok(())
+            }
+            DeadLetter::File { path, file } => {
+                let mut buf = Vec::with_capacity(items.len() * 256);
+                for item in items {
+                    let mut line = serde_json::Map::new();
+                    line.insert("reason".into(), item.reason.into());
+                    line.insert("detail".into(), item.detail.clone().into());
+                    line.insert("pipeline".into(), pipeline.into());
+                    for (k, v) in origin_headers(&item.record.origin) {
+                        line.insert(k.trim_start_matches("hestyna.dlq.").into(), v.into());
+                    }
+                    match std::str::from_utf8(&item.record.payload) {
+                        Ok(text) => line.insert("payload".into(), text.into()),
+                        Err(_) => line.insert(
+                            "payload_base64".into(),
+                            base64::engine::general_purpose::STANDARD.encode(&item.record.payload).into(),
+                        ),
+                    };
+                    serde_json::to_writer(&mut buf, &line).expect("writing to a Vec cannot fail");
+                    buf.push(b'\n');
+                }
+                let (file, path) = (file.clone(), path.clone());
+                tokio::task::spawn_blocking(move || {
+                    let mut f = file.lock();
+                    f.write_all(&buf).and_then(|_| f.flush()).map_err(|source| DeadLetterError::File { path, source })
+                })
+                .await?
+            }
+        }
+    }
+
+    /// Waits for queued Kafka deliveries (shutdown).
+    pub fn flush(&self, timeout: Duration) {
+        if let DeadLetter::Kafka { producer, .. } = self {
+            let _ = producer.flush(Timeout::After(timeout));
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Pipeline: the two consumers of batches.
+//!
+//! - [`metrics::MetricsPipeline`]: decode -> derive, and dead-letters invalid records.
+//! - [`forward::ForwardPipeline`]: decode -> enrich -> every sink.
+//!
+//! Both share the source and decode code and differ only in what they do with an event. Each reports a
+//! batch done only once everything it owes that batch is safe (derived; accepted by every sink; dead
+//! letters written): see the offset invariant in ARCHITECTURE.md.
+
+pub mod forward;
+pub mod metrics;
+mod retry;
+mod shutdown;
+
+pub use retry::{retry, Stopped};
+pub use shutdown::Shutdown;
+
+use crate::decode::{decode, Event, Invalid};
+use crate::source::Record;
+use crate::telemetry::events::{EventsReceived, InvalidEvents};
+use crate::telemetry::SelfMetrics;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Readiness: every Kafka source has had its first assignment.
+#[derive(Debug, Default)]
+pub struct Health {
+    flags: parking_lot::Mutex<Vec<Arc<AtomicBool>>>,
+}
+
+impl Health {
+    /// A new readiness condition, false until set.
+    pub fn condition(&self) -> Arc<AtomicBool> {
+        let flag = Arc::new(AtomicBool::new(false));
+        self.flags.lock().push(flag.clone());
+        flag
+    }
+
+    /// Whether every condition holds.
+    pub fn is_ready(&self) -> bool {
+        self.flags.lock().iter().all(|f| f.load(Ordering::Acquire))
+    }
+}
+
+/// Progress counters of a pipeline (for `replay`'s progress bar and summary).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Records finished.
+    pub records: AtomicU64,
+    /// Valid events, by type index (`EventType::KNOWN` order, then unknown).
+    pub by_type: [AtomicU64; 5],
+    /// Invalid records, by reason index (`InvalidReason::ALL` order).
+    pub invalid: [AtomicU64; 7],
+    /// Dead letters written.
+    pub dead_letters: AtomicU64,
+    /// Documents accepted by every sink.
+    pub forwarded: AtomicU64,
+}
+
+/// A decoded batch: the valid events and the invalid records (by index into the batch).
+pub(crate) struct Decoded<'a> {
+    pub events: Vec<(usize, Event<'a>)>,
+    pub invalid: Vec<(usize, Invalid)>,
+}
+
+/// Decodes every record of a batch and counts what was received and what was invalid.
+pub(crate) fn decode_batch<'a>(pipeline: &str, records: &'a [Record], metrics: &SelfMetrics, progress: &Progress) -> Decoded<'a> {
+    let mut events = Vec::with_capacity(records.len());
+    let mut invalid = Vec::new();
+    for (i, record) in records.iter().enumerate() {
+        match decode(&record.payload, record.traceparent()) {
+            Ok(ev) => events.push((i, ev)),
+            Err(e) => invalid.push((i, e)),
+        }
+    }
+    // Records of one batch nearly always share a topic: count runs, not records.
+    let mut start = 0;
+    while start < records.len() {
+        let topic = records[start].origin.topic_label();
+        let run = records[start..].iter().take_while(|r| r.origin.topic_label() == topic).count();
+        EventsReceived { pipeline, topic, count: run as u64 }.emit(metrics);
+        start += run;
+    }
+    for reason in crate::decode::InvalidReason::ALL {
+        let mut matching = invalid.iter().filter(|(_, e)| e.reason == reason);
+        if let Some((first, example)) = matching.next() {
+            let count = 1 + matching.count() as u64;
+            progress.invalid[reason as usize].fetch_add(count, Ordering::Relaxed);
+            InvalidEvents { pipeline, reason: reason.as_str(), count, detail: &example.detail, origin: &records[*first].origin }
+                .emit(metrics);
+        }
+    }
+    for (_, ev) in &events {
+        let slot = crate::decode::EventType::KNOWN.iter().position(|t| *t == ev.event_type()).unwrap_or(4);
+        progress.by_type[slot].fetch_add(1, Ordering::Relaxed);
+    }
+    Decoded { events, invalid }
+}

@@ -1,0 +1,61 @@
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// The stop signal, and the drain deadline that starts with it.
+///
+/// Sources stop reading when it is triggered; pipelines go on finishing what they hold, and give up
+/// retrying (leaving those records unacknowledged, to be read again) only once the drain deadline passes.
+#[derive(Clone)]
+pub struct Shutdown {
+    flag: Arc<AtomicBool>,
+    tx: Arc<watch::Sender<bool>>,
+    rx: watch::Receiver<bool>,
+    deadline: Arc<parking_lot::Mutex<Option<Instant>>>,
+    drain: Duration,
+}
+
+impl Shutdown {
+    /// A signal whose drain lasts `drain`.
+    pub fn new(drain: Duration) -> Self {
+        let (tx, rx) = watch::channel(false);
+        Shutdown { flag: Arc::new(AtomicBool::new(false)), tx: Arc::new(tx), rx, deadline: Default::default(), drain }
+    }
+
+    /// Starts the shutdown (idempotent).
+    pub fn trigger(&self) {
+        let mut deadline = self.deadline.lock();
+        if deadline.is_none() {
+            *deadline = Some(Instant::now() + self.drain);
+        }
+        self.flag.store(true, Ordering::Release);
+        self.tx.send_replace(true);
+    }
+
+    /// Whether shutdown has started.
+    pub fn is_triggered(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    /// The flag, for source threads.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.flag.clone()
+    }
+
+    /// Whether the drain deadline has passed.
+    pub fn drain_expired(&self) -> bool {
+        self.deadline.lock().is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// The drain budget.
+    pub fn drain(&self) -> Duration {
+        self.drain
+    }
+
+    /// Resolves once shutdown has started.
+    pub async fn wait(&self) {
+        let mut rx = self.rx.clone();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+}
