@@ -69,9 +69,17 @@ pub struct GenerateArgs {
     /// The brokers (default: kafka.brokers).
     #[arg(long)]
     pub brokers: Option<String>,
+    /// A librdkafka producer property, KEY=VALUE (repeatable; over kafka.producer_properties).
+    #[arg(long = "producer-property", value_name = "KEY=VALUE", value_parser = parse_property)]
+    pub producer_properties: Vec<(String, String)>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+fn parse_property(text: &str) -> Result<(String, String), String> {
+    let (k, v) = text.split_once('=').ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
+    Ok((k.trim().to_owned(), v.to_owned()))
 }
 
 /// `replay`.
@@ -163,7 +171,9 @@ fn generate(config: &Config, args: GenerateArgs) -> Result<(), AppError> {
                 return Err(AppError::Usage("generate needs --brokers (or kafka.brokers), or --output".into()));
             }
             let topic = args.topic.or_else(|| kafka.topics.first().cloned()).ok_or_else(|| AppError::Usage("no topic".into()))?;
-            Target::Kafka { properties: kafka.producer_properties(), topic }
+            let mut properties = kafka.producer_properties();
+            properties.extend(args.producer_properties);
+            Target::Kafka { properties, topic }
         }
     };
     let progress = !args.quiet && std::io::stderr().is_terminal();

@@ -56,7 +56,7 @@ impl AppError {
     /// The process exit code: 64 (EX_USAGE) for configuration and usage errors, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AppError::Config(_) | AppError::Rules(_) | AppError::Usage(_) => 64,
+            AppError::Config(_) | AppError::Rules(_) | AppError::Usage(_) | AppError::DemoPasswordExposed { .. } => 64,
             _ => 1,
         }
     }

@@ -29,6 +29,17 @@ impl SkipReason {
     }
 }
 
+/// `v * scale`, computed as `v / (1 / scale)` when that divisor is a whole number (0.001 -> / 1000): a
+/// single correctly rounded division, so 6000 ms is exactly 6 s and lands in the `le="6"` bucket.
+fn apply_scale(v: f64, scale: f64) -> f64 {
+    let divisor = 1.0 / scale;
+    if scale < 1.0 && divisor.fract() == 0.0 {
+        v / divisor
+    } else {
+        v * scale
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Value {
     One,
@@ -167,7 +178,7 @@ impl Plan {
             }
             let value = match rule.value {
                 Value::One => Ok(1.0),
-                Value::Field(field, scale) => field.number(ev).map(|v| v * scale).ok_or(SkipReason::MissingValue),
+                Value::Field(field, scale) => field.number(ev).map(|v| apply_scale(v, scale)).ok_or(SkipReason::MissingValue),
                 Value::Duration(from, to) => match (from.time(ev), to.time(ev)) {
                     (Some(a), Some(b)) => Ok((b - a).num_microseconds().map_or(f64::MAX, |us| us as f64 / 1e6)),
                     _ => Err(SkipReason::MissingValue),

@@ -1,0 +1,444 @@
+//! Fixtures for integration tests: a real Kafka-compatible broker (tansu) and the daemon binary, each on
+//! free loopback ports, stopped when dropped. Nothing is shared between tests and nothing is left
+//! running.
+#![allow(dead_code)]
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::util::Timeout;
+use rdkafka::{ClientConfig, Message};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The test user of every daemon started here, and its password (bcrypt cost 4: fast scrapes).
+pub const USER: &str = "prometheus";
+pub const PASSWORD: &str = "scrape-secret";
+pub const USER_HASH: &str = "$2b$04$XfX2Uk7ixuZtzijxbCAXwevpmcea6KjoggdY6rk3ys0Ia8/8/G46S";
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A name unique to this process and call.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Waits until `f` returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The tansu binary: $TANSU_BIN, or where scripts/test installs it.
+pub fn tansu_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("TANSU_BIN") {
+        return PathBuf::from(path);
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let path = PathBuf::from(home).join(".cache/hestyna-obsd/tansu/bin/tansu");
+    assert!(path.exists(), "tansu is not installed at {}: run scripts/test (it installs it), or set TANSU_BIN", path.display());
+    path
+}
+
+/// A tansu broker with in-memory storage on a free loopback port.
+pub struct Broker {
+    child: Child,
+    pub addr: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    /// Starts a broker and waits until it answers metadata requests.
+    pub fn start() -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let log = dir.path().join("tansu.log");
+        let child = Command::new(tansu_bin())
+            .arg("broker")
+            .arg("--listener-url")
+            .arg(format!("tcp://127.0.0.1:{port}"))
+            .arg("--advertised-listener-url")
+            .arg(format!("tcp://127.0.0.1:{port}"))
+            .arg("--storage-engine")
+            .arg("memory://tansu/")
+            .arg("--cluster-id")
+            .arg(unique("cluster"))
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env("RUST_LOG", "warn")
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("tansu.err")).unwrap())
+            .spawn()
+            .expect("start tansu");
+        let broker = Broker { child, addr, log, _dir: dir };
+        wait_for("the broker to listen", Duration::from_secs(30), || TcpStream::connect(&broker.addr).ok());
+        let consumer: BaseConsumer = broker.client_config().create().unwrap();
+        wait_for("the broker to answer metadata", Duration::from_secs(30), || {
+            consumer.fetch_metadata(None, Duration::from_secs(2)).ok()
+        });
+        broker
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.addr);
+        c
+    }
+
+    /// Creates a topic.
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = self.client_config().create().unwrap();
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let results = rt
+            .block_on(admin.create_topics(&[topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))))
+            .unwrap();
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
+        }
+        let consumer: BaseConsumer = self.client_config().create().unwrap();
+        wait_for("the topic's metadata", Duration::from_secs(20), || {
+            let md = consumer.fetch_metadata(Some(name), Duration::from_secs(2)).ok()?;
+            let t = md.topics().iter().find(|t| t.name() == name)?;
+            (t.error().is_none() && t.partitions().len() == partitions as usize).then_some(())
+        });
+    }
+
+    /// A producer for this broker.
+    ///
+    /// One record per batch: tansu 0.6 answers a fetch from an offset inside a record batch with the
+    /// *next* batch, skipping the rest of that one (seen here: a fetch from offset 1 of a 177-record batch
+    /// returned offset 177 first). Consumers resume mid-batch after a pause, a rebalance or a restart, so
+    /// with larger batches the broker itself would lose records.
+    pub fn producer(&self) -> ThreadedProducer<DefaultProducerContext> {
+        let mut c = self.client_config();
+        c.set("linger.ms", "5").set("acks", "all").set("batch.num.messages", "1");
+        c.create().unwrap()
+    }
+
+    /// Produces records (key, payload, headers) and waits until all are acknowledged.
+    pub fn produce(&self, topic: &str, records: &[Produced]) {
+        let producer = self.producer();
+        for r in records {
+            send(&producer, topic, r);
+        }
+        producer.flush(Timeout::After(Duration::from_secs(60))).unwrap();
+    }
+
+    /// Reads `count` records of a topic from the start (a new consumer group), or panics after `timeout`.
+    pub fn consume(&self, topic: &str, count: usize, timeout: Duration) -> Vec<Consumed> {
+        let mut c = self.client_config();
+        c.set("group.id", unique("reader")).set("auto.offset.reset", "earliest").set("enable.auto.commit", "false");
+        let consumer: BaseConsumer = c.create().unwrap();
+        consumer.subscribe(&[topic]).unwrap();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + timeout;
+        while out.len() < count {
+            assert!(Instant::now() < deadline, "read {} of {count} records of {topic}", out.len());
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                let headers = m
+                    .headers()
+                    .map(|h| h.iter().map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())).collect())
+                    .unwrap_or_default();
+                out.push(Consumed { payload: m.payload().unwrap_or_default().to_vec(), headers, partition: m.partition() });
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            if let Ok(log) = std::fs::read_to_string(&self.log) {
+                eprintln!("--- tansu log (last 4 KiB) ---\n{}", &log[log.len().saturating_sub(4096)..]);
+            }
+        }
+    }
+}
+
+/// A record to produce.
+#[derive(Debug, Clone)]
+pub struct Produced {
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Sends one record, waiting while the producer's queue is full.
+pub fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, r: &Produced) {
+    let mut headers = OwnedHeaders::new();
+    for (k, v) in &r.headers {
+        headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
+    }
+    let mut record = BaseRecord::<str, [u8]>::to(topic).payload(r.payload.as_slice()).headers(headers);
+    if let Some(key) = &r.key {
+        record = record.key(key.as_str());
+    }
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// A record read back.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    pub payload: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+    pub partition: i32,
+}
+
+/// Generated events as records to produce.
+pub fn generated(seed: u64, count: u64, unknown_ratio: f64) -> Vec<Produced> {
+    use hestyna_obsd::source::generator::{EventGenerator, GeneratorSettings};
+    EventGenerator::new(GeneratorSettings { seed, count: Some(count), unknown_ratio, invalid_ratio: 0.0, ..Default::default() })
+        .map(|g| Produced { key: Some(g.key), payload: g.payload, headers: g.headers })
+        .collect()
+}
+
+/// A running daemon.
+pub struct Daemon {
+    child: Option<Child>,
+    pub http: SocketAddr,
+    pub dir: PathBuf,
+    stderr: PathBuf,
+}
+
+/// The configuration of a daemon reading `topic` from `broker`, with its files under `dir`.
+pub fn kafka_config(broker: &Broker, topic: &str, groups: &str, dlq: &str, dir: &Path, http_port: u16) -> String {
+    format!(
+        r#"
+[source]
+kind = "kafka"
+batch_max_records = 500
+batch_max_wait_ms = 20
+
+[kafka]
+brokers = "{brokers}"
+topics = ["{topic}"]
+
+[kafka.consumer_properties]
+"fetch.wait.max.ms" = "10"
+"session.timeout.ms" = "10000"
+"heartbeat.interval.ms" = "1000"
+"topic.metadata.refresh.interval.ms" = "1000"
+
+[pipelines.metrics]
+group_id = "{groups}-metrics"
+
+[pipelines.forward]
+group_id = "{groups}-forward"
+
+[dead_letter]
+kind = "kafka"
+topic = "{dlq}"
+
+[http]
+listen = "127.0.0.1:{http_port}"
+
+[http.basic_auth_users]
+{USER} = "{USER_HASH}"
+
+[forward]
+environment = "test"
+
+[forward.sinks.siem]
+kind = "file"
+path = "{siem}"
+
+[telemetry]
+log_level = "info,librdkafka=warn,rdkafka=warn"
+
+[shutdown]
+drain_timeout_secs = 20
+revoke_drain_ms = 3000
+"#,
+        brokers = broker.addr,
+        siem = dir.join("siem.jsonl").display(),
+    )
+}
+
+impl Daemon {
+    /// Starts the binary on this configuration and waits until `/livez` answers.
+    pub fn start(config: &str, dir: &Path, http_port: u16) -> Daemon {
+        Self::start_with(config, dir, http_port, "/livez")
+    }
+
+    /// Starts and waits until `path` answers 200.
+    pub fn start_with(config: &str, dir: &Path, http_port: u16, ready_path: &str) -> Daemon {
+        std::fs::create_dir_all(dir).unwrap();
+        let config_path = dir.join(format!("config-{http_port}.toml"));
+        std::fs::write(&config_path, config).unwrap();
+        let stderr = dir.join(format!("daemon-{http_port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_hestyna-obsd"))
+            .arg("--config")
+            .arg(&config_path)
+            .arg("run")
+            .env("POD_NAME", "obsd-test-0")
+            .env("POD_NAMESPACE", "observability")
+            .env_remove("RUST_LOG")
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut daemon = Daemon { child: Some(child), http: SocketAddr::from(([127, 0, 0, 1], http_port)), dir: dir.to_owned(), stderr };
+        wait_for(&format!("the daemon's {ready_path}"), Duration::from_secs(60), || {
+            if let Some(status) = daemon.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("the daemon exited with {status}:\n{}", daemon.log());
+            }
+            (daemon.get(ready_path, None).0 == 200).then_some(())
+        });
+        daemon
+    }
+
+    /// GET `path`, with basic credentials if given: (status, body).
+    pub fn get(&self, path: &str, credentials: Option<(&str, &str)>) -> (u16, String) {
+        http_get(self.http, path, credentials.map(|(u, p)| basic(u, p)).as_deref())
+    }
+
+    /// Scrapes `/metrics` with the test credentials.
+    pub fn scrape(&self) -> BTreeMap<String, f64> {
+        let (status, body) = self.get("/metrics", Some((USER, PASSWORD)));
+        assert_eq!(status, 200, "{body}");
+        parse_metrics(&body)
+    }
+
+    /// The daemon's stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits for the exit; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        // SAFETY: kill(2) with a pid we own; no memory is touched.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the daemon did not stop within 60 s of SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            let log = self.log();
+            eprintln!("--- daemon log (last 8 KiB) ---\n{}", &log[log.len().saturating_sub(8192)..]);
+        }
+    }
+}
+
+/// `Basic base64(user:password)`.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+/// A minimal HTTP/1.1 GET over a fresh connection: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str, authorization: Option<&str>) -> (u16, String) {
+    let (status, _, body) = http_get_full(addr, path, authorization);
+    (status, body)
+}
+
+/// GET with the response headers: (status, headers lower-cased, body).
+pub fn http_get_full(addr: SocketAddr, path: &str, authorization: Option<&str>) -> (u16, BTreeMap<String, String>, String) {
+    let agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().new_agent();
+    let mut request = agent.get(format!("http://{addr}{path}"));
+    if let Some(value) = authorization {
+        request = request.header("Authorization", value);
+    }
+    match request.call() {
+        Ok(mut response) => {
+            let status = response.status().as_u16();
+            let headers = response
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or("").to_owned()))
+                .collect();
+            let mut body = String::new();
+            let _ = response.body_mut().as_reader().read_to_string(&mut body);
+            (status, headers, body)
+        }
+        Err(_) => (0, BTreeMap::new(), String::new()),
+    }
+}
+
+/// Parses the Prometheus text format into `series -> value` (`name{labels as written}`).
+pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {line:?}"));
+        let value = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+        };
+        let series = if series.ends_with('}') { series.to_owned() } else { format!("{series}{{}}") };
+        out.insert(series, value);
+    }
+    out
+}
+
+/// Sums every series of `name` whose labels contain all of `with` (`key="value"` fragments).
+pub fn sum(metrics: &BTreeMap<String, f64>, name: &str, with: &[&str]) -> f64 {
+    metrics
+        .iter()
+        .filter(|(k, _)| k.starts_with(&format!("{name}{{")) && with.iter().all(|w| k.contains(w)))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// Lines of a JSONL file, parsed.
+pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
