@@ -78,7 +78,9 @@ pub struct GenerateArgs {
 }
 
 fn parse_property(text: &str) -> Result<(String, String), String> {
-    let (k, v) = text.split_once('=').ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
     Ok((k.trim().to_owned(), v.to_owned()))
 }
 
@@ -111,20 +113,42 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
     }
     let config = config::load(cli.config.as_deref())?;
     if let Command::CheckConfig = command {
-        let text = toml::to_string_pretty(&config::masked(&config)).map_err(|e| AppError::Usage(e.to_string()))?;
+        let text = toml::to_string_pretty(&config::masked(&config))
+            .map_err(|e| AppError::Usage(e.to_string()))?;
         println!("{text}");
-        eprintln!("configuration OK ({})", cli.config.as_deref().map_or("embedded config/demo.toml".into(), |p| p.display().to_string()));
+        eprintln!(
+            "configuration OK ({})",
+            cli.config
+                .as_deref()
+                .map_or("embedded config/demo.toml".into(), |p| p
+                    .display()
+                    .to_string())
+        );
         return Ok(());
     }
     crate::telemetry::init_logging(config.telemetry.log_format, &config.telemetry.log_level)?;
     match command {
         Command::Run => runtime()?.block_on(async {
-            app::run(config, RunOptions { exit_when_sources_end: false, http: true, banner: true }).await.map(drop)
+            app::run(
+                config,
+                RunOptions {
+                    exit_when_sources_end: false,
+                    http: true,
+                    banner: true,
+                },
+            )
+            .await
+            .map(drop)
         }),
         Command::Generate(args) => generate(&config, args),
         Command::Replay(args) => {
             let progress = !args.quiet && std::io::stderr().is_terminal();
-            let text = runtime()?.block_on(app::replay::replay(config, &args.file, progress, args.print_metrics))?;
+            let text = runtime()?.block_on(app::replay::replay(
+                config,
+                &args.file,
+                progress,
+                args.print_metrics,
+            ))?;
             print!("{text}");
             Ok(())
         }
@@ -137,7 +161,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
         .enable_all()
         .thread_name("hestyna-obsd")
         .build()
-        .map_err(|source| AppError::Io { context: "cannot start the async runtime".into(), source })
+        .map_err(|source| AppError::Io {
+            context: "cannot start the async runtime".into(),
+            source,
+        })
 }
 
 fn generate(config: &Config, args: GenerateArgs) -> Result<(), AppError> {
@@ -148,7 +175,9 @@ fn generate(config: &Config, args: GenerateArgs) -> Result<(), AppError> {
         None => GeneratorSettings::default().start,
     };
     if !(0.0..=1.0).contains(&args.invalid_ratio) || !(0.0..=1.0).contains(&args.unknown_ratio) {
-        return Err(AppError::Usage("--invalid-ratio and --unknown-ratio are between 0 and 1".into()));
+        return Err(AppError::Usage(
+            "--invalid-ratio and --unknown-ratio are between 0 and 1".into(),
+        ));
     }
     let settings = GeneratorSettings {
         seed: args.seed,
@@ -168,9 +197,14 @@ fn generate(config: &Config, args: GenerateArgs) -> Result<(), AppError> {
                 kafka.brokers = brokers;
             }
             if kafka.brokers.is_empty() {
-                return Err(AppError::Usage("generate needs --brokers (or kafka.brokers), or --output".into()));
+                return Err(AppError::Usage(
+                    "generate needs --brokers (or kafka.brokers), or --output".into(),
+                ));
             }
-            let topic = args.topic.or_else(|| kafka.topics.first().cloned()).ok_or_else(|| AppError::Usage("no topic".into()))?;
+            let topic = args
+                .topic
+                .or_else(|| kafka.topics.first().cloned())
+                .ok_or_else(|| AppError::Usage("no topic".into()))?;
             let mut properties = kafka.producer_properties();
             properties.extend(args.producer_properties);
             Target::Kafka { properties, topic }
@@ -190,7 +224,10 @@ fn hash_password(cost: u32) -> Result<(), AppError> {
     std::io::stdin()
         .lock()
         .read_line(&mut line)
-        .map_err(|source| AppError::Io { context: "cannot read the password".into(), source })?;
+        .map_err(|source| AppError::Io {
+            context: "cannot read the password".into(),
+            source,
+        })?;
     let password = line.trim_end_matches(['\n', '\r']);
     if password.is_empty() {
         return Err(AppError::Usage("empty password".into()));

@@ -8,7 +8,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("hestyna-obsd: {error:#}");
-            let code = error.downcast_ref::<hestyna_obsd::app::AppError>().map_or(1, |e| e.exit_code());
+            let code = error
+                .downcast_ref::<hestyna_obsd::app::AppError>()
+                .map_or(1, |e| e.exit_code());
             ExitCode::from(code)
         }
     }

@@ -7,12 +7,18 @@ fn check(config: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, config).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hestyna-obsd"));
-    cmd.arg("--config").arg(&path).arg("run").current_dir(dir.path());
+    cmd.arg("--config")
+        .arg(&path)
+        .arg("run")
+        .current_dir(dir.path());
     for (k, v) in env {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 const BASE: &str = "[source]\nkind = \"kafka\"\n[kafka]\nbrokers = \"127.0.0.1:1\"\n[http]\nlisten = \"127.0.0.1:0\"\n";
@@ -21,36 +27,66 @@ const BASE: &str = "[source]\nkind = \"kafka\"\n[kafka]\nbrokers = \"127.0.0.1:1
 fn an_unknown_key_is_named() {
     let (code, stderr) = check(&format!("{BASE}[pipelines.metrics]\nenabeld = true\n"), &[]);
     assert_eq!(code, Some(64), "{stderr}");
-    assert!(stderr.contains("pipelines.metrics.enabeld: unknown key"), "{stderr}");
+    assert!(
+        stderr.contains("pipelines.metrics.enabeld: unknown key"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn a_wrong_type_is_named() {
-    let (code, stderr) = check(&format!("{BASE}[shutdown]\ndrain_timeout_secs = \"soon\"\n"), &[]);
+    let (code, stderr) = check(
+        &format!("{BASE}[shutdown]\ndrain_timeout_secs = \"soon\"\n"),
+        &[],
+    );
     assert_eq!(code, Some(64), "{stderr}");
-    assert!(stderr.contains("shutdown.drain_timeout_secs: invalid type"), "{stderr}");
+    assert!(
+        stderr.contains("shutdown.drain_timeout_secs: invalid type"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn a_missing_broker_list_is_named() {
-    let (code, stderr) = check("[source]\nkind = \"kafka\"\n[http]\nlisten = \"127.0.0.1:0\"\n", &[]);
+    let (code, stderr) = check(
+        "[source]\nkind = \"kafka\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+        &[],
+    );
     assert_eq!(code, Some(64), "{stderr}");
-    assert!(stderr.contains("kafka.brokers: missing broker list"), "{stderr}");
+    assert!(
+        stderr.contains("kafka.brokers: missing broker list"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn all_faults_are_reported_together_including_from_the_environment() {
-    let config = format!("{BASE}[source.generator]\ninvalid_ratio = 2.0\n[telemetry]\nlog_formatt = \"json\"\n");
-    let (code, stderr) = check(&config, &[("HESTYNA_OBSD__SOURCE__BATCH_MAX_RECORDS", "lots")]);
+    let config = format!(
+        "{BASE}[source.generator]\ninvalid_ratio = 2.0\n[telemetry]\nlog_formatt = \"json\"\n"
+    );
+    let (code, stderr) = check(
+        &config,
+        &[("HESTYNA_OBSD__SOURCE__BATCH_MAX_RECORDS", "lots")],
+    );
     assert_eq!(code, Some(64), "{stderr}");
-    for path in ["source.generator.invalid_ratio", "telemetry.log_formatt", "source.batch_max_records"] {
-        assert!(stderr.contains(&format!("{path}: ")), "{path} not named in:\n{stderr}");
+    for path in [
+        "source.generator.invalid_ratio",
+        "telemetry.log_formatt",
+        "source.batch_max_records",
+    ] {
+        assert!(
+            stderr.contains(&format!("{path}: ")),
+            "{path} not named in:\n{stderr}"
+        );
     }
 }
 
 #[test]
 fn an_unreadable_file_is_a_config_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_hestyna-obsd")).args(["--config", "/nonexistent/hestyna.toml"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hestyna-obsd"))
+        .args(["--config", "/nonexistent/hestyna.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/hestyna.toml"));
 }
@@ -63,9 +99,22 @@ fn check_config_masks_secrets() {
         "{BASE}[kafka.properties]\n\"sasl.password\" = \"hunter2\"\n\"sasl.username\" = \"obsd\"\n[http.basic_auth_users]\nops = \"$2b$04$XfX2Uk7ixuZtzijxbCAXwevpmcea6KjoggdY6rk3ys0Ia8/8/G46S\"\n"
     );
     std::fs::write(&path, config).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hestyna-obsd")).arg("--config").arg(&path).arg("check-config").output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_hestyna-obsd"))
+        .arg("--config")
+        .arg(&path)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!stdout.contains("hunter2") && !stdout.contains("$2b$04$"), "{stdout}");
+    assert!(
+        !stdout.contains("hunter2") && !stdout.contains("$2b$04$"),
+        "{stdout}"
+    );
     assert!(stdout.contains("obsd"), "{stdout}");
 }

@@ -37,17 +37,29 @@ fn metrics_needs_the_right_credentials() {
 
     let (status, headers, body) = http_get_full(addr, "/metrics", None);
     assert_eq!(status, 401);
-    assert!(headers["www-authenticate"].starts_with("Basic realm="), "{headers:?}");
+    assert!(
+        headers["www-authenticate"].starts_with("Basic realm="),
+        "{headers:?}"
+    );
     assert!(!body.contains("hestyna_"), "a refusal reveals nothing");
-    assert_eq!(http_get(addr, "/metrics", Some(&basic(USER, "wrong"))).0, 401);
-    assert_eq!(http_get(addr, "/metrics", Some(&basic("nobody", PASSWORD))).0, 401);
+    assert_eq!(
+        http_get(addr, "/metrics", Some(&basic(USER, "wrong"))).0,
+        401
+    );
+    assert_eq!(
+        http_get(addr, "/metrics", Some(&basic("nobody", PASSWORD))).0,
+        401
+    );
     assert_eq!(http_get(addr, "/metrics", Some("Basic not-base64!")).0, 401);
     assert_eq!(http_get(addr, "/metrics", Some("Bearer abc")).0, 401);
 
     let body = wait_for("derived series", Duration::from_secs(30), || {
         let (status, headers, body) = http_get_full(addr, "/metrics", Some(&basic(USER, PASSWORD)));
         assert_eq!(status, 200);
-        assert_eq!(headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+        assert_eq!(
+            headers["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
         body.contains("hestyna_llm_runs_total{").then_some(body)
     });
     for family in [
@@ -59,7 +71,10 @@ fn metrics_needs_the_right_credentials() {
         "hestyna_obsd_events_received_total",
         "hestyna_obsd_build_info",
     ] {
-        assert!(body.contains(&format!("# TYPE {family} ")), "{family} missing");
+        assert!(
+            body.contains(&format!("# TYPE {family} ")),
+            "{family} missing"
+        );
     }
 
     for path in ["/livez", "/readyz"] {
@@ -78,17 +93,25 @@ fn unprotected_metrics_off_loopback_is_refused() {
         .replace(&format!("{USER} = \"{USER_HASH}\""), "");
     let path = dir.path().join("open.toml");
     std::fs::write(&path, &config).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hestyna-obsd")).arg("--config").arg(&path).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hestyna-obsd"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("http.basic_auth_users") && stderr.contains("allow_unauthenticated"), "{stderr}");
+    assert!(
+        stderr.contains("http.basic_auth_users") && stderr.contains("allow_unauthenticated"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn the_demo_password_is_refused_off_loopback() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("demo.toml");
-    let demo = include_str!("../config/demo.toml").replace("127.0.0.1:9464", &format!("0.0.0.0:{}", free_port()));
+    let demo = include_str!("../config/demo.toml")
+        .replace("127.0.0.1:9464", &format!("0.0.0.0:{}", free_port()));
     std::fs::write(&path, demo).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hestyna-obsd"))
         .arg("--config")

@@ -33,12 +33,20 @@ fn a_restart_half_way_loses_nothing() {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            rdkafka::producer::Producer::flush(&producer, rdkafka::util::Timeout::After(Duration::from_secs(60))).unwrap();
+            rdkafka::producer::Producer::flush(
+                &producer,
+                rdkafka::util::Timeout::After(Duration::from_secs(60)),
+            )
+            .unwrap();
         })
     };
 
     let mut first = Daemon::start_with(&config, dir.path(), port, "/readyz");
-    wait_for("half of the events to be forwarded", Duration::from_secs(120), || (read_jsonl(&siem).len() >= total / 2).then_some(()));
+    wait_for(
+        "half of the events to be forwarded",
+        Duration::from_secs(120),
+        || (read_jsonl(&siem).len() >= total / 2).then_some(()),
+    );
     let code = first.stop();
     assert_eq!(code, Some(0), "a clean exit on SIGTERM:\n{}", first.log());
     let log = first.log();
@@ -48,14 +56,20 @@ fn a_restart_half_way_loses_nothing() {
 
     let second = Daemon::start_with(&config, dir.path(), port, "/readyz");
     producing.join().unwrap();
-    let docs = wait_for("every event to be forwarded", Duration::from_secs(120), || {
-        let docs = read_jsonl(&siem);
-        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-        for d in &docs {
-            *seen.entry(d["event"]["id"].as_str().unwrap().to_owned()).or_default() += 1;
-        }
-        (seen.len() == total).then_some(seen)
-    });
+    let docs = wait_for(
+        "every event to be forwarded",
+        Duration::from_secs(120),
+        || {
+            let docs = read_jsonl(&siem);
+            let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+            for d in &docs {
+                *seen
+                    .entry(d["event"]["id"].as_str().unwrap().to_owned())
+                    .or_default() += 1;
+            }
+            (seen.len() == total).then_some(seen)
+        },
+    );
     let duplicates: usize = docs.values().map(|n| n - 1).sum();
     // In flight at most: the batches queued to the pipeline, the one it held and the one being cut, per
     // pipeline source (batch_max_records = 500, queue_batches = 8).
@@ -63,5 +77,11 @@ fn a_restart_half_way_loses_nothing() {
     eprintln!("restart: {total} events, {at_stop} forwarded before SIGTERM, {duplicates} duplicates after the restart (bound {bound})");
     assert!(duplicates <= bound, "{duplicates} duplicates");
     let m = second.scrape();
-    assert!(sum(&m, "hestyna_obsd_events_received_total", &["pipeline=\"forward\""]) >= (total - at_stop) as f64);
+    assert!(
+        sum(
+            &m,
+            "hestyna_obsd_events_received_total",
+            &["pipeline=\"forward\""]
+        ) >= (total - at_stop) as f64
+    );
 }

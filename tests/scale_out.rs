@@ -18,34 +18,69 @@ fn two_instances_share_the_partitions_and_sum_to_the_truth() {
     let groups = unique("g");
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (port_a, port_b) = (free_port(), free_port());
-    let a = Daemon::start_with(&kafka_config(&broker, &topic, &groups, &dlq, dir_a.path(), port_a), dir_a.path(), port_a, "/readyz");
-    let b = Daemon::start_with(&kafka_config(&broker, &topic, &groups, &dlq, dir_b.path(), port_b), dir_b.path(), port_b, "/readyz");
+    let a = Daemon::start_with(
+        &kafka_config(&broker, &topic, &groups, &dlq, dir_a.path(), port_a),
+        dir_a.path(),
+        port_a,
+        "/readyz",
+    );
+    let b = Daemon::start_with(
+        &kafka_config(&broker, &topic, &groups, &dlq, dir_b.path(), port_b),
+        dir_b.path(),
+        port_b,
+        "/readyz",
+    );
 
     // Both pipelines of both instances settle on a share of the four partitions.
-    wait_for("the partitions to be shared", Duration::from_secs(60), || {
-        let (ma, mb) = (a.scrape(), b.scrape());
-        let shares: Vec<f64> = ["metrics", "forward"]
-            .iter()
-            .flat_map(|p| {
-                let with = format!("pipeline=\"{p}\"");
-                [sum(&ma, "hestyna_obsd_assigned_partitions", &[&with]), sum(&mb, "hestyna_obsd_assigned_partitions", &[&with])]
-            })
-            .collect();
-        (shares.iter().all(|s| *s >= 1.0) && shares[0] + shares[1] == 4.0 && shares[2] + shares[3] == 4.0).then_some(())
-    });
+    wait_for(
+        "the partitions to be shared",
+        Duration::from_secs(60),
+        || {
+            let (ma, mb) = (a.scrape(), b.scrape());
+            let shares: Vec<f64> = ["metrics", "forward"]
+                .iter()
+                .flat_map(|p| {
+                    let with = format!("pipeline=\"{p}\"");
+                    [
+                        sum(&ma, "hestyna_obsd_assigned_partitions", &[&with]),
+                        sum(&mb, "hestyna_obsd_assigned_partitions", &[&with]),
+                    ]
+                })
+                .collect();
+            (shares.iter().all(|s| *s >= 1.0)
+                && shares[0] + shares[1] == 4.0
+                && shares[2] + shares[3] == 4.0)
+                .then_some(())
+        },
+    );
 
     let records = generated(11, 8_000, 0.0);
     broker.produce(&topic, &records);
     let total = records.len() as f64;
-    let (ma, mb) = wait_for("both instances to derive everything", Duration::from_secs(120), || {
-        let (ma, mb) = (a.scrape(), b.scrape());
-        let derived = sum(&ma, "hestyna_obsd_events_received_total", &["pipeline=\"metrics\""])
-            + sum(&mb, "hestyna_obsd_events_received_total", &["pipeline=\"metrics\""]);
-        let forwarded = read_jsonl(&dir_a.path().join("siem.jsonl")).len() + read_jsonl(&dir_b.path().join("siem.jsonl")).len();
-        (derived == total && forwarded == records.len()).then_some((ma, mb))
-    });
+    let (ma, mb) = wait_for(
+        "both instances to derive everything",
+        Duration::from_secs(120),
+        || {
+            let (ma, mb) = (a.scrape(), b.scrape());
+            let derived = sum(
+                &ma,
+                "hestyna_obsd_events_received_total",
+                &["pipeline=\"metrics\""],
+            ) + sum(
+                &mb,
+                "hestyna_obsd_events_received_total",
+                &["pipeline=\"metrics\""],
+            );
+            let forwarded = read_jsonl(&dir_a.path().join("siem.jsonl")).len()
+                + read_jsonl(&dir_b.path().join("siem.jsonl")).len();
+            (derived == total && forwarded == records.len()).then_some((ma, mb))
+        },
+    );
 
-    let events: Vec<Value> = records.iter().map(|r| serde_json::from_slice(&r.payload).unwrap()).collect();
+    let events: Vec<Value> = records
+        .iter()
+        .map(|r| serde_json::from_slice(&r.payload).unwrap())
+        .collect();
     for (name, kind) in [
         ("hestyna_llm_runs_total", "llm_run"),
         ("hestyna_automation_runs_total", "automation_run"),
@@ -53,24 +88,46 @@ fn two_instances_share_the_partitions_and_sum_to_the_truth() {
     ] {
         let truth = events.iter().filter(|e| e["type"] == kind).count() as f64;
         let (got_a, got_b) = (sum(&ma, name, &[]), sum(&mb, name, &[]));
-        assert!(got_a > 0.0 && got_b > 0.0, "{name}: each instance derived a share ({got_a}, {got_b})");
+        assert!(
+            got_a > 0.0 && got_b > 0.0,
+            "{name}: each instance derived a share ({got_a}, {got_b})"
+        );
         assert_eq!(got_a + got_b, truth, "{name}");
     }
-    let failures = events.iter().filter(|e| e["type"] == "integration_call" && e["outcome"] == "failure").count() as f64;
-    assert_eq!(sum(&ma, "hestyna_integration_failures_total", &[]) + sum(&mb, "hestyna_integration_failures_total", &[]), failures);
+    let failures = events
+        .iter()
+        .filter(|e| e["type"] == "integration_call" && e["outcome"] == "failure")
+        .count() as f64;
+    assert_eq!(
+        sum(&ma, "hestyna_integration_failures_total", &[])
+            + sum(&mb, "hestyna_integration_failures_total", &[]),
+        failures
+    );
 
     // Per organization, too (what a PromQL sum by (organization) would show).
     for org in ["acme", "globex", "initech"] {
         let with = format!("organization=\"{org}\"");
-        let truth = events.iter().filter(|e| e["type"] == "llm_run" && e["organization"] == org).count() as f64;
-        assert_eq!(sum(&ma, "hestyna_llm_runs_total", &[&with]) + sum(&mb, "hestyna_llm_runs_total", &[&with]), truth, "{org}");
+        let truth = events
+            .iter()
+            .filter(|e| e["type"] == "llm_run" && e["organization"] == org)
+            .count() as f64;
+        assert_eq!(
+            sum(&ma, "hestyna_llm_runs_total", &[&with])
+                + sum(&mb, "hestyna_llm_runs_total", &[&with]),
+            truth,
+            "{org}"
+        );
     }
 
     // The SIEM files together hold every event exactly once.
     let mut ids = BTreeSet::new();
     for dir in [&dir_a, &dir_b] {
         for doc in read_jsonl(&dir.path().join("siem.jsonl")) {
-            assert!(ids.insert(doc["event"]["id"].as_str().unwrap().to_owned()), "duplicate {}", doc["event"]["id"]);
+            assert!(
+                ids.insert(doc["event"]["id"].as_str().unwrap().to_owned()),
+                "duplicate {}",
+                doc["event"]["id"]
+            );
         }
     }
     assert_eq!(ids.len(), records.len());

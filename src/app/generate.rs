@@ -12,20 +12,35 @@ use std::time::{Duration, Instant};
 /// Where generated events go.
 pub enum Target {
     /// A Kafka topic, with these producer properties (`bootstrap.servers` included).
-    Kafka { properties: Vec<(String, String)>, topic: String },
+    Kafka {
+        properties: Vec<(String, String)>,
+        topic: String,
+    },
     /// A JSONL file (`-` for stdout).
     File(String),
 }
 
 /// Generates `settings.count` events (required) into `target`, with a progress bar on stderr when
 /// `progress` is set. Returns how many were written.
-pub fn generate(settings: GeneratorSettings, target: Target, progress: bool) -> Result<u64, AppError> {
-    let count = settings.count.ok_or_else(|| AppError::Usage("generate needs --count".into()))?;
+pub fn generate(
+    settings: GeneratorSettings,
+    target: Target,
+    progress: bool,
+) -> Result<u64, AppError> {
+    let count = settings
+        .count
+        .ok_or_else(|| AppError::Usage("generate needs --count".into()))?;
     let rate = settings.rate;
-    let bar = if progress { ProgressBar::new(count) } else { ProgressBar::hidden() };
+    let bar = if progress {
+        ProgressBar::new(count)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} events ({per_sec}, eta {eta})")
-            .expect("constant template"),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} events ({per_sec}, eta {eta})",
+        )
+        .expect("constant template"),
     );
     let started = Instant::now();
     let pace = |n: u64| {
@@ -40,22 +55,41 @@ pub fn generate(settings: GeneratorSettings, target: Target, progress: bool) -> 
     let written = match target {
         Target::Kafka { properties, topic } => {
             let mut config = rdkafka::ClientConfig::new();
-            config.set("linger.ms", "20").set("acks", "all").set("compression.type", "lz4");
+            config
+                .set("linger.ms", "20")
+                .set("acks", "all")
+                .set("compression.type", "lz4");
             for (k, v) in &properties {
                 config.set(k, v);
             }
             let producer: ThreadedProducer<DefaultProducerContext> = config.create()?;
             let mut n = 0u64;
-            for Generated { key, payload, headers } in events {
+            for Generated {
+                key,
+                payload,
+                headers,
+            } in events
+            {
                 let mut owned = OwnedHeaders::new();
                 for (k, v) in &headers {
-                    owned = owned.insert(Header { key: k, value: Some(v.as_bytes()) });
+                    owned = owned.insert(Header {
+                        key: k,
+                        value: Some(v.as_bytes()),
+                    });
                 }
-                let mut record = BaseRecord::to(&topic).key(key.as_bytes()).payload(payload.as_slice()).headers(owned);
+                let mut record = BaseRecord::to(&topic)
+                    .key(key.as_bytes())
+                    .payload(payload.as_slice())
+                    .headers(owned);
                 loop {
                     match producer.send(record) {
                         Ok(()) => break,
-                        Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                        Err((
+                            rdkafka::error::KafkaError::MessageProduction(
+                                rdkafka::types::RDKafkaErrorCode::QueueFull,
+                            ),
+                            back,
+                        )) => {
                             record = back;
                             std::thread::sleep(Duration::from_millis(2));
                         }
@@ -63,7 +97,7 @@ pub fn generate(settings: GeneratorSettings, target: Target, progress: bool) -> 
                     }
                 }
                 n += 1;
-                if n % 256 == 0 {
+                if n.is_multiple_of(256) {
                     bar.set_position(n);
                     pace(n);
                 }
@@ -75,21 +109,30 @@ pub fn generate(settings: GeneratorSettings, target: Target, progress: bool) -> 
             let out: Box<dyn Write> = if path == "-" {
                 Box::new(std::io::stdout().lock())
             } else {
-                Box::new(std::fs::File::create(&path).map_err(|source| AppError::Io { context: format!("cannot create {path}"), source })?)
+                Box::new(std::fs::File::create(&path).map_err(|source| AppError::Io {
+                    context: format!("cannot create {path}"),
+                    source,
+                })?)
             };
             let mut out = std::io::BufWriter::new(out);
             let mut n = 0u64;
             for g in events {
                 out.write_all(&g.payload)
                     .and_then(|_| out.write_all(b"\n"))
-                    .map_err(|source| AppError::Io { context: format!("cannot write {path}"), source })?;
+                    .map_err(|source| AppError::Io {
+                        context: format!("cannot write {path}"),
+                        source,
+                    })?;
                 n += 1;
-                if n % 256 == 0 {
+                if n.is_multiple_of(256) {
                     bar.set_position(n);
                     pace(n);
                 }
             }
-            out.flush().map_err(|source| AppError::Io { context: format!("cannot write {path}"), source })?;
+            out.flush().map_err(|source| AppError::Io {
+                context: format!("cannot write {path}"),
+                source,
+            })?;
             n
         }
     };

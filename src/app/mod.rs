@@ -33,7 +33,10 @@ pub enum AppError {
     #[error("invalid metric rules:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
     Rules(Vec<DeriveError>),
     #[error("the public demo password is configured for {users:?} while /metrics listens on {addr}, which is not loopback: set real credentials")]
-    DemoPasswordExposed { users: Vec<String>, addr: std::net::SocketAddr },
+    DemoPasswordExposed {
+        users: Vec<String>,
+        addr: std::net::SocketAddr,
+    },
     #[error("dead-letter destination: {0}")]
     DeadLetter(#[from] DeadLetterError),
     #[error(transparent)]
@@ -45,7 +48,10 @@ pub enum AppError {
     #[error(transparent)]
     Telemetry(#[from] crate::telemetry::TelemetryError),
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("{0}")]
@@ -56,7 +62,10 @@ impl AppError {
     /// The process exit code: 64 (EX_USAGE) for configuration and usage errors, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AppError::Config(_) | AppError::Rules(_) | AppError::Usage(_) | AppError::DemoPasswordExposed { .. } => 64,
+            AppError::Config(_)
+            | AppError::Rules(_)
+            | AppError::Usage(_)
+            | AppError::DemoPasswordExposed { .. } => 64,
             _ => 1,
         }
     }
@@ -118,7 +127,10 @@ where
     std::thread::Builder::new()
         .name(format!("source-{name}"))
         .spawn(body)
-        .map_err(|source| AppError::Io { context: "cannot start a source thread".into(), source })
+        .map_err(|source| AppError::Io {
+            context: "cannot start a source thread".into(),
+            source,
+        })
 }
 
 /// Runs the daemon until a signal (or, with `exit_when_sources_end`, until the sources end).
@@ -140,15 +152,25 @@ pub async fn run_observed(
     let auth = Arc::new(BasicAuth::new(config.http.basic_auth_users.clone()));
     let demo_users: Vec<String> = auth.demo_users().into_iter().map(str::to_owned).collect();
     if options.http && !demo_users.is_empty() && !config.http.listen.ip().is_loopback() {
-        return Err(AppError::DemoPasswordExposed { users: demo_users, addr: config.http.listen });
+        return Err(AppError::DemoPasswordExposed {
+            users: demo_users,
+            addr: config.http.listen,
+        });
     }
 
     let dead_letter = Arc::new(match config.dead_letter.kind {
-        DeadLetterKind::Kafka => DeadLetter::kafka(&config.kafka.producer_properties(), &config.dead_letter.topic)?,
+        DeadLetterKind::Kafka => DeadLetter::kafka(
+            &config.kafka.producer_properties(),
+            &config.dead_letter.topic,
+        )?,
         DeadLetterKind::File => DeadLetter::file(&config.dead_letter.path)?,
     });
     let pipes = &config.pipelines;
-    let sinks = if pipes.forward.enabled { build_sinks(&config.forward.sinks)? } else { Vec::new() };
+    let sinks = if pipes.forward.enabled {
+        build_sinks(&config.forward.sinks)?
+    } else {
+        Vec::new()
+    };
 
     let listener = match options.http {
         true => Some(crate::http::bind(config.http.listen).await?),
@@ -161,8 +183,10 @@ pub async fn run_observed(
     let queue = config.source.queue_batches.max(1);
     let mut tasks = Vec::new();
     let mut senders = Vec::new();
-    let (metrics_progress, forward_progress) =
-        (pipes.metrics.enabled.then_some(metrics_progress), pipes.forward.enabled.then_some(forward_progress));
+    let (metrics_progress, forward_progress) = (
+        pipes.metrics.enabled.then_some(metrics_progress),
+        pipes.forward.enabled.then_some(forward_progress),
+    );
     if let Some(progress) = metrics_progress.clone() {
         let (tx, rx) = mpsc::channel(queue);
         let pipeline = MetricsPipeline {
@@ -174,12 +198,20 @@ pub async fn run_observed(
             shutdown: shutdown.clone(),
         };
         tasks.push(tokio::spawn(pipeline.run(rx)));
-        senders.push((crate::pipeline::metrics::NAME, pipes.metrics.group_id.clone(), tx));
+        senders.push((
+            crate::pipeline::metrics::NAME,
+            pipes.metrics.group_id.clone(),
+            tx,
+        ));
     }
     if let Some(progress) = forward_progress.clone() {
         let (tx, rx) = mpsc::channel(queue);
         let pipeline = ForwardPipeline {
-            enricher: Enricher::new(HostInfo::from_env(), &config.forward.service_name, &config.forward.environment),
+            enricher: Enricher::new(
+                HostInfo::from_env(),
+                &config.forward.service_name,
+                &config.forward.environment,
+            ),
             sinks,
             dead_letter: dead_letter.clone(),
             owns_invalid: !pipes.metrics.enabled,
@@ -188,7 +220,11 @@ pub async fn run_observed(
             shutdown: shutdown.clone(),
         };
         tasks.push(tokio::spawn(pipeline.run(rx)));
-        senders.push((crate::pipeline::forward::NAME, pipes.forward.group_id.clone(), tx));
+        senders.push((
+            crate::pipeline::forward::NAME,
+            pipes.forward.group_id.clone(),
+            tx,
+        ));
     }
 
     // Sources, last.
@@ -199,7 +235,11 @@ pub async fn run_observed(
             for (pipeline, group_id, tx) in senders {
                 let settings = KafkaSourceSettings {
                     pipeline,
-                    properties: consumer_properties(&config.kafka.brokers, &group_id, &config.kafka.consumer_overrides()),
+                    properties: consumer_properties(
+                        &config.kafka.brokers,
+                        &group_id,
+                        &config.kafka.consumer_overrides(),
+                    ),
                     topics: config.kafka.topics.clone(),
                     batch_max_records: batch_max,
                     batch_max_wait: Duration::from_millis(config.source.batch_max_wait_ms),
@@ -208,7 +248,9 @@ pub async fn run_observed(
                 };
                 let source = KafkaSource::new(settings, self_metrics.clone(), health.condition())?;
                 let stop = shutdown.flag();
-                sources.push(spawn_source(pipeline, move || source.run(Outputs::new(vec![tx]), stop))?);
+                sources.push(spawn_source(pipeline, move || {
+                    source.run(Outputs::new(vec![tx]), stop)
+                })?);
             }
         }
         SourceKind::File => {
@@ -221,12 +263,19 @@ pub async fn run_observed(
             let outputs = Outputs::new(senders.into_iter().map(|(_, _, tx)| tx).collect());
             let source = GeneratorSource::new(generator_settings(&config), batch_max);
             let stop = shutdown.flag();
-            sources.push(spawn_source("generator", move || source.run(outputs, stop))?);
+            sources.push(spawn_source("generator", move || {
+                source.run(outputs, stop)
+            })?);
         }
     }
 
     let server = listener.map(|listener| {
-        let state = HttpState { store: store.clone(), metrics: self_metrics.clone(), health: health.clone(), auth: auth.clone() };
+        let state = HttpState {
+            store: store.clone(),
+            metrics: self_metrics.clone(),
+            health: health.clone(),
+            auth: auth.clone(),
+        };
         tokio::spawn(crate::http::serve(listener, state, shutdown.clone()))
     });
     if options.banner {
@@ -242,8 +291,11 @@ pub async fn run_observed(
 
     // Wait for a signal, or for the sources to end.
     let sources_done = async {
-        let handles: Vec<_> = sources.drain(..).collect();
-        tokio::task::spawn_blocking(move || handles.into_iter().map(|h| h.join()).collect::<Vec<_>>()).await
+        let handles = std::mem::take(&mut sources);
+        tokio::task::spawn_blocking(move || {
+            handles.into_iter().map(|h| h.join()).collect::<Vec<_>>()
+        })
+        .await
     };
     tokio::pin!(sources_done);
     let mut joined = None;
@@ -292,7 +344,13 @@ pub async fn run_observed(
     if let Some(error) = first_error {
         return Err(error);
     }
-    Ok(RunReport { source_records, metrics: metrics_progress, forward: forward_progress, store, self_metrics })
+    Ok(RunReport {
+        source_records,
+        metrics: metrics_progress,
+        forward: forward_progress,
+        store,
+        self_metrics,
+    })
 }
 
 /// Resolves with the signal's name on SIGTERM or SIGINT.
@@ -310,11 +368,23 @@ async fn wait_for_signal() -> &'static str {
 
 fn print_banner(config: &Config, demo_users: &[String], auth: bool, dead_letter: &DeadLetter) {
     let addr = config.http.listen;
-    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
-    let host = if addr.is_ipv6() && !addr.ip().is_unspecified() { format!("[{host}]") } else { host };
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let host = if addr.is_ipv6() && !addr.ip().is_unspecified() {
+        format!("[{host}]")
+    } else {
+        host
+    };
     let base = format!("http://{host}:{}", addr.port());
     let source = match config.source.kind {
-        SourceKind::Kafka => format!("kafka {} on {}", config.kafka.topics.join(","), config.kafka.brokers),
+        SourceKind::Kafka => format!(
+            "kafka {} on {}",
+            config.kafka.topics.join(","),
+            config.kafka.brokers
+        ),
         SourceKind::File => format!("file {}", config.source.file.path),
         SourceKind::Generator => format!(
             "generator ({} events/s, seed {})",
@@ -330,7 +400,9 @@ fn print_banner(config: &Config, demo_users: &[String], auth: bool, dead_letter:
         format!("hestyna-obsd {} is running", env!("CARGO_PKG_VERSION")),
         format!("  source        {source}"),
         format!("  /metrics      {base}/metrics"),
-        format!("  try           curl -s {credentials}{base}/metrics | grep '^hestyna_llm_runs_total'"),
+        format!(
+            "  try           curl -s {credentials}{base}/metrics | grep '^hestyna_llm_runs_total'"
+        ),
         format!("  health        {base}/livez  {base}/readyz"),
     ];
     if let Some(user) = demo_users.first() {
@@ -339,7 +411,10 @@ fn print_banner(config: &Config, demo_users: &[String], auth: bool, dead_letter:
     if config.pipelines.forward.enabled {
         for (name, sink) in &config.forward.sinks {
             if let crate::config::SinkConfig::File { path } = sink {
-                lines.push(format!("  SIEM ({name})    {} (tail -f it)", path.display()));
+                lines.push(format!(
+                    "  SIEM ({name})    {} (tail -f it)",
+                    path.display()
+                ));
             } else {
                 lines.push(format!("  SIEM ({name})    standard output"));
             }

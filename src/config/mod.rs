@@ -25,7 +25,10 @@ pub const ENV_PREFIX: &str = "HESTYNA_OBSD";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    ReadFile { path: String, source: std::io::Error },
+    ReadFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot parse the configuration: {0}")]
     Parse(#[from] config::ConfigError),
     #[error("invalid configuration ({origin}):\n{}", .issues.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n"))]
@@ -191,7 +194,10 @@ impl KafkaConfig {
     }
 }
 
-fn merged(base: &BTreeMap<String, String>, over: &BTreeMap<String, String>) -> Vec<(String, String)> {
+fn merged(
+    base: &BTreeMap<String, String>,
+    over: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
     let mut all = base.clone();
     all.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
     all.into_iter().collect()
@@ -210,8 +216,14 @@ pub struct PipelinesConfig {
 impl Default for PipelinesConfig {
     fn default() -> Self {
         PipelinesConfig {
-            metrics: PipelineConfig { enabled: true, group_id: "hestyna-obsd-metrics".into() },
-            forward: PipelineConfig { enabled: true, group_id: "hestyna-obsd-forward".into() },
+            metrics: PipelineConfig {
+                enabled: true,
+                group_id: "hestyna-obsd-metrics".into(),
+            },
+            forward: PipelineConfig {
+                enabled: true,
+                group_id: "hestyna-obsd-forward".into(),
+            },
         }
     }
 }
@@ -228,7 +240,10 @@ pub struct PipelineConfig {
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { enabled: true, group_id: String::new() }
+        PipelineConfig {
+            enabled: true,
+            group_id: String::new(),
+        }
     }
 }
 
@@ -334,7 +349,10 @@ pub struct TelemetryConfig {
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        TelemetryConfig { log_format: crate::telemetry::LogFormat::Text, log_level: "info".into() }
+        TelemetryConfig {
+            log_format: crate::telemetry::LogFormat::Text,
+            log_level: "info".into(),
+        }
     }
 }
 
@@ -350,7 +368,10 @@ pub struct ShutdownConfig {
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
-        ShutdownConfig { drain_timeout_secs: 30, revoke_drain_ms: 5000 }
+        ShutdownConfig {
+            drain_timeout_secs: 30,
+            revoke_drain_ms: 5000,
+        }
     }
 }
 
@@ -359,14 +380,20 @@ impl Default for ShutdownConfig {
 pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     let (text, origin) = match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|source| ConfigError::ReadFile { path: p.display().to_string(), source })?;
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::ReadFile {
+                path: p.display().to_string(),
+                source,
+            })?;
             (text, p.display().to_string())
         }
-        None => (DEMO_CONFIG.to_owned(), "embedded config/demo.toml".to_owned()),
+        None => (
+            DEMO_CONFIG.to_owned(),
+            "embedded config/demo.toml".to_owned(),
+        ),
     };
-    let env: std::collections::HashMap<String, String> =
-        std::env::vars().filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__"))).collect();
+    let env: std::collections::HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+        .collect();
     from_parts(&text, &origin, env)
 }
 
@@ -389,7 +416,10 @@ pub fn from_parts(
         )
         .build()?;
     let tree: serde_json::Value = layered.try_deserialize()?;
-    validate::deserialize_and_check(tree).map_err(|issues| ConfigError::Invalid { origin: origin.to_owned(), issues })
+    validate::deserialize_and_check(tree).map_err(|issues| ConfigError::Invalid {
+        origin: origin.to_owned(),
+        issues,
+    })
 }
 
 /// A copy with secrets replaced, for printing.
@@ -397,10 +427,16 @@ pub fn masked(config: &Config) -> Config {
     let mut out = config.clone();
     let secretish = |key: &str| {
         let k = key.to_ascii_lowercase();
-        ["password", "secret", "token", "jaas", "private", ".key"].iter().any(|s| k.contains(s))
+        ["password", "secret", "token", "jaas", "private", ".key"]
+            .iter()
+            .any(|s| k.contains(s))
             || k.ends_with("key")
     };
-    for map in [&mut out.kafka.properties, &mut out.kafka.consumer_properties, &mut out.kafka.producer_properties] {
+    for map in [
+        &mut out.kafka.properties,
+        &mut out.kafka.consumer_properties,
+        &mut out.kafka.producer_properties,
+    ] {
         for (k, v) in map.iter_mut() {
             if secretish(k) {
                 *v = "***".into();

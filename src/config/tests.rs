@@ -2,7 +2,10 @@ use super::*;
 use std::collections::HashMap;
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn issues(toml: &str, vars: &[(&str, &str)]) -> Vec<Issue> {
@@ -21,7 +24,10 @@ const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 #[test]
 fn default_toml_documents_exactly_the_defaults() {
     let tree: serde_json::Value = config::Config::builder()
-        .add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml))
+        .add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ))
         .build()
         .unwrap()
         .try_deserialize()
@@ -41,8 +47,15 @@ fn the_demo_config_is_valid() {
 fn the_default_needs_a_broker_list() {
     let found = issues(DEFAULT_TOML, &[]);
     // The reference listens on every address, so it also needs credentials: both are the operator's call.
-    assert_eq!(paths(&found), vec!["kafka.brokers", "http.basic_auth_users"]);
-    assert!(found[0].message.contains("missing broker list"), "{}", found[0]);
+    assert_eq!(
+        paths(&found),
+        vec!["kafka.brokers", "http.basic_auth_users"]
+    );
+    assert!(
+        found[0].message.contains("missing broker list"),
+        "{}",
+        found[0]
+    );
 }
 
 #[test]
@@ -97,32 +110,50 @@ fn every_fault_is_reported_at_once_with_its_path() {
         ],
         "{found:#?}"
     );
-    let by_path = |path: &str| found.iter().find(|i| i.path == path).unwrap().message.clone();
-    assert!(by_path("source.bogus").starts_with("unknown key"), "{}", by_path("source.bogus"));
-    assert!(by_path("source.batch_max_records").contains("invalid type"), "{}", by_path("source.batch_max_records"));
+    let by_path = |path: &str| {
+        found
+            .iter()
+            .find(|i| i.path == path)
+            .unwrap()
+            .message
+            .clone()
+    };
+    assert!(
+        by_path("source.bogus").starts_with("unknown key"),
+        "{}",
+        by_path("source.bogus")
+    );
+    assert!(
+        by_path("source.batch_max_records").contains("invalid type"),
+        "{}",
+        by_path("source.batch_max_records")
+    );
 }
 
 #[test]
 fn case_of_map_keys_is_kept() {
-    let toml = format!(
-        "{DEMO_CONFIG}\nOpsTeam = \"$2b$10$eQyad8Rv465T2dIJ0GV52e1L0ONSi.4kEVHP4l9UK6eQzUiD1qf.u\"\n"
+    let toml = "[source]\nkind = \"generator\"\n[dead_letter]\nkind = \"file\"\n[http]\nlisten = \"127.0.0.1:9464\"\n\
+                [http.basic_auth_users]\nOpsTeam = \"$2b$10$eQyad8Rv465T2dIJ0GV52e1L0ONSi.4kEVHP4l9UK6eQzUiD1qf.u\"\n";
+    let config = from_parts(toml, "test", HashMap::new()).unwrap();
+    assert!(
+        config.http.basic_auth_users.contains_key("OpsTeam"),
+        "{:?}",
+        config.http.basic_auth_users
     );
-    // The line lands in the last table of the demo file; move it under basic_auth_users instead.
-    let toml = toml.replace("[forward]\nenvironment", "[forward]\nenvironment").replacen(
-        "[http.basic_auth_users]\n",
-        "[http.basic_auth_users]\nOpsTeam = \"$2b$10$eQyad8Rv465T2dIJ0GV52e1L0ONSi.4kEVHP4l9UK6eQzUiD1qf.u\"\n",
-        1,
-    );
-    let toml = toml.trim_end().rsplit_once('\n').unwrap().0.to_owned();
-    let config = from_parts(&toml, "test", HashMap::new()).unwrap();
-    assert!(config.http.basic_auth_users.contains_key("OpsTeam"), "{:?}", config.http.basic_auth_users);
 }
 
 #[test]
 fn dotted_librdkafka_keys_stay_whole() {
     let toml = format!("{DEMO_CONFIG}\n[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.password\" = \"hunter2\"\n");
     let config = from_parts(&toml, "test", HashMap::new()).unwrap();
-    assert_eq!(config.kafka.properties.get("security.protocol").map(String::as_str), Some("SASL_SSL"));
+    assert_eq!(
+        config
+            .kafka
+            .properties
+            .get("security.protocol")
+            .map(String::as_str),
+        Some("SASL_SSL")
+    );
     let masked = masked(&config);
     assert_eq!(masked.kafka.properties["sasl.password"], "***");
     assert_eq!(masked.kafka.properties["security.protocol"], "SASL_SSL");
@@ -138,6 +169,30 @@ fn open_metrics_off_loopback_needs_an_explicit_yes() {
 
 #[test]
 fn managed_kafka_properties_are_refused() {
-    let toml = format!("{DEMO_CONFIG}\n[kafka.properties]\n\"enable.auto.offset.store\" = \"true\"\n");
-    assert_eq!(paths(&issues(&toml, &[])), vec!["kafka.properties.enable.auto.offset.store"]);
+    let toml =
+        format!("{DEMO_CONFIG}\n[kafka.properties]\n\"enable.auto.offset.store\" = \"true\"\n");
+    assert_eq!(
+        paths(&issues(&toml, &[])),
+        vec!["kafka.properties.enable.auto.offset.store"]
+    );
+}
+
+#[test]
+fn a_user_can_come_from_the_environment() {
+    // As in docker/kubernetes.yaml: the hash from a Secret, the user name in the variable's name.
+    let hash = "$2b$10$eQyad8Rv465T2dIJ0GV52e1L0ONSi.4kEVHP4l9UK6eQzUiD1qf.u";
+    let config = from_parts(
+        "[source]\nkind = \"generator\"\n[dead_letter]\nkind = \"file\"\n",
+        "test",
+        env(&[("HESTYNA_OBSD__HTTP__BASIC_AUTH_USERS__PROMETHEUS", hash)]),
+    )
+    .unwrap();
+    assert_eq!(
+        config
+            .http
+            .basic_auth_users
+            .get("prometheus")
+            .map(String::as_str),
+        Some(hash)
+    );
 }

@@ -26,7 +26,9 @@ impl fmt::Display for Issue {
 
 /// Removes the value at `path` (segments of a `serde_path_to_error` path); false if there is none.
 fn remove_at(tree: &mut Value, segments: &[String]) -> bool {
-    let Some((last, parents)) = segments.split_last() else { return false };
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
     let mut node = tree;
     for segment in parents {
         node = match node {
@@ -34,10 +36,12 @@ fn remove_at(tree: &mut Value, segments: &[String]) -> bool {
                 Some(next) => next,
                 None => return false,
             },
-            Value::Array(items) => match segment.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
-                Some(next) => next,
-                None => return false,
-            },
+            Value::Array(items) => {
+                match segment.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                    Some(next) => next,
+                    None => return false,
+                }
+            }
             _ => return false,
         };
     }
@@ -76,12 +80,35 @@ fn issue_from(err: &serde_path_to_error::Error<serde_json::Error>) -> (Vec<Strin
             if segs.last().map(String::as_str) != Some(name) {
                 segs.push(name.to_owned());
             }
-            let message = format!("unknown key{}", rest.split_once('`').map(|(_, tail)| tail).unwrap_or(""));
-            return (segs.clone(), Issue { path: segs.join("."), message });
+            let message = format!(
+                "unknown key{}",
+                rest.split_once('`').map(|(_, tail)| tail).unwrap_or("")
+            );
+            return (
+                segs.clone(),
+                Issue {
+                    path: segs.join("."),
+                    message,
+                },
+            );
         }
     }
-    let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
-    (segs.clone(), Issue { path: if segs.is_empty() { "(root)".into() } else { segs.join(".") }, message })
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(&message)
+        .to_owned();
+    (
+        segs.clone(),
+        Issue {
+            path: if segs.is_empty() {
+                "(root)".into()
+            } else {
+                segs.join(".")
+            },
+            message,
+        },
+    )
 }
 
 /// Deserializes, collecting every fault, then checks what spans keys.
@@ -101,7 +128,9 @@ pub(super) fn deserialize_and_check(mut tree: Value) -> Result<Config, Vec<Issue
     };
     if let Some(config) = &config {
         // A check on a key whose subtree already had a fault (removed above) would only repeat it.
-        let related = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}.")) || b.starts_with(&format!("{a}."));
+        let related = |a: &str, b: &str| {
+            a == b || a.starts_with(&format!("{b}.")) || b.starts_with(&format!("{a}."))
+        };
         for issue in check(config) {
             if !issues.iter().any(|i| related(&i.path, &issue.path)) {
                 issues.push(issue);
@@ -116,16 +145,31 @@ pub(super) fn deserialize_and_check(mut tree: Value) -> Result<Config, Vec<Issue
 
 fn check(c: &Config) -> Vec<Issue> {
     let mut issues = Vec::new();
-    let mut fault = |path: &str, message: String| issues.push(Issue { path: path.into(), message });
+    let mut fault = |path: &str, message: String| {
+        issues.push(Issue {
+            path: path.into(),
+            message,
+        })
+    };
 
     let kafka_source = c.source.kind == SourceKind::Kafka;
     let kafka_dead_letters = c.dead_letter.kind == DeadLetterKind::Kafka;
     if c.kafka.brokers.trim().is_empty() && (kafka_source || kafka_dead_letters) {
-        let user = if kafka_source { "source.kind" } else { "dead_letter.kind" };
-        fault("kafka.brokers", format!("missing broker list: required when {user} is \"kafka\""));
+        let user = if kafka_source {
+            "source.kind"
+        } else {
+            "dead_letter.kind"
+        };
+        fault(
+            "kafka.brokers",
+            format!("missing broker list: required when {user} is \"kafka\""),
+        );
     }
     if kafka_source && c.kafka.topics.iter().all(|t| t.trim().is_empty()) {
-        fault("kafka.topics", "at least one topic is required when source.kind is \"kafka\"".into());
+        fault(
+            "kafka.topics",
+            "at least one topic is required when source.kind is \"kafka\"".into(),
+        );
     }
     for (section, props) in [
         ("kafka.properties", &c.kafka.properties),
@@ -133,7 +177,14 @@ fn check(c: &Config) -> Vec<Issue> {
         ("kafka.producer_properties", &c.kafka.producer_properties),
     ] {
         for key in props.keys() {
-            if ["bootstrap.servers", "group.id", "enable.auto.offset.store", "enable.auto.commit"].contains(&key.as_str()) {
+            if [
+                "bootstrap.servers",
+                "group.id",
+                "enable.auto.offset.store",
+                "enable.auto.commit",
+            ]
+            .contains(&key.as_str())
+            {
                 fault(
                     &format!("{section}.{key}"),
                     "managed by hestyna-obsd (use kafka.brokers / pipelines.*.group_id); offsets are stored only after processing".into(),
@@ -144,39 +195,66 @@ fn check(c: &Config) -> Vec<Issue> {
 
     let b = &c.source;
     if !(1..=1_000_000).contains(&b.batch_max_records) {
-        fault("source.batch_max_records", "must be between 1 and 1000000".into());
+        fault(
+            "source.batch_max_records",
+            "must be between 1 and 1000000".into(),
+        );
     }
     if b.queue_batches == 0 {
         fault("source.queue_batches", "must be at least 1".into());
     }
     let g = &b.generator;
     if !(g.rate >= 0.0 && g.rate.is_finite()) {
-        fault("source.generator.rate", "must be a finite number >= 0".into());
+        fault(
+            "source.generator.rate",
+            "must be a finite number >= 0".into(),
+        );
     }
-    for (path, ratio) in [("source.generator.invalid_ratio", g.invalid_ratio), ("source.generator.unknown_ratio", g.unknown_ratio)] {
+    for (path, ratio) in [
+        ("source.generator.invalid_ratio", g.invalid_ratio),
+        ("source.generator.unknown_ratio", g.unknown_ratio),
+    ] {
         if !(0.0..=1.0).contains(&ratio) {
             fault(path, "must be between 0 and 1".into());
         }
     }
     if g.invalid_ratio + g.unknown_ratio > 1.0 {
-        fault("source.generator.unknown_ratio", "invalid_ratio + unknown_ratio must not exceed 1".into());
+        fault(
+            "source.generator.unknown_ratio",
+            "invalid_ratio + unknown_ratio must not exceed 1".into(),
+        );
     }
     if g.organizations == 0 {
-        fault("source.generator.organizations", "must be at least 1".into());
+        fault(
+            "source.generator.organizations",
+            "must be at least 1".into(),
+        );
     }
     if !g.start.is_empty() && chrono::DateTime::parse_from_rfc3339(&g.start).is_err() {
-        fault("source.generator.start", "must be an RFC 3339 timestamp or empty".into());
+        fault(
+            "source.generator.start",
+            "must be an RFC 3339 timestamp or empty".into(),
+        );
     }
     if b.kind == SourceKind::File && b.file.path.is_empty() {
-        fault("source.file.path", "must name a file, or - for stdin".into());
+        fault(
+            "source.file.path",
+            "must name a file, or - for stdin".into(),
+        );
     }
 
     let p = &c.pipelines;
     if !p.metrics.enabled && !p.forward.enabled {
-        fault("pipelines", "at least one of pipelines.metrics and pipelines.forward must be enabled".into());
+        fault(
+            "pipelines",
+            "at least one of pipelines.metrics and pipelines.forward must be enabled".into(),
+        );
     }
     if kafka_source {
-        for (path, pipe) in [("pipelines.metrics.group_id", &p.metrics), ("pipelines.forward.group_id", &p.forward)] {
+        for (path, pipe) in [
+            ("pipelines.metrics.group_id", &p.metrics),
+            ("pipelines.forward.group_id", &p.forward),
+        ] {
             if pipe.enabled && pipe.group_id.trim().is_empty() {
                 fault(path, "must not be empty".into());
             }
@@ -191,7 +269,10 @@ fn check(c: &Config) -> Vec<Issue> {
             if c.dead_letter.topic.trim().is_empty() {
                 fault("dead_letter.topic", "must not be empty".into());
             } else if c.kafka.topics.contains(&c.dead_letter.topic) {
-                fault("dead_letter.topic", "must not be one of kafka.topics (dead letters would be read again)".into());
+                fault(
+                    "dead_letter.topic",
+                    "must not be one of kafka.topics (dead letters would be read again)".into(),
+                );
             }
         }
         DeadLetterKind::File => {
@@ -203,9 +284,15 @@ fn check(c: &Config) -> Vec<Issue> {
 
     for (user, hash) in &c.http.basic_auth_users {
         if user.is_empty() || user.contains(':') {
-            fault(&format!("http.basic_auth_users.{user}"), "a user name must be non-empty and without ':'".into());
+            fault(
+                &format!("http.basic_auth_users.{user}"),
+                "a user name must be non-empty and without ':'".into(),
+            );
         }
-        let looks_bcrypt = hash.len() == 60 && ["$2a$", "$2b$", "$2y$", "$2x$"].iter().any(|p| hash.starts_with(p));
+        let looks_bcrypt = hash.len() == 60
+            && ["$2a$", "$2b$", "$2y$", "$2x$"]
+                .iter()
+                .any(|p| hash.starts_with(p));
         if !looks_bcrypt {
             fault(
                 &format!("http.basic_auth_users.{user}"),
@@ -213,7 +300,10 @@ fn check(c: &Config) -> Vec<Issue> {
             );
         }
     }
-    if c.http.basic_auth_users.is_empty() && !c.http.listen.ip().is_loopback() && !c.http.allow_unauthenticated {
+    if c.http.basic_auth_users.is_empty()
+        && !c.http.listen.ip().is_loopback()
+        && !c.http.allow_unauthenticated
+    {
         fault(
             "http.basic_auth_users",
             format!(
@@ -224,18 +314,27 @@ fn check(c: &Config) -> Vec<Issue> {
     }
 
     if p.forward.enabled && c.forward.sinks.is_empty() {
-        fault("forward.sinks", "at least one sink is required when pipelines.forward is enabled".into());
+        fault(
+            "forward.sinks",
+            "at least one sink is required when pipelines.forward is enabled".into(),
+        );
     }
     for (name, sink) in &c.forward.sinks {
         if let super::SinkConfig::File { path } = sink {
             if path.as_os_str().is_empty() {
-                fault(&format!("forward.sinks.{name}.path"), "must not be empty".into());
+                fault(
+                    &format!("forward.sinks.{name}.path"),
+                    "must not be empty".into(),
+                );
             }
         }
     }
 
     if tracing_subscriber::EnvFilter::try_new(&c.telemetry.log_level).is_err() {
-        fault("telemetry.log_level", format!("{:?} is not a valid log filter", c.telemetry.log_level));
+        fault(
+            "telemetry.log_level",
+            format!("{:?} is not a valid log filter", c.telemetry.log_level),
+        );
     }
     if c.shutdown.drain_timeout_secs == 0 {
         fault("shutdown.drain_timeout_secs", "must be at least 1".into());

@@ -37,7 +37,10 @@ pub enum DeadLetterError {
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("{path}: {source}")]
-    File { path: PathBuf, source: std::io::Error },
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the writer task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -45,19 +48,32 @@ pub enum DeadLetterError {
 /// Where dead letters go.
 pub enum DeadLetter {
     /// A Kafka topic.
-    Kafka { producer: FutureProducer, topic: String },
+    Kafka {
+        producer: FutureProducer,
+        topic: String,
+    },
     /// A JSONL file.
-    File { path: PathBuf, file: Arc<parking_lot::Mutex<std::fs::File>> },
+    File {
+        path: PathBuf,
+        file: Arc<parking_lot::Mutex<std::fs::File>>,
+    },
 }
 
 fn origin_headers(origin: &Origin) -> Vec<(&'static str, String)> {
     match origin {
-        Origin::Kafka { topic, partition, offset } => vec![
+        Origin::Kafka {
+            topic,
+            partition,
+            offset,
+        } => vec![
             ("hestyna.dlq.topic", topic.to_string()),
             ("hestyna.dlq.partition", partition.to_string()),
             ("hestyna.dlq.offset", offset.to_string()),
         ],
-        Origin::File { path, line } => vec![("hestyna.dlq.file", path.to_string()), ("hestyna.dlq.line", line.to_string())],
+        Origin::File { path, line } => vec![
+            ("hestyna.dlq.file", path.to_string()),
+            ("hestyna.dlq.line", line.to_string()),
+        ],
         Origin::Generator { seq } => vec![("hestyna.dlq.generator_seq", seq.to_string())],
     }
 }
@@ -66,11 +82,17 @@ impl DeadLetter {
     /// A Kafka destination with these producer properties.
     pub fn kafka(properties: &[(String, String)], topic: &str) -> Result<Self, DeadLetterError> {
         let mut config = rdkafka::ClientConfig::new();
-        config.set("acks", "all").set("linger.ms", "5").set("message.timeout.ms", "30000");
+        config
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "30000");
         for (k, v) in properties {
             config.set(k, v);
         }
-        Ok(DeadLetter::Kafka { producer: config.create()?, topic: topic.to_owned() })
+        Ok(DeadLetter::Kafka {
+            producer: config.create()?,
+            topic: topic.to_owned(),
+        })
     }
 
     /// A file destination (created if absent, appended to).
@@ -79,10 +101,19 @@ impl DeadLetter {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
-            std::fs::OpenOptions::new().create(true).append(true).open(path)
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
         };
-        let file = open().map_err(|source| DeadLetterError::File { path: path.to_owned(), source })?;
-        Ok(DeadLetter::File { path: path.to_owned(), file: Arc::new(parking_lot::Mutex::new(file)) })
+        let file = open().map_err(|source| DeadLetterError::File {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(DeadLetter::File {
+            path: path.to_owned(),
+            file: Arc::new(parking_lot::Mutex::new(file)),
+        })
     }
 
     /// A name for logs.
@@ -94,7 +125,11 @@ impl DeadLetter {
     }
 
     /// Writes every item; `Ok` only once all of them are durable at the destination.
-    pub async fn send(&self, pipeline: &str, items: &[DeadLetterItem<'_>]) -> Result<(), DeadLetterError> {
+    pub async fn send(
+        &self,
+        pipeline: &str,
+        items: &[DeadLetterItem<'_>],
+    ) -> Result<(), DeadLetterError> {
         if items.is_empty() {
             return Ok(());
         }
@@ -102,9 +137,13 @@ impl DeadLetter {
             DeadLetter::Kafka { producer, topic } => {
                 let mut deliveries = Vec::with_capacity(items.len());
                 for item in items {
-                    let mut headers = OwnedHeaders::new_with_capacity(item.record.headers.len() + 6);
+                    let mut headers =
+                        OwnedHeaders::new_with_capacity(item.record.headers.len() + 6);
                     for (k, v) in &item.record.headers {
-                        headers = headers.insert(Header { key: k, value: Some(v.as_slice()) });
+                        headers = headers.insert(Header {
+                            key: k,
+                            value: Some(v.as_slice()),
+                        });
                     }
                     let mut extra = vec![
                         ("hestyna.dlq.reason", item.reason.to_owned()),
@@ -113,10 +152,14 @@ impl DeadLetter {
                     ];
                     extra.extend(origin_headers(&item.record.origin));
                     for (k, v) in &extra {
-                        headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
+                        headers = headers.insert(Header {
+                            key: k,
+                            value: Some(v.as_bytes()),
+                        });
                     }
-                    let mut record: FutureRecord<'_, [u8], [u8]> =
-                        FutureRecord::to(topic).payload(item.record.payload.as_slice()).headers(headers);
+                    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+                        .payload(item.record.payload.as_slice())
+                        .headers(headers);
                     if let Some(key) = &item.record.key {
                         record = record.key(key.as_slice());
                     }
@@ -126,7 +169,12 @@ impl DeadLetter {
                                 deliveries.push(delivery);
                                 break;
                             }
-                            Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                            Err((
+                                rdkafka::error::KafkaError::MessageProduction(
+                                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                                ),
+                                back,
+                            )) => {
                                 record = back;
                                 tokio::time::sleep(Duration::from_millis(5)).await;
                             }
@@ -159,7 +207,9 @@ impl DeadLetter {
                         Ok(text) => line.insert("payload".into(), text.into()),
                         Err(_) => line.insert(
                             "payload_base64".into(),
-                            base64::engine::general_purpose::STANDARD.encode(&item.record.payload).into(),
+                            base64::engine::general_purpose::STANDARD
+                                .encode(&item.record.payload)
+                                .into(),
                         ),
                     };
                     serde_json::to_writer(&mut buf, &line).expect("writing to a Vec cannot fail");
@@ -168,7 +218,9 @@ impl DeadLetter {
                 let (file, path) = (file.clone(), path.clone());
                 tokio::task::spawn_blocking(move || {
                     let mut f = file.lock();
-                    f.write_all(&buf).and_then(|_| f.flush()).map_err(|source| DeadLetterError::File { path, source })
+                    f.write_all(&buf)
+                        .and_then(|_| f.flush())
+                        .map_err(|source| DeadLetterError::File { path, source })
                 })
                 .await?
             }

@@ -51,7 +51,9 @@ pub enum Body<'a> {
     AutomationRun(AutomationRun<'a>),
     RequestLifecycle(RequestLifecycle<'a>),
     /// A type this version does not know: counted and forwarded, never dead-lettered.
-    Unknown { type_name: Cow<'a, str> },
+    Unknown {
+        type_name: Cow<'a, str>,
+    },
 }
 
 /// The event types of the contract.
@@ -66,8 +68,12 @@ pub enum EventType {
 
 impl EventType {
     /// Every known type (not `Unknown`).
-    pub const KNOWN: [EventType; 4] =
-        [EventType::LlmRun, EventType::IntegrationCall, EventType::AutomationRun, EventType::RequestLifecycle];
+    pub const KNOWN: [EventType; 4] = [
+        EventType::LlmRun,
+        EventType::IntegrationCall,
+        EventType::AutomationRun,
+        EventType::RequestLifecycle,
+    ];
 
     /// The `type` value.
     pub fn as_str(self) -> &'static str {

@@ -13,8 +13,8 @@ mod raw;
 mod traceparent;
 
 pub use event::{
-    AutomationOutcome, AutomationRun, Body, Event, EventType, IntegrationCall, IntegrationOutcome, LlmOutcome,
-    LlmRun, RequestLifecycle, Stage,
+    AutomationOutcome, AutomationRun, Body, Event, EventType, IntegrationCall, IntegrationOutcome,
+    LlmOutcome, LlmRun, RequestLifecycle, Stage,
 };
 pub use traceparent::TraceContext;
 
@@ -155,16 +155,49 @@ mod tests {
         assert_eq!(reason("{\"event_id\":"), InvalidReason::NotJson);
         assert_eq!(reason("[1,2]"), InvalidReason::NotObject);
         assert_eq!(reason("\"str\""), InvalidReason::NotObject);
-        assert_eq!(reason(&LLM.replace("\"run_id\":\"r1\",", "")), InvalidReason::MissingField);
-        assert_eq!(reason(&LLM.replace("\"run_id\":\"r1\"", "\"run_id\":null")), InvalidReason::MissingField);
-        assert_eq!(reason(&LLM.replace("1234.5", "\"1234\"")), InvalidReason::WrongType);
-        assert_eq!(reason(&LLM.replace("1234.5", "-1")), InvalidReason::BadValue);
-        assert_eq!(reason(&LLM.replace("\"success\"", "\"great\"")), InvalidReason::BadValue);
-        assert_eq!(reason(&LLM.replace("2026-11-27T10", "2026-13-27T10")), InvalidReason::BadTimestamp);
-        assert_eq!(reason(&LLM.replace("+02:00", "")), InvalidReason::BadTimestamp);
-        assert_eq!(reason(&LLM.replace("\"tokens_prompt\":10", "\"tokens_prompt\":1.5")), InvalidReason::WrongType);
-        assert_eq!(reason(&LLM.replace("\"run_id\":\"r1\"", "\"run_id\":\"r1\",\"run_id\":\"r2\"")), InvalidReason::DuplicateField);
-        assert_eq!(reason(&LLM.replace("\"trace_id\":", "x").replace("\"extra\"", "\"trace_id\":\"abc\",\"extra\"")), InvalidReason::BadValue);
+        assert_eq!(
+            reason(&LLM.replace("\"run_id\":\"r1\",", "")),
+            InvalidReason::MissingField
+        );
+        assert_eq!(
+            reason(&LLM.replace("\"run_id\":\"r1\"", "\"run_id\":null")),
+            InvalidReason::MissingField
+        );
+        assert_eq!(
+            reason(&LLM.replace("1234.5", "\"1234\"")),
+            InvalidReason::WrongType
+        );
+        assert_eq!(
+            reason(&LLM.replace("1234.5", "-1")),
+            InvalidReason::BadValue
+        );
+        assert_eq!(
+            reason(&LLM.replace("\"success\"", "\"great\"")),
+            InvalidReason::BadValue
+        );
+        assert_eq!(
+            reason(&LLM.replace("2026-11-27T10", "2026-13-27T10")),
+            InvalidReason::BadTimestamp
+        );
+        assert_eq!(
+            reason(&LLM.replace("+02:00", "")),
+            InvalidReason::BadTimestamp
+        );
+        assert_eq!(
+            reason(&LLM.replace("\"tokens_prompt\":10", "\"tokens_prompt\":1.5")),
+            InvalidReason::WrongType
+        );
+        assert_eq!(
+            reason(&LLM.replace("\"run_id\":\"r1\"", "\"run_id\":\"r1\",\"run_id\":\"r2\"")),
+            InvalidReason::DuplicateField
+        );
+        assert_eq!(
+            reason(
+                &LLM.replace("\"trace_id\":", "x")
+                    .replace("\"extra\"", "\"trace_id\":\"abc\",\"extra\"")
+            ),
+            InvalidReason::BadValue
+        );
     }
 
     #[test]
@@ -186,11 +219,20 @@ mod tests {
     fn traceparent_header_fills_missing_ids_only() {
         let tp = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let ev = decode(LLM.as_bytes(), Some(tp)).unwrap();
-        assert_eq!(ev.trace_id.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(
+            ev.trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
         assert_eq!(ev.span_id.as_deref(), Some("00f067aa0ba902b7"));
-        let own = LLM.replace("\"extra\"", "\"trace_id\":\"0123456789abcdef0123456789abcdef\",\"extra\"");
+        let own = LLM.replace(
+            "\"extra\"",
+            "\"trace_id\":\"0123456789abcdef0123456789abcdef\",\"extra\"",
+        );
         let ev = decode(own.as_bytes(), Some(tp)).unwrap();
-        assert_eq!(ev.trace_id.as_deref(), Some("0123456789abcdef0123456789abcdef"));
+        assert_eq!(
+            ev.trace_id.as_deref(),
+            Some("0123456789abcdef0123456789abcdef")
+        );
         assert_eq!(ev.span_id, None);
         let ev = decode(LLM.as_bytes(), Some(b"garbage")).unwrap();
         assert_eq!(ev.trace_id, None);

@@ -135,17 +135,24 @@ pub(super) fn parse(payload: &[u8]) -> Result<RawEvent<'_>, Invalid> {
     serde_json::from_slice::<RawEvent<'_>>(payload).map_err(|err| {
         use serde_json::error::Category;
         match err.classify() {
-            Category::Syntax | Category::Eof | Category::Io => {
-                Invalid { reason: InvalidReason::NotJson, detail: Cow::Owned(err.to_string()) }
-            }
+            Category::Syntax | Category::Eof | Category::Io => Invalid {
+                reason: InvalidReason::NotJson,
+                detail: Cow::Owned(err.to_string()),
+            },
             Category::Data => {
                 let first = payload.iter().find(|b| !b.is_ascii_whitespace());
                 if first == Some(&b'{') {
                     // Every known field accepts any JSON value, so the only data error inside an object is
                     // a key given twice.
-                    Invalid { reason: InvalidReason::DuplicateField, detail: Cow::Owned(err.to_string()) }
+                    Invalid {
+                        reason: InvalidReason::DuplicateField,
+                        detail: Cow::Owned(err.to_string()),
+                    }
                 } else {
-                    Invalid { reason: InvalidReason::NotObject, detail: Cow::Borrowed("the document is not an object") }
+                    Invalid {
+                        reason: InvalidReason::NotObject,
+                        detail: Cow::Borrowed("the document is not an object"),
+                    }
                 }
             }
         }
@@ -211,7 +218,9 @@ fn opt_count(value: &Option<Scalar<'_>>, field: &'static str) -> Checked<Option<
         None => Ok(None),
         Some(Scalar::UInt(u)) => Ok(Some(*u)),
         Some(Scalar::Int(_)) => Err(bad(field, "must be >= 0")),
-        Some(Scalar::Float(f)) if f.fract() == 0.0 && *f >= 0.0 && *f < u64::MAX as f64 => Ok(Some(*f as u64)),
+        Some(Scalar::Float(f)) if f.fract() == 0.0 && *f >= 0.0 && *f < u64::MAX as f64 => {
+            Ok(Some(*f as u64))
+        }
         Some(Scalar::Float(f)) if f.fract() == 0.0 => Err(bad(field, "must be >= 0")),
         Some(_) => Err(wrong(field, "expected an integer")),
     }
@@ -222,18 +231,34 @@ fn timestamp(value: Option<Scalar<'_>>, field: &'static str) -> Checked<Option<D
         None => Ok(None),
         Some(text) => DateTime::parse_from_rfc3339(&text)
             .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|_| Invalid::field(InvalidReason::BadTimestamp, field, "expected an RFC 3339 timestamp")),
+            .map_err(|_| {
+                Invalid::field(
+                    InvalidReason::BadTimestamp,
+                    field,
+                    "expected an RFC 3339 timestamp",
+                )
+            }),
     }
 }
 
-fn enum_value<T>(value: Option<Scalar<'_>>, field: &'static str, parse: fn(&str) -> Option<T>) -> Checked<T> {
+fn enum_value<T>(
+    value: Option<Scalar<'_>>,
+    field: &'static str,
+    parse: fn(&str) -> Option<T>,
+) -> Checked<T> {
     let text = req_str(value, field)?;
     parse(&text).ok_or_else(|| bad(field, "not one of the allowed values"))
 }
 
 /// `n` hex digits, lowercased.
-fn hex_id<'a>(value: Option<Scalar<'a>>, field: &'static str, digits: usize) -> Checked<Option<Cow<'a, str>>> {
-    let Some(text) = opt_str(value, field)? else { return Ok(None) };
+fn hex_id<'a>(
+    value: Option<Scalar<'a>>,
+    field: &'static str,
+    digits: usize,
+) -> Checked<Option<Cow<'a, str>>> {
+    let Some(text) = opt_str(value, field)? else {
+        return Ok(None);
+    };
     if text.len() != digits || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad(field, "expected lowercase hex of the W3C length"));
     }
@@ -248,7 +273,8 @@ impl<'a> RawEvent<'a> {
     pub(super) fn validate(self) -> Checked<Event<'a>> {
         let event_id = req_str(self.event_id, "event_id")?;
         let kind = req_str(self.kind, "type")?;
-        let occurred_at = timestamp(self.occurred_at, "occurred_at")?.ok_or_else(|| missing("occurred_at"))?;
+        let occurred_at =
+            timestamp(self.occurred_at, "occurred_at")?.ok_or_else(|| missing("occurred_at"))?;
         let organization = req_str(self.organization, "organization")?;
         let schema_version = match opt_count(&self.schema_version, "schema_version")? {
             None => 1,
@@ -263,7 +289,8 @@ impl<'a> RawEvent<'a> {
                 run_id: req_str(self.run_id, "run_id")?,
                 intent: req_str(self.intent, "intent")?,
                 outcome: enum_value(self.outcome, "outcome", LlmOutcome::parse)?,
-                latency_ms: opt_number(&self.latency_ms, "latency_ms")?.ok_or_else(|| missing("latency_ms"))?,
+                latency_ms: opt_number(&self.latency_ms, "latency_ms")?
+                    .ok_or_else(|| missing("latency_ms"))?,
                 tokens_prompt: opt_count(&self.tokens_prompt, "tokens_prompt")?,
                 tokens_completion: opt_count(&self.tokens_completion, "tokens_completion")?,
                 model: opt_str(self.model, "model")?,
@@ -299,6 +326,14 @@ impl<'a> RawEvent<'a> {
             }),
             EventType::Unknown => Body::Unknown { type_name: kind },
         };
-        Ok(Event { event_id, occurred_at, organization, schema_version, trace_id, span_id, body })
+        Ok(Event {
+            event_id,
+            occurred_at,
+            organization,
+            schema_version,
+            trace_id,
+            span_id,
+            body,
+        })
     }
 }

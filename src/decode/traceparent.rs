@@ -14,10 +14,14 @@ impl TraceContext {
     pub fn parse(value: &[u8]) -> Option<TraceContext> {
         let text = std::str::from_utf8(value).ok()?.trim();
         let mut parts = text.split('-');
-        let (version, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (version, trace, span, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
         // Version 00 has exactly four parts; later versions may append more.
-        if !hex(version, 2) || version.eq_ignore_ascii_case("ff") || (version == "00" && parts.next().is_some()) {
+        if !hex(version, 2)
+            || version.eq_ignore_ascii_case("ff")
+            || (version == "00" && parts.next().is_some())
+        {
             return None;
         }
         if !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2) {
@@ -26,7 +30,10 @@ impl TraceContext {
         if trace.bytes().all(|b| b == b'0') || span.bytes().all(|b| b == b'0') {
             return None;
         }
-        Some(TraceContext { trace_id: trace.to_ascii_lowercase(), span_id: span.to_ascii_lowercase() })
+        Some(TraceContext {
+            trace_id: trace.to_ascii_lowercase(),
+            span_id: span.to_ascii_lowercase(),
+        })
     }
 }
 
@@ -36,7 +43,8 @@ mod tests {
 
     #[test]
     fn parses_the_w3c_example() {
-        let ctx = TraceContext::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let ctx = TraceContext::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .unwrap();
         assert_eq!(ctx.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(ctx.span_id, "00f067aa0ba902b7");
     }
@@ -53,7 +61,12 @@ mod tests {
             b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             b"\xff\xfe",
         ] {
-            assert_eq!(TraceContext::parse(bad), None, "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                TraceContext::parse(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

@@ -65,8 +65,8 @@ impl Field {
 
     /// The field as text (a label value or a condition's subject); `None` when the event has no such field.
     pub fn text<'e>(self, ev: &'e Event<'_>) -> Option<Cow<'e, str>> {
-        fn b<'e>(s: &'e Cow<'_, str>) -> Option<Cow<'e, str>> {
-            Some(Cow::Borrowed(s.as_ref()))
+        fn b(s: &str) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(s))
         }
         fn ob<'e>(s: &'e Option<Cow<'_, str>>) -> Option<Cow<'e, str>> {
             s.as_deref().map(Cow::Borrowed)
@@ -86,7 +86,9 @@ impl Field {
             (Field::AutomationId, Body::IntegrationCall(c)) => ob(&c.automation_id),
             (Field::AutomationId, Body::AutomationRun(a)) => b(&a.automation_id),
             (Field::Integration, Body::IntegrationCall(c)) => b(&c.integration),
-            (Field::StatusCode, Body::IntegrationCall(c)) => c.status_code.map(|s| Cow::Owned(s.to_string())),
+            (Field::StatusCode, Body::IntegrationCall(c)) => {
+                c.status_code.map(|s| Cow::Owned(s.to_string()))
+            }
             (Field::Error, Body::IntegrationCall(c)) => ob(&c.error),
             (Field::AutomationVersion, Body::AutomationRun(a)) => b(&a.automation_version),
             (Field::Trigger, Body::AutomationRun(a)) => ob(&a.trigger),
@@ -121,7 +123,14 @@ impl Field {
 
     /// Whether the field holds a number.
     pub fn is_numeric(self) -> bool {
-        matches!(self, Field::LatencyMs | Field::DurationMs | Field::TokensPrompt | Field::TokensCompletion | Field::StatusCode)
+        matches!(
+            self,
+            Field::LatencyMs
+                | Field::DurationMs
+                | Field::TokensPrompt
+                | Field::TokensCompletion
+                | Field::StatusCode
+        )
     }
 
     /// Whether the field holds a timestamp.

@@ -69,7 +69,9 @@ fn type_index(t: EventType) -> Option<usize> {
 
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -77,13 +79,24 @@ impl Plan {
     /// Compiles the rules, reporting every fault of every rule.
     pub fn compile(specs: &[RuleSpec]) -> Result<Plan, Vec<DeriveError>> {
         let mut errors = Vec::new();
-        let mut plan = Plan { rules: Vec::new(), families: Vec::new(), by_type: Default::default() };
+        let mut plan = Plan {
+            rules: Vec::new(),
+            families: Vec::new(),
+            by_type: Default::default(),
+        };
         for spec in specs {
-            let mut fail = |message: String| errors.push(DeriveError::Rule { rule: spec.name.clone(), message });
+            let mut fail = |message: String| {
+                errors.push(DeriveError::Rule {
+                    rule: spec.name.clone(),
+                    message,
+                })
+            };
             if !valid_name(&spec.name) || spec.name.contains("__") && spec.name.starts_with("__") {
                 fail("the name is not a valid Prometheus metric name".into());
             }
-            if plan.families.iter().any(|f| f.name == spec.name) || specs.iter().filter(|s| s.name == spec.name).count() > 1 {
+            if plan.families.iter().any(|f| f.name == spec.name)
+                || specs.iter().filter(|s| s.name == spec.name).count() > 1
+            {
                 fail("the name is used by another rule".into());
             }
             if spec.kind == MetricKind::Counter && !spec.name.ends_with("_total") {
@@ -97,24 +110,42 @@ impl Plan {
             let mut field = |name: &str, what: &str| {
                 let f = Field::from_name(name);
                 if f.is_none() {
-                    errors.push(DeriveError::Rule { rule: spec.name.clone(), message: format!("{what}: unknown field {name:?}") });
+                    errors.push(DeriveError::Rule {
+                        rule: spec.name.clone(),
+                        message: format!("{what}: unknown field {name:?}"),
+                    });
                 }
                 f
             };
-            let when: Vec<(Field, Vec<String>)> =
-                spec.when.iter().filter_map(|(name, values)| field(name, "when").map(|f| (f, values.clone()))).collect();
-            let labels: Vec<Field> = spec.labels.values().filter_map(|name| field(name, "labels")).collect();
+            let when: Vec<(Field, Vec<String>)> = spec
+                .when
+                .iter()
+                .filter_map(|(name, values)| field(name, "when").map(|f| (f, values.clone())))
+                .collect();
+            let labels: Vec<Field> = spec
+                .labels
+                .values()
+                .filter_map(|name| field(name, "labels"))
+                .collect();
             let value = match &spec.value {
                 None => Some(Value::One),
-                Some(ValueSpec::Field { field: name, scale }) => field(name, "value").map(|f| Value::Field(f, *scale)),
-                Some(ValueSpec::Duration { duration_from, duration_to }) => {
-                    match (field(duration_from, "value"), field(duration_to, "value")) {
-                        (Some(a), Some(b)) => Some(Value::Duration(a, b)),
-                        _ => None,
-                    }
+                Some(ValueSpec::Field { field: name, scale }) => {
+                    field(name, "value").map(|f| Value::Field(f, *scale))
                 }
+                Some(ValueSpec::Duration {
+                    duration_from,
+                    duration_to,
+                }) => match (field(duration_from, "value"), field(duration_to, "value")) {
+                    (Some(a), Some(b)) => Some(Value::Duration(a, b)),
+                    _ => None,
+                },
             };
-            let mut fail = |message: String| errors.push(DeriveError::Rule { rule: spec.name.clone(), message });
+            let mut fail = |message: String| {
+                errors.push(DeriveError::Rule {
+                    rule: spec.name.clone(),
+                    message,
+                })
+            };
             match value {
                 Some(Value::Field(f, scale)) if !f.is_numeric() || !scale.is_finite() => {
                     fail("value: the field must be numeric and the scale finite".into())
@@ -125,7 +156,11 @@ impl Plan {
                 _ => {}
             }
             for label in spec.labels.keys() {
-                if !valid_name(label) || label.starts_with("__") || label == "le" || label == "quantile" {
+                if !valid_name(label)
+                    || label.starts_with("__")
+                    || label == "le"
+                    || label == "quantile"
+                {
                     fail(format!("labels: {label:?} is not a usable label name"));
                 }
             }
@@ -140,17 +175,27 @@ impl Plan {
                 if spec.buckets.is_empty() {
                     fail("a histogram needs buckets".into());
                 }
-                if spec.buckets.windows(2).any(|w| w[0] >= w[1]) || spec.buckets.iter().any(|b| !b.is_finite()) {
+                if spec.buckets.windows(2).any(|w| w[0] >= w[1])
+                    || spec.buckets.iter().any(|b| !b.is_finite())
+                {
                     fail("buckets must be finite and strictly ascending".into());
                 }
             } else if !spec.buckets.is_empty() {
                 fail("only histograms have buckets".into());
             }
-            let (Some(value), true) = (value, labels.len() == spec.labels.len() && when.len() == spec.when.len()) else {
+            let (Some(value), true) = (
+                value,
+                labels.len() == spec.labels.len() && when.len() == spec.when.len(),
+            ) else {
                 continue;
             };
             plan.by_type[type_slot].push(plan.rules.len());
-            plan.rules.push(CompiledRule { when, labels, value, histogram });
+            plan.rules.push(CompiledRule {
+                when,
+                labels,
+                value,
+                histogram,
+            });
             plan.families.push(Family::new(spec));
         }
         if errors.is_empty() {
@@ -167,20 +212,29 @@ impl Plan {
 
     /// Applies every rule of the event's type to it.
     pub fn observe(&self, store: &mut Store, ev: &Event<'_>) {
-        let Some(slot) = type_index(ev.event_type()) else { return };
+        let Some(slot) = type_index(ev.event_type()) else {
+            return;
+        };
         for &index in &self.by_type[slot] {
             let rule = &self.rules[index];
             let matches = rule.when.iter().all(|(field, allowed)| {
-                field.text(ev).is_some_and(|value| allowed.iter().any(|a| a.as_str() == value.as_ref()))
+                field
+                    .text(ev)
+                    .is_some_and(|value| allowed.iter().any(|a| a.as_str() == value.as_ref()))
             });
             if !matches {
                 continue;
             }
             let value = match rule.value {
                 Value::One => Ok(1.0),
-                Value::Field(field, scale) => field.number(ev).map(|v| apply_scale(v, scale)).ok_or(SkipReason::MissingValue),
+                Value::Field(field, scale) => field
+                    .number(ev)
+                    .map(|v| apply_scale(v, scale))
+                    .ok_or(SkipReason::MissingValue),
                 Value::Duration(from, to) => match (from.time(ev), to.time(ev)) {
-                    (Some(a), Some(b)) => Ok((b - a).num_microseconds().map_or(f64::MAX, |us| us as f64 / 1e6)),
+                    (Some(a), Some(b)) => Ok((b - a)
+                        .num_microseconds()
+                        .map_or(f64::MAX, |us| us as f64 / 1e6)),
                     _ => Err(SkipReason::MissingValue),
                 },
             };
@@ -216,7 +270,10 @@ mod tests {
     use crate::derive::default_rules;
 
     fn spec(name: &str) -> RuleSpec {
-        default_rules().into_iter().find(|r| r.name == name).unwrap()
+        default_rules()
+            .into_iter()
+            .find(|r| r.name == name)
+            .unwrap()
     }
 
     #[test]
@@ -235,7 +292,9 @@ mod tests {
         let errors = Plan::compile(&[bad, counter]).unwrap_err();
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         assert_eq!(errors.len(), 4, "{text:#?}");
-        assert!(text.iter().any(|t| t.contains("unknown field \"no_such_field\"")));
+        assert!(text
+            .iter()
+            .any(|t| t.contains("unknown field \"no_such_field\"")));
         assert!(text.iter().any(|t| t.contains("ascending")));
         assert!(text.iter().any(|t| t.contains("unknown event_type")));
     }
@@ -245,14 +304,21 @@ mod tests {
         let plan = Plan::compile(&[spec("hestyna_integration_failures_total")]).unwrap();
         let mut store = plan.new_store();
         let call = |outcome: &str| {
-            format!(r#"{{"event_id":"e","type":"integration_call","occurred_at":"2026-01-01T00:00:00Z","organization":"o","integration":"stripe","outcome":"{outcome}"}}"#)
+            format!(
+                r#"{{"event_id":"e","type":"integration_call","occurred_at":"2026-01-01T00:00:00Z","organization":"o","integration":"stripe","outcome":"{outcome}"}}"#
+            )
         };
         for outcome in ["failure", "success", "failure"] {
             plan.observe(&mut store, &decode(call(outcome).as_bytes(), None).unwrap());
         }
         let mut out = String::new();
         store.render(&mut out);
-        assert!(out.contains("hestyna_integration_failures_total{integration=\"stripe\",organization=\"o\"} 2\n"), "{out}");
+        assert!(
+            out.contains(
+                "hestyna_integration_failures_total{integration=\"stripe\",organization=\"o\"} 2\n"
+            ),
+            "{out}"
+        );
     }
 
     #[test]
@@ -260,17 +326,52 @@ mod tests {
         let plan = Plan::compile(&[spec("hestyna_requests_resolution_seconds")]).unwrap();
         let mut store = plan.new_store();
         let ev = |extra: &str| {
-            format!(r#"{{"event_id":"e","type":"request_lifecycle","occurred_at":"2026-01-01T01:00:00Z","organization":"o","request_id":"r","stage":"resolved"{extra}}}"#)
+            format!(
+                r#"{{"event_id":"e","type":"request_lifecycle","occurred_at":"2026-01-01T01:00:00Z","organization":"o","request_id":"r","stage":"resolved"{extra}}}"#
+            )
         };
         plan.observe(&mut store, &decode(ev("").as_bytes(), None).unwrap());
-        plan.observe(&mut store, &decode(ev(r#","intake_at":"2026-01-01T02:00:00Z""#).as_bytes(), None).unwrap());
-        plan.observe(&mut store, &decode(ev(r#","intake_at":"2026-01-01T00:00:00+00:00""#).as_bytes(), None).unwrap());
+        plan.observe(
+            &mut store,
+            &decode(
+                ev(r#","intake_at":"2026-01-01T02:00:00Z""#).as_bytes(),
+                None,
+            )
+            .unwrap(),
+        );
+        plan.observe(
+            &mut store,
+            &decode(
+                ev(r#","intake_at":"2026-01-01T00:00:00+00:00""#).as_bytes(),
+                None,
+            )
+            .unwrap(),
+        );
         let skipped = store.take_skipped();
-        assert_eq!(skipped, vec![(0, SkipReason::MissingValue, 1), (0, SkipReason::NegativeValue, 1)]);
+        assert_eq!(
+            skipped,
+            vec![
+                (0, SkipReason::MissingValue, 1),
+                (0, SkipReason::NegativeValue, 1)
+            ]
+        );
         let mut out = String::new();
         store.render(&mut out);
-        assert!(out.contains("hestyna_requests_resolution_seconds_bucket{organization=\"o\",le=\"3600\"} 1\n"), "{out}");
-        assert!(out.contains("hestyna_requests_resolution_seconds_bucket{organization=\"o\",le=\"1800\"} 0\n"), "{out}");
-        assert!(out.contains("hestyna_requests_resolution_seconds_sum{organization=\"o\"} 3600\n"), "{out}");
+        assert!(
+            out.contains(
+                "hestyna_requests_resolution_seconds_bucket{organization=\"o\",le=\"3600\"} 1\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "hestyna_requests_resolution_seconds_bucket{organization=\"o\",le=\"1800\"} 0\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("hestyna_requests_resolution_seconds_sum{organization=\"o\"} 3600\n"),
+            "{out}"
+        );
     }
 }

@@ -64,15 +64,22 @@ pub struct RuleSpec {
 }
 
 fn labels(pairs: &[&str]) -> BTreeMap<String, String> {
-    pairs.iter().map(|name| (name.to_string(), name.to_string())).collect()
+    pairs
+        .iter()
+        .map(|name| (name.to_string(), name.to_string()))
+        .collect()
 }
 
 /// Latency buckets in seconds; 6 s (the guide's P95 objective) is an edge.
-pub const LLM_LATENCY_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 30.0, 60.0];
+pub const LLM_LATENCY_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 30.0, 60.0,
+];
 
 /// Resolution buckets in seconds: a minute to a week.
-pub const RESOLUTION_BUCKETS: &[f64] =
-    &[60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0, 172800.0, 345600.0, 604800.0];
+pub const RESOLUTION_BUCKETS: &[f64] = &[
+    60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0, 172800.0, 345600.0,
+    604800.0,
+];
 
 /// The series of the Hestyna observability guide.
 pub fn default_rules() -> Vec<RuleSpec> {
@@ -94,7 +101,10 @@ pub fn default_rules() -> Vec<RuleSpec> {
             event_type: "llm_run".into(),
             when: BTreeMap::new(),
             labels: labels(&["organization", "intent"]),
-            value: Some(ValueSpec::Field { field: "latency_ms".into(), scale: 0.001 }),
+            value: Some(ValueSpec::Field {
+                field: "latency_ms".into(),
+                scale: 0.001,
+            }),
             buckets: LLM_LATENCY_BUCKETS.to_vec(),
         },
         RuleSpec {
@@ -124,7 +134,10 @@ pub fn default_rules() -> Vec<RuleSpec> {
             event_type: "request_lifecycle".into(),
             when: [("stage".to_string(), vec!["resolved".to_string()])].into(),
             labels: labels(&["organization"]),
-            value: Some(ValueSpec::Duration { duration_from: "intake_at".into(), duration_to: "occurred_at".into() }),
+            value: Some(ValueSpec::Duration {
+                duration_from: "intake_at".into(),
+                duration_to: "occurred_at".into(),
+            }),
             buckets: RESOLUTION_BUCKETS.to_vec(),
         },
     ]

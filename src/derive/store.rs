@@ -34,14 +34,23 @@ impl Hash for LabelRef<'_, '_> {
 
 impl Equivalent<LabelKey> for LabelRef<'_, '_> {
     fn equivalent(&self, key: &LabelKey) -> bool {
-        self.0.len() == key.0.len() && self.0.iter().zip(key.0.iter()).all(|(a, b)| a.as_ref() == b.as_ref())
+        self.0.len() == key.0.len()
+            && self
+                .0
+                .iter()
+                .zip(key.0.iter())
+                .all(|(a, b)| a.as_ref() == b.as_ref())
     }
 }
 
 #[derive(Debug, Clone)]
 enum Series {
     Counter(f64),
-    Histogram { counts: Box<[u64]>, sum: f64, count: u64 },
+    Histogram {
+        counts: Box<[u64]>,
+        sum: f64,
+        count: u64,
+    },
 }
 
 /// One metric family: its definition and its series.
@@ -77,13 +86,17 @@ impl Family {
             let key = LabelKey(labels.iter().map(|v| Box::from(v.as_ref())).collect());
             let series = match kind {
                 MetricKind::Counter => Series::Counter(0.0),
-                MetricKind::Histogram => {
-                    Series::Histogram { counts: vec![0; buckets + 1].into_boxed_slice(), sum: 0.0, count: 0 }
-                }
+                MetricKind::Histogram => Series::Histogram {
+                    counts: vec![0; buckets + 1].into_boxed_slice(),
+                    sum: 0.0,
+                    count: 0,
+                },
             };
             self.series.insert(key, series);
         }
-        self.series.get_mut(&LabelRef(labels)).expect("inserted above")
+        self.series
+            .get_mut(&LabelRef(labels))
+            .expect("inserted above")
     }
 }
 
@@ -124,7 +137,10 @@ impl Store {
     pub fn take_skipped(&mut self) -> Vec<(usize, SkipReason, u64)> {
         let mut out = Vec::new();
         for (index, family) in self.families.iter_mut().enumerate() {
-            for (slot, reason) in [SkipReason::MissingValue, SkipReason::NegativeValue].into_iter().enumerate() {
+            for (slot, reason) in [SkipReason::MissingValue, SkipReason::NegativeValue]
+                .into_iter()
+                .enumerate()
+            {
                 let n = std::mem::take(&mut family.skipped[slot]);
                 if n > 0 {
                     out.push((index, reason, n));
@@ -141,7 +157,9 @@ impl Store {
 
     /// (metric name, number of series) of every family.
     pub fn series_counts(&self) -> impl Iterator<Item = (&str, usize)> {
-        self.families.iter().map(|f| (f.name.as_str(), f.series.len()))
+        self.families
+            .iter()
+            .map(|f| (f.name.as_str(), f.series.len()))
     }
 
     /// Appends the Prometheus text exposition (version 0.0.4) of every family, series sorted by labels.
@@ -167,16 +185,37 @@ impl Store {
                 }
                 match value {
                     Series::Counter(total) => {
-                        let _ = writeln!(out, "{}{{{}}} {}", family.name, labels, format_value(*total));
+                        let _ = writeln!(
+                            out,
+                            "{}{{{}}} {}",
+                            family.name,
+                            labels,
+                            format_value(*total)
+                        );
                     }
                     Series::Histogram { counts, sum, count } => {
                         let sep = if labels.is_empty() { "" } else { "," };
                         let mut cumulative = 0;
-                        for (bound, n) in family.buckets.iter().map(|b| format_value(*b)).chain([String::from("+Inf")]).zip(counts.iter()) {
+                        for (bound, n) in family
+                            .buckets
+                            .iter()
+                            .map(|b| format_value(*b))
+                            .chain([String::from("+Inf")])
+                            .zip(counts.iter())
+                        {
                             cumulative += n;
-                            let _ = writeln!(out, "{}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}", family.name);
+                            let _ = writeln!(
+                                out,
+                                "{}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}",
+                                family.name
+                            );
                         }
-                        let _ = writeln!(out, "{}_sum{{{labels}}} {}", family.name, format_value(*sum));
+                        let _ = writeln!(
+                            out,
+                            "{}_sum{{{labels}}} {}",
+                            family.name,
+                            format_value(*sum)
+                        );
                         let _ = writeln!(out, "{}_count{{{labels}}} {count}", family.name);
                     }
                 }
@@ -190,7 +229,11 @@ pub fn format_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         // Rust's shortest round-trip representation, never in exponent form.
         format!("{v}")
@@ -225,9 +268,11 @@ mod tests {
     fn renders_the_exact_exposition() {
         let plan = Plan::compile(&default_rules()).unwrap();
         let mut store = plan.new_store();
-        for (org, intent, outcome, latency) in
-            [("acme", "billing", "success", 1200), ("acme", "billing", "failure", 6000), ("glo\"bex", "refund", "success", 6001)]
-        {
+        for (org, intent, outcome, latency) in [
+            ("acme", "billing", "success", 1200),
+            ("acme", "billing", "failure", 6000),
+            ("glo\"bex", "refund", "success", 6001),
+        ] {
             let text = format!(
                 r#"{{"event_id":"e","type":"llm_run","occurred_at":"2026-01-01T00:00:00Z","organization":"{}","run_id":"r","intent":"{intent}","outcome":"{outcome}","latency_ms":{latency}}}"#,
                 org.replace('"', "\\\"")
@@ -248,8 +293,12 @@ hestyna_llm_runs_total{intent=\"refund\",organization=\"glo\\\"bex\",outcome=\"s
         assert!(out.contains("hestyna_llm_latency_seconds_bucket{intent=\"billing\",organization=\"acme\",le=\"6\"} 2\n"), "6 s lands in le=6");
         assert!(out.contains("hestyna_llm_latency_seconds_bucket{intent=\"refund\",organization=\"glo\\\"bex\",le=\"6\"} 0\n"));
         assert!(out.contains("hestyna_llm_latency_seconds_bucket{intent=\"refund\",organization=\"glo\\\"bex\",le=\"+Inf\"} 1\n"));
-        assert!(out.contains("hestyna_llm_latency_seconds_sum{intent=\"billing\",organization=\"acme\"} 7.2\n"));
-        assert!(out.contains("hestyna_llm_latency_seconds_count{intent=\"billing\",organization=\"acme\"} 2\n"));
+        assert!(out.contains(
+            "hestyna_llm_latency_seconds_sum{intent=\"billing\",organization=\"acme\"} 7.2\n"
+        ));
+        assert!(out.contains(
+            "hestyna_llm_latency_seconds_count{intent=\"billing\",organization=\"acme\"} 2\n"
+        ));
         assert!(out.contains("# TYPE hestyna_requests_resolution_seconds histogram\n"));
     }
 }

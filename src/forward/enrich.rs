@@ -38,9 +38,17 @@ impl HostInfo {
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let host = var("HOSTNAME").or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty())
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
         });
-        HostInfo { host, pod: var("POD_NAME"), namespace: var("POD_NAMESPACE"), node: var("NODE_NAME") }
+        HostInfo {
+            host,
+            pod: var("POD_NAME"),
+            namespace: var("POD_NAMESPACE"),
+            node: var("NODE_NAME"),
+        }
     }
 }
 
@@ -79,7 +87,13 @@ impl Enricher {
     }
 
     /// The document for one valid event. `original` is the record's payload parsed as an object.
-    pub fn enrich(&self, ev: &Event<'_>, record: &Record, original: Map<String, Value>, ingested: DateTime<Utc>) -> Map<String, Value> {
+    pub fn enrich(
+        &self,
+        ev: &Event<'_>,
+        record: &Record,
+        original: Map<String, Value>,
+        ingested: DateTime<Utc>,
+    ) -> Map<String, Value> {
         let mut doc = Map::new();
         doc.insert("@timestamp".into(), ts(ev.occurred_at));
         let mut event = Map::new();
@@ -124,9 +138,13 @@ impl Enricher {
         put(
             "kafka",
             match &record.origin {
-                Origin::Kafka { topic, partition, offset } => {
-                    Some(json!({ "topic": topic.as_ref(), "partition": partition, "offset": offset }))
-                }
+                Origin::Kafka {
+                    topic,
+                    partition,
+                    offset,
+                } => Some(
+                    json!({ "topic": topic.as_ref(), "partition": partition, "offset": offset }),
+                ),
                 _ => None,
             },
         );
@@ -178,11 +196,28 @@ mod tests {
     #[test]
     fn builds_the_documented_record() {
         let payload = br#"{"event_id":"e1","type":"llm_run","occurred_at":"2026-11-27T10:00:00+02:00","organization":"acme","run_id":"r1","intent":"billing","outcome":"timeout","latency_ms":30000,"automation_id":"a7","custom":{"x":1}}"#;
-        let mut record = Record::new(payload.to_vec(), Origin::Kafka { topic: Arc::from("t"), partition: 3, offset: 42 });
-        record.headers.push(("traceparent".into(), b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_vec()));
+        let mut record = Record::new(
+            payload.to_vec(),
+            Origin::Kafka {
+                topic: Arc::from("t"),
+                partition: 3,
+                offset: 42,
+            },
+        );
+        record.headers.push((
+            "traceparent".into(),
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_vec(),
+        ));
         let ev = decode(&record.payload, record.traceparent()).unwrap();
-        let host = HostInfo { host: Some("node-a".into()), pod: Some("obsd-0".into()), namespace: Some("obs".into()), node: None };
-        let ingested = DateTime::parse_from_rfc3339("2026-11-27T08:00:01.5Z").unwrap().with_timezone(&Utc);
+        let host = HostInfo {
+            host: Some("node-a".into()),
+            pod: Some("obsd-0".into()),
+            namespace: Some("obs".into()),
+            node: None,
+        };
+        let ingested = DateTime::parse_from_rfc3339("2026-11-27T08:00:01.5Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let original = serde_json::from_slice(payload).unwrap();
         let doc = Enricher::new(host, "hestyna", "prod").enrich(&ev, &record, original, ingested);
         let expected = json!({

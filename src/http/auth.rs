@@ -62,9 +62,10 @@ impl BasicAuth {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy.clone());
         // bcrypt is deliberately slow: keep it off the async workers.
-        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-            .await
-            .unwrap_or(false);
+        let ok =
+            tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+                .await
+                .unwrap_or(false);
         if ok && known {
             Ok(())
         } else {
@@ -79,14 +80,23 @@ fn parse_basic(value: &HeaderValue) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
     let (user, password) = decoded.split_once(':')?;
     Some((user.to_owned(), password.to_owned()))
 }
 
 fn unauthorized() -> Response {
-    (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Basic realm=\"hestyna-obsd\", charset=\"UTF-8\"")], "unauthorized\n")
+    (
+        StatusCode::UNAUTHORIZED,
+        [(
+            header::WWW_AUTHENTICATE,
+            "Basic realm=\"hestyna-obsd\", charset=\"UTF-8\"",
+        )],
+        "unauthorized\n",
+    )
         .into_response()
 }
 
@@ -97,24 +107,38 @@ mod tests {
     #[test]
     fn parses_basic_credentials() {
         let v = HeaderValue::from_static("Basic ZGVtbzpoZXN0eW5hLWRlbW8=");
-        assert_eq!(parse_basic(&v), Some(("demo".into(), "hestyna-demo".into())));
+        assert_eq!(
+            parse_basic(&v),
+            Some(("demo".into(), "hestyna-demo".into()))
+        );
         assert_eq!(parse_basic(&HeaderValue::from_static("Bearer abc")), None);
         assert_eq!(parse_basic(&HeaderValue::from_static("Basic !!!")), None);
-        assert_eq!(parse_basic(&HeaderValue::from_static("Basic ZGVtbw==")), None, "no colon");
+        assert_eq!(
+            parse_basic(&HeaderValue::from_static("Basic ZGVtbw==")),
+            None,
+            "no colon"
+        );
     }
 
     #[tokio::test]
     async fn checks_users_and_passwords() {
         let users = [("alice".to_string(), bcrypt::hash("s3cret", 4).unwrap())].into();
         let auth = BasicAuth::new(users);
-        assert_eq!(cost_of(&auth.dummy), Some(4), "the dummy hash costs what the users' hashes cost");
+        assert_eq!(
+            cost_of(&auth.dummy),
+            Some(4),
+            "the dummy hash costs what the users' hashes cost"
+        );
         let header = |u: &str, p: &str| {
             let v = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
             HeaderValue::from_str(&format!("Basic {v}")).unwrap()
         };
         assert!(auth.check(Some(&header("alice", "s3cret"))).await.is_ok());
         assert!(auth.check(Some(&header("alice", "wrong"))).await.is_err());
-        assert!(auth.check(Some(&header("mallory", "s3cret"))).await.is_err());
+        assert!(auth
+            .check(Some(&header("mallory", "s3cret")))
+            .await
+            .is_err());
         assert!(auth.check(None).await.is_err());
         assert!(auth.demo_users().is_empty());
     }

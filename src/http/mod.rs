@@ -35,7 +35,10 @@ pub struct HttpState {
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("server: {0}")]
     Serve(std::io::Error),
 }
@@ -51,15 +54,24 @@ pub fn router(state: HttpState) -> Router {
 
 /// Binds the listener (so a busy port fails start-up, before anything is consumed).
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, HttpError> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|source| HttpError::Bind { addr, source })
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| HttpError::Bind { addr, source })
 }
 
 /// Serves until shutdown.
-pub async fn serve(listener: tokio::net::TcpListener, state: HttpState, shutdown: Shutdown) -> Result<(), HttpError> {
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
-        .map_err(HttpError::Serve)
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    shutdown: Shutdown,
+) -> Result<(), HttpError> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.wait().await })
+    .await
+    .map_err(HttpError::Serve)
 }
 
 async fn readyz(State(state): State<HttpState>) -> Response {
@@ -77,7 +89,10 @@ pub fn render(store: &parking_lot::Mutex<Store>, metrics: &SelfMetrics) -> Strin
         let store = store.lock();
         store.render(&mut out);
         for (name, count) in store.series_counts() {
-            metrics.derived_series.with_label_values(&[name]).set(count as i64);
+            metrics
+                .derived_series
+                .with_label_values(&[name])
+                .set(count as i64);
         }
     }
     metrics.render(&mut out);

@@ -34,7 +34,10 @@ impl ForwardPipeline {
     pub async fn run(self, mut rx: mpsc::Receiver<BatchRef>) {
         while let Some(batch) = rx.recv().await {
             if self.process(&batch).await.is_err() {
-                tracing::warn!(pipeline = NAME, "drain deadline passed: unfinished records will be read again");
+                tracing::warn!(
+                    pipeline = NAME,
+                    "drain deadline passed: unfinished records will be read again"
+                );
                 return;
             }
             batch.done();
@@ -49,7 +52,8 @@ impl ForwardPipeline {
         let mut doc_records: Vec<usize> = Vec::with_capacity(decoded.events.len());
         for (i, ev) in &decoded.events {
             // The payload decoded, so it is a JSON object.
-            let original = serde_json::from_slice::<Map<String, Value>>(&records[*i].payload).unwrap_or_default();
+            let original = serde_json::from_slice::<Map<String, Value>>(&records[*i].payload)
+                .unwrap_or_default();
             docs.push(self.enricher.enrich(ev, &records[*i], original, ingested));
             doc_records.push(*i);
         }
@@ -61,7 +65,12 @@ impl ForwardPipeline {
                 detail: e.detail.to_string(),
             }));
         } else if !decoded.invalid.is_empty() {
-            EventsIgnored { pipeline: NAME, reason: "invalid", count: decoded.invalid.len() as u64 }.emit(&self.metrics);
+            EventsIgnored {
+                pipeline: NAME,
+                reason: "invalid",
+                count: decoded.invalid.len() as u64,
+            }
+            .emit(&self.metrics);
         }
         for sink in &self.sinks {
             let name = sink.name();
@@ -73,7 +82,14 @@ impl ForwardPipeline {
                         other => Ok(other),
                     }
                 },
-                |error, attempt| SinkFailed { sink: name, error, attempt }.emit(&self.metrics),
+                |error, attempt| {
+                    SinkFailed {
+                        sink: name,
+                        error,
+                        attempt,
+                    }
+                    .emit(&self.metrics)
+                },
             )
             .await?;
             let rejected = match outcome {
@@ -81,19 +97,40 @@ impl ForwardPipeline {
                 Err(SinkError::Rejected(rejected)) => rejected,
                 Err(SinkError::Retriable(_)) => unreachable!("retried above"),
             };
-            SinkDelivered { sink: name, count: (docs.len() - rejected.len()) as u64 }.emit(&self.metrics);
+            SinkDelivered {
+                sink: name,
+                count: (docs.len() - rejected.len()) as u64,
+            }
+            .emit(&self.metrics);
             for (doc, reason) in rejected {
                 if let Some(&record) = doc_records.get(doc) {
-                    dead.push(DeadLetterItem { record: &records[record], reason: "sink_rejected", detail: format!("{name}: {reason}") });
+                    dead.push(DeadLetterItem {
+                        record: &records[record],
+                        reason: "sink_rejected",
+                        detail: format!("{name}: {reason}"),
+                    });
                 }
             }
         }
         if !dead.is_empty() {
-            write_dead_letters(&self.dead_letter, NAME, &dead, &self.metrics, &self.shutdown).await?;
-            self.progress.dead_letters.fetch_add(dead.len() as u64, Ordering::Relaxed);
+            write_dead_letters(
+                &self.dead_letter,
+                NAME,
+                &dead,
+                &self.metrics,
+                &self.shutdown,
+            )
+            .await?;
+            self.progress
+                .dead_letters
+                .fetch_add(dead.len() as u64, Ordering::Relaxed);
         }
-        self.progress.forwarded.fetch_add(docs.len() as u64, Ordering::Relaxed);
-        self.progress.records.fetch_add(records.len() as u64, Ordering::Relaxed);
+        self.progress
+            .forwarded
+            .fetch_add(docs.len() as u64, Ordering::Relaxed);
+        self.progress
+            .records
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 }

@@ -30,7 +30,10 @@ impl MetricsPipeline {
     pub async fn run(self, mut rx: mpsc::Receiver<BatchRef>) {
         while let Some(batch) = rx.recv().await {
             if self.process(&batch).await.is_err() {
-                tracing::warn!(pipeline = NAME, "drain deadline passed: unfinished records will be read again");
+                tracing::warn!(
+                    pipeline = NAME,
+                    "drain deadline passed: unfinished records will be read again"
+                );
                 return;
             }
             batch.done();
@@ -50,24 +53,45 @@ impl MetricsPipeline {
                 self.plan.observe(&mut store, ev);
             }
             let skipped = store.take_skipped();
-            skipped.into_iter().map(|(rule, reason, n)| (store.metric_name(rule).to_owned(), reason, n)).collect::<Vec<_>>()
+            skipped
+                .into_iter()
+                .map(|(rule, reason, n)| (store.metric_name(rule).to_owned(), reason, n))
+                .collect::<Vec<_>>()
         };
         for (metric, reason, count) in &skipped {
-            RuleSkipped { metric, reason: reason.as_str(), count: *count }.emit(&self.metrics);
+            RuleSkipped {
+                metric,
+                reason: reason.as_str(),
+                count: *count,
+            }
+            .emit(&self.metrics);
         }
         if unknown > 0 {
-            EventsIgnored { pipeline: NAME, reason: "unknown_type", count: unknown }.emit(&self.metrics);
+            EventsIgnored {
+                pipeline: NAME,
+                reason: "unknown_type",
+                count: unknown,
+            }
+            .emit(&self.metrics);
         }
         if let (Some(dead_letter), false) = (&self.dead_letter, decoded.invalid.is_empty()) {
             let items: Vec<DeadLetterItem<'_>> = decoded
                 .invalid
                 .iter()
-                .map(|(i, e)| DeadLetterItem { record: &records[*i], reason: e.reason.as_str(), detail: e.detail.to_string() })
+                .map(|(i, e)| DeadLetterItem {
+                    record: &records[*i],
+                    reason: e.reason.as_str(),
+                    detail: e.detail.to_string(),
+                })
                 .collect();
             write_dead_letters(dead_letter, NAME, &items, &self.metrics, &self.shutdown).await?;
-            self.progress.dead_letters.fetch_add(items.len() as u64, Ordering::Relaxed);
+            self.progress
+                .dead_letters
+                .fetch_add(items.len() as u64, Ordering::Relaxed);
         }
-        self.progress.records.fetch_add(records.len() as u64, Ordering::Relaxed);
+        self.progress
+            .records
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -80,14 +104,28 @@ pub(crate) async fn write_dead_letters(
     metrics: &SelfMetrics,
     shutdown: &Shutdown,
 ) -> Result<(), super::Stopped> {
-    retry(shutdown, || dead_letter.send(pipeline, items), |error, attempt| {
-        DeadLetterFailed { pipeline, error, attempt }.emit(metrics)
-    })
+    retry(
+        shutdown,
+        || dead_letter.send(pipeline, items),
+        |error, attempt| {
+            DeadLetterFailed {
+                pipeline,
+                error,
+                attempt,
+            }
+            .emit(metrics)
+        },
+    )
     .await?;
     let mut reasons: Vec<&str> = items.iter().map(|i| i.reason).collect();
     reasons.sort_unstable();
     for chunk in reasons.chunk_by(|a, b| a == b) {
-        DeadLettered { pipeline, reason: chunk[0], count: chunk.len() as u64 }.emit(metrics);
+        DeadLettered {
+            pipeline,
+            reason: chunk[0],
+            count: chunk.len() as u64,
+        }
+        .emit(metrics);
     }
     Ok(())
 }

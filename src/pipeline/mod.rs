@@ -64,7 +64,12 @@ pub(crate) struct Decoded<'a> {
 }
 
 /// Decodes every record of a batch and counts what was received and what was invalid.
-pub(crate) fn decode_batch<'a>(pipeline: &str, records: &'a [Record], metrics: &SelfMetrics, progress: &Progress) -> Decoded<'a> {
+pub(crate) fn decode_batch<'a>(
+    pipeline: &str,
+    records: &'a [Record],
+    metrics: &SelfMetrics,
+    progress: &Progress,
+) -> Decoded<'a> {
     let mut events = Vec::with_capacity(records.len());
     let mut invalid = Vec::new();
     for (i, record) in records.iter().enumerate() {
@@ -77,8 +82,16 @@ pub(crate) fn decode_batch<'a>(pipeline: &str, records: &'a [Record], metrics: &
     let mut start = 0;
     while start < records.len() {
         let topic = records[start].origin.topic_label();
-        let run = records[start..].iter().take_while(|r| r.origin.topic_label() == topic).count();
-        EventsReceived { pipeline, topic, count: run as u64 }.emit(metrics);
+        let run = records[start..]
+            .iter()
+            .take_while(|r| r.origin.topic_label() == topic)
+            .count();
+        EventsReceived {
+            pipeline,
+            topic,
+            count: run as u64,
+        }
+        .emit(metrics);
         start += run;
     }
     for reason in crate::decode::InvalidReason::ALL {
@@ -86,12 +99,21 @@ pub(crate) fn decode_batch<'a>(pipeline: &str, records: &'a [Record], metrics: &
         if let Some((first, example)) = matching.next() {
             let count = 1 + matching.count() as u64;
             progress.invalid[reason as usize].fetch_add(count, Ordering::Relaxed);
-            InvalidEvents { pipeline, reason: reason.as_str(), count, detail: &example.detail, origin: &records[*first].origin }
-                .emit(metrics);
+            InvalidEvents {
+                pipeline,
+                reason: reason.as_str(),
+                count,
+                detail: &example.detail,
+                origin: &records[*first].origin,
+            }
+            .emit(metrics);
         }
     }
     for (_, ev) in &events {
-        let slot = crate::decode::EventType::KNOWN.iter().position(|t| *t == ev.event_type()).unwrap_or(4);
+        let slot = crate::decode::EventType::KNOWN
+            .iter()
+            .position(|t| *t == ev.event_type())
+            .unwrap_or(4);
         progress.by_type[slot].fetch_add(1, Ordering::Relaxed);
     }
     Decoded { events, invalid }

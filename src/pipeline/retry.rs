@@ -11,7 +11,11 @@ pub struct Stopped;
 /// Runs `attempt` until it succeeds, with exponential backoff (100 ms doubling to 10 s, with jitter).
 /// `on_error` sees each failure and its attempt number. Gives up only when the shutdown's drain deadline
 /// has passed.
-pub async fn retry<T, E, F, Fut>(shutdown: &Shutdown, mut attempt: F, mut on_error: impl FnMut(&E, u32)) -> Result<T, Stopped>
+pub async fn retry<T, E, F, Fut>(
+    shutdown: &Shutdown,
+    mut attempt: F,
+    mut on_error: impl FnMut(&E, u32),
+) -> Result<T, Stopped>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,

@@ -20,7 +20,13 @@ impl Shutdown {
     /// A signal whose drain lasts `drain`.
     pub fn new(drain: Duration) -> Self {
         let (tx, rx) = watch::channel(false);
-        Shutdown { flag: Arc::new(AtomicBool::new(false)), tx: Arc::new(tx), rx, deadline: Default::default(), drain }
+        Shutdown {
+            flag: Arc::new(AtomicBool::new(false)),
+            tx: Arc::new(tx),
+            rx,
+            deadline: Default::default(),
+            drain,
+        }
     }
 
     /// Starts the shutdown (idempotent).

@@ -15,17 +15,26 @@ pub struct FileSource {
 impl FileSource {
     /// Reads `path` (`-` for stdin) in batches of at most `batch_max_records` lines.
     pub fn new(path: impl Into<String>, batch_max_records: usize) -> Self {
-        FileSource { path: path.into(), batch_max_records: batch_max_records.max(1) }
+        FileSource {
+            path: path.into(),
+            batch_max_records: batch_max_records.max(1),
+        }
     }
 
     /// Reads to the end (or until `stop`), handing batches to `outputs`. Blank lines are not events and are
     /// skipped; every other line is a record, however broken.
-    pub fn run(self, outputs: Outputs, stop: Arc<AtomicBool>) -> Result<SourceSummary, SourceError> {
+    pub fn run(
+        self,
+        outputs: Outputs,
+        stop: Arc<AtomicBool>,
+    ) -> Result<SourceSummary, SourceError> {
         let reader: Box<dyn Read> = if self.path == "-" {
             Box::new(std::io::stdin().lock())
         } else {
-            let file = std::fs::File::open(&self.path)
-                .map_err(|source| SourceError::Open { path: self.path.clone(), source })?;
+            let file = std::fs::File::open(&self.path).map_err(|source| SourceError::Open {
+                path: self.path.clone(),
+                source,
+            })?;
             Box::new(file)
         };
         let mut reader = BufReader::with_capacity(1 << 20, reader);
@@ -41,7 +50,10 @@ impl FileSource {
             line.clear();
             let n = reader
                 .read_until(b'\n', &mut line)
-                .map_err(|source| SourceError::Read { path: self.path.clone(), source })?;
+                .map_err(|source| SourceError::Read {
+                    path: self.path.clone(),
+                    source,
+                })?;
             if n == 0 {
                 break;
             }
@@ -52,10 +64,19 @@ impl FileSource {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            batch.push(Record::new(line.clone(), Origin::File { path: path.clone(), line: line_no }));
+            batch.push(Record::new(
+                line.clone(),
+                Origin::File {
+                    path: path.clone(),
+                    line: line_no,
+                },
+            ));
             if batch.len() >= self.batch_max_records {
                 summary.records += batch.len() as u64;
-                if !outputs.send_blocking(std::mem::replace(&mut batch, Vec::with_capacity(self.batch_max_records)), None) {
+                if !outputs.send_blocking(
+                    std::mem::replace(&mut batch, Vec::with_capacity(self.batch_max_records)),
+                    None,
+                ) {
                     return Ok(summary);
                 }
             }

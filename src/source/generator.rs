@@ -45,7 +45,9 @@ impl Default for GeneratorSettings {
             organizations: 8,
             invalid_ratio: 0.0,
             unknown_ratio: 0.0,
-            start: DateTime::parse_from_rfc3339("2026-11-27T08:00:00Z").expect("constant").with_timezone(&Utc),
+            start: DateTime::parse_from_rfc3339("2026-11-27T08:00:00Z")
+                .expect("constant")
+                .with_timezone(&Utc),
             step: Duration::from_millis(10),
         }
     }
@@ -64,16 +66,46 @@ pub struct Generated {
 }
 
 const ORGANIZATIONS: &[&str] = &[
-    "acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka", "tyrell", "cyberdyne", "soylent",
+    "acme",
+    "globex",
+    "initech",
+    "umbrella",
+    "hooli",
+    "stark",
+    "wayne",
+    "wonka",
+    "tyrell",
+    "cyberdyne",
+    "soylent",
     "vandelay",
 ];
 const INTENTS: &[&str] = &[
-    "billing", "refund", "order_status", "password_reset", "shipping", "complaint", "cancel_subscription",
+    "billing",
+    "refund",
+    "order_status",
+    "password_reset",
+    "shipping",
+    "complaint",
+    "cancel_subscription",
     "technical_support",
 ];
 const MODELS: &[&str] = &["gpt-4o", "claude-sonnet", "mistral-large"];
-const FAILURE_REASONS: &[&str] = &["rate_limited", "context_too_long", "content_filter", "upstream_error"];
-const INTEGRATIONS: &[&str] = &["salesforce", "zendesk", "stripe", "hubspot", "slack", "shopify", "jira", "twilio"];
+const FAILURE_REASONS: &[&str] = &[
+    "rate_limited",
+    "context_too_long",
+    "content_filter",
+    "upstream_error",
+];
+const INTEGRATIONS: &[&str] = &[
+    "salesforce",
+    "zendesk",
+    "stripe",
+    "hubspot",
+    "slack",
+    "shopify",
+    "jira",
+    "twilio",
+];
 const TRIGGERS: &[&str] = &["schedule", "webhook", "manual", "request"];
 const CHANNELS: &[&str] = &["email", "chat", "phone", "web"];
 
@@ -99,7 +131,13 @@ impl EventGenerator {
     /// A generator with these settings.
     pub fn new(settings: GeneratorSettings) -> Self {
         let rng = ChaCha8Rng::seed_from_u64(settings.seed);
-        EventGenerator { settings, rng, seq: 0, next_request: 1, open: VecDeque::new() }
+        EventGenerator {
+            settings,
+            rng,
+            seq: 0,
+            next_request: 1,
+            open: VecDeque::new(),
+        }
     }
 
     fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
@@ -115,7 +153,9 @@ impl EventGenerator {
     }
 
     fn hex(&mut self, digits: usize) -> String {
-        (0..digits).map(|_| char::from_digit(self.rng.random_range(0..16), 16).expect("< 16")).collect()
+        (0..digits)
+            .map(|_| char::from_digit(self.rng.random_range(0..16), 16).expect("< 16"))
+            .collect()
     }
 
     /// Log-normal milliseconds with the given median.
@@ -128,34 +168,66 @@ impl EventGenerator {
 
     fn base(&mut self, kind: &str, organization: &str, at: DateTime<Utc>) -> Map<String, Value> {
         let mut m = Map::new();
-        m.insert("event_id".into(), json!(format!("evt-{:016x}-{}", self.settings.seed, self.seq)));
+        m.insert(
+            "event_id".into(),
+            json!(format!("evt-{:016x}-{}", self.settings.seed, self.seq)),
+        );
         m.insert("type".into(), json!(kind));
-        m.insert("occurred_at".into(), json!(at.to_rfc3339_opts(SecondsFormat::Millis, true)));
+        m.insert(
+            "occurred_at".into(),
+            json!(at.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        );
         m.insert("organization".into(), json!(organization));
         m.insert("schema_version".into(), json!(1));
         m
     }
 
-    fn llm_run(&mut self, org: &str, at: DateTime<Utc>, headers: &mut Vec<(String, String)>) -> Map<String, Value> {
+    fn llm_run(
+        &mut self,
+        org: &str,
+        at: DateTime<Utc>,
+        headers: &mut Vec<(String, String)>,
+    ) -> Map<String, Value> {
         let mut m = self.base("llm_run", org, at);
         let intent = self.pick(INTENTS);
         let roll: f64 = self.rng.random();
-        let outcome = if roll < 0.90 { "success" } else if roll < 0.95 { "failure" } else if roll < 0.98 { "timeout" } else { "cancelled" };
-        let latency = if outcome == "timeout" { 30_000.0 } else { self.lognormal_ms(1800.0, 0.7) };
+        let outcome = if roll < 0.90 {
+            "success"
+        } else if roll < 0.95 {
+            "failure"
+        } else if roll < 0.98 {
+            "timeout"
+        } else {
+            "cancelled"
+        };
+        let latency = if outcome == "timeout" {
+            30_000.0
+        } else {
+            self.lognormal_ms(1800.0, 0.7)
+        };
         m.insert("run_id".into(), json!(format!("run-{}", self.seq)));
         m.insert("intent".into(), json!(intent));
         m.insert("outcome".into(), json!(outcome));
         m.insert("latency_ms".into(), json!(latency));
         m.insert("model".into(), json!(self.pick(MODELS)));
-        m.insert("tokens_prompt".into(), json!(self.rng.random_range(200..4000u64)));
+        m.insert(
+            "tokens_prompt".into(),
+            json!(self.rng.random_range(200..4000u64)),
+        );
         if outcome == "success" {
-            m.insert("tokens_completion".into(), json!(self.rng.random_range(20..800u64)));
+            m.insert(
+                "tokens_completion".into(),
+                json!(self.rng.random_range(20..800u64)),
+            );
         }
         if outcome == "failure" {
             m.insert("failure_reason".into(), json!(self.pick(FAILURE_REASONS)));
         }
         if self.rng.random_bool(0.3) {
-            m.insert("automation_id".into(), json!(format!("auto-{}", self.rng.random_range(1..20u32))));
+            m.insert(
+                "automation_id".into(),
+                json!(format!("auto-{}", self.rng.random_range(1..20u32))),
+            );
         }
         let (trace, span) = (self.hex(32), self.hex(16));
         if self.rng.random_bool(0.2) {
@@ -172,9 +244,19 @@ impl EventGenerator {
         let integration = self.pick(INTEGRATIONS);
         let failed = self.rng.random_bool(0.08);
         m.insert("integration".into(), json!(integration));
-        m.insert("outcome".into(), json!(if failed { "failure" } else { "success" }));
+        m.insert(
+            "outcome".into(),
+            json!(if failed { "failure" } else { "success" }),
+        );
         m.insert("latency_ms".into(), json!(self.lognormal_ms(180.0, 0.6)));
-        m.insert("status_code".into(), json!(if failed { [401u64, 429, 500, 502, 503][self.rng.random_range(0..5)] } else { 200 }));
+        m.insert(
+            "status_code".into(),
+            json!(if failed {
+                [401u64, 429, 500, 502, 503][self.rng.random_range(0..5)]
+            } else {
+                200
+            }),
+        );
         if failed {
             m.insert("error".into(), json!("upstream returned an error"));
         }
@@ -184,11 +266,30 @@ impl EventGenerator {
     fn automation_run(&mut self, org: &str, at: DateTime<Utc>) -> Map<String, Value> {
         let mut m = self.base("automation_run", org, at);
         let roll: f64 = self.rng.random();
-        m.insert("automation_id".into(), json!(format!("auto-{}", self.rng.random_range(1..20u32))));
+        m.insert(
+            "automation_id".into(),
+            json!(format!("auto-{}", self.rng.random_range(1..20u32))),
+        );
         let version = self.rng.random_range(1..5u64);
         // Producers send the version either way.
-        m.insert("automation_version".into(), if self.rng.random_bool(0.5) { json!(version) } else { json!(version.to_string()) });
-        m.insert("outcome".into(), json!(if roll < 0.93 { "success" } else if roll < 0.98 { "failure" } else { "cancelled" }));
+        m.insert(
+            "automation_version".into(),
+            if self.rng.random_bool(0.5) {
+                json!(version)
+            } else {
+                json!(version.to_string())
+            },
+        );
+        m.insert(
+            "outcome".into(),
+            json!(if roll < 0.93 {
+                "success"
+            } else if roll < 0.98 {
+                "failure"
+            } else {
+                "cancelled"
+            }),
+        );
         m.insert("duration_ms".into(), json!(self.lognormal_ms(4000.0, 0.9)));
         m.insert("trigger".into(), json!(self.pick(TRIGGERS)));
         m
@@ -209,7 +310,12 @@ impl EventGenerator {
             let organization = self.rng.random_range(0..self.settings.organizations.max(1));
             let channel = self.rng.random_range(0..CHANNELS.len());
             self.next_request += 1;
-            OpenRequest { organization, id: self.next_request - 1, stage: 0, channel }
+            OpenRequest {
+                organization,
+                id: self.next_request - 1,
+                stage: 0,
+                channel,
+            }
         };
         let org = self.organization(request.organization);
         let request_id = format!("req-{:x}-{}", self.settings.seed, request.id);
@@ -222,7 +328,10 @@ impl EventGenerator {
             if self.rng.random_bool(0.9) {
                 let took = ChronoDuration::milliseconds(self.lognormal_ms(3_600_000.0, 1.5) as i64);
                 let intake = at - took.max(ChronoDuration::zero());
-                m.insert("intake_at".into(), json!(intake.to_rfc3339_opts(SecondsFormat::Millis, true)));
+                m.insert(
+                    "intake_at".into(),
+                    json!(intake.to_rfc3339_opts(SecondsFormat::Millis, true)),
+                );
             }
         } else {
             self.open.push_back(request);
@@ -267,7 +376,10 @@ impl Iterator for EventGenerator {
             (org, self.invalid(at))
         } else if roll < self.settings.invalid_ratio + self.settings.unknown_ratio {
             let mut m = self.base("billing_tick", &org, at);
-            m.insert("amount_cents".into(), json!(self.rng.random_range(0..10_000u64)));
+            m.insert(
+                "amount_cents".into(),
+                json!(self.rng.random_range(0..10_000u64)),
+            );
             (org, serde_json::to_vec(&m).expect("maps serialize"))
         } else {
             let kind: f64 = self.rng.random();
@@ -286,7 +398,11 @@ impl Iterator for EventGenerator {
             (key, serde_json::to_vec(&map).expect("maps serialize"))
         };
         self.seq += 1;
-        Some(Generated { key, payload, headers })
+        Some(Generated {
+            key,
+            payload,
+            headers,
+        })
     }
 }
 
@@ -299,14 +415,25 @@ pub struct GeneratorSource {
 impl GeneratorSource {
     /// Generates in batches of at most `batch_max_records`.
     pub fn new(settings: GeneratorSettings, batch_max_records: usize) -> Self {
-        GeneratorSource { settings, batch_max_records: batch_max_records.max(1) }
+        GeneratorSource {
+            settings,
+            batch_max_records: batch_max_records.max(1),
+        }
     }
 
     /// Generates at the configured rate until the count is reached or `stop` is set.
-    pub fn run(self, outputs: Outputs, stop: Arc<AtomicBool>) -> Result<SourceSummary, SourceError> {
+    pub fn run(
+        self,
+        outputs: Outputs,
+        stop: Arc<AtomicBool>,
+    ) -> Result<SourceSummary, SourceError> {
         let rate = self.settings.rate;
         // At a low rate, small batches keep events fresh: at most ~20 batches a second.
-        let per_batch = if rate > 0.0 { ((rate / 20.0).ceil() as usize).clamp(1, self.batch_max_records) } else { self.batch_max_records };
+        let per_batch = if rate > 0.0 {
+            ((rate / 20.0).ceil() as usize).clamp(1, self.batch_max_records)
+        } else {
+            self.batch_max_records
+        };
         let mut events = EventGenerator::new(self.settings).peekable();
         let started = Instant::now();
         let mut summary = SourceSummary::default();
@@ -316,9 +443,18 @@ impl GeneratorSource {
                 .take(per_batch)
                 .enumerate()
                 .map(|(i, g)| {
-                    let mut r = Record::new(g.payload, Origin::Generator { seq: summary.records + i as u64 });
+                    let mut r = Record::new(
+                        g.payload,
+                        Origin::Generator {
+                            seq: summary.records + i as u64,
+                        },
+                    );
                     r.key = Some(g.key.into_bytes());
-                    r.headers = g.headers.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+                    r.headers = g
+                        .headers
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_bytes()))
+                        .collect();
                     r
                 })
                 .collect();
@@ -346,7 +482,12 @@ mod tests {
     use crate::decode::{decode, Body, EventType};
 
     fn settings(invalid: f64) -> GeneratorSettings {
-        GeneratorSettings { count: Some(5000), invalid_ratio: invalid, unknown_ratio: 0.01, ..Default::default() }
+        GeneratorSettings {
+            count: Some(5000),
+            invalid_ratio: invalid,
+            unknown_ratio: 0.01,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -354,7 +495,11 @@ mod tests {
         let a: Vec<_> = EventGenerator::new(settings(0.05)).collect();
         let b: Vec<_> = EventGenerator::new(settings(0.05)).collect();
         assert_eq!(a, b);
-        let c: Vec<_> = EventGenerator::new(GeneratorSettings { seed: 2, ..settings(0.05) }).collect();
+        let c: Vec<_> = EventGenerator::new(GeneratorSettings {
+            seed: 2,
+            ..settings(0.05)
+        })
+        .collect();
         assert_ne!(a, c);
     }
 
@@ -363,11 +508,19 @@ mod tests {
         let mut types = std::collections::BTreeSet::new();
         let mut resolved = 0;
         for g in EventGenerator::new(settings(0.0)) {
-            let traceparent = g.headers.iter().find(|(k, _)| k == "traceparent").map(|(_, v)| v.as_bytes());
-            let ev = decode(&g.payload, traceparent).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&g.payload)));
+            let traceparent = g
+                .headers
+                .iter()
+                .find(|(k, _)| k == "traceparent")
+                .map(|(_, v)| v.as_bytes());
+            let ev = decode(&g.payload, traceparent)
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&g.payload)));
             types.insert(ev.event_type());
             if let Body::LlmRun(_) = ev.body {
-                assert!(ev.trace_id.is_some(), "body or traceparent gives every run a trace id");
+                assert!(
+                    ev.trace_id.is_some(),
+                    "body or traceparent gives every run a trace id"
+                );
             }
             if let Body::RequestLifecycle(r) = &ev.body {
                 resolved += (r.stage == crate::decode::Stage::Resolved) as u32;
@@ -380,7 +533,9 @@ mod tests {
 
     #[test]
     fn invalid_share_is_invalid() {
-        let invalid = EventGenerator::new(settings(0.1)).filter(|g| decode(&g.payload, None).is_err()).count();
+        let invalid = EventGenerator::new(settings(0.1))
+            .filter(|g| decode(&g.payload, None).is_err())
+            .count();
         assert!((350..650).contains(&invalid), "{invalid} of 5000");
     }
 }

@@ -45,7 +45,11 @@ pub struct KafkaSourceSettings {
 
 /// Builds the librdkafka configuration of a consumer: `user` properties first, then what the source's
 /// correctness depends on, which no property can override.
-pub fn consumer_properties(brokers: &str, group_id: &str, user: &[(String, String)]) -> Vec<(String, String)> {
+pub fn consumer_properties(
+    brokers: &str,
+    group_id: &str,
+    user: &[(String, String)],
+) -> Vec<(String, String)> {
     let mut props: Vec<(String, String)> = vec![
         ("bootstrap.servers".into(), brokers.into()),
         ("group.id".into(), group_id.into()),
@@ -58,7 +62,10 @@ pub fn consumer_properties(brokers: &str, group_id: &str, user: &[(String, Strin
         props.retain(|(key, _)| key != k);
         props.push((k.clone(), v.clone()));
     }
-    for (k, v) in [("enable.auto.offset.store", "false"), ("enable.auto.commit", "true")] {
+    for (k, v) in [
+        ("enable.auto.offset.store", "false"),
+        ("enable.auto.commit", "true"),
+    ] {
         props.retain(|(key, _)| key != k);
         props.push((k.into(), v.into()));
     }
@@ -87,10 +94,17 @@ impl ClientContext for SourceContext {
                 if *partition < 0 {
                     continue;
                 }
-                let lag = if p.consumer_lag_stored >= 0 { p.consumer_lag_stored } else { p.consumer_lag };
+                let lag = if p.consumer_lag_stored >= 0 {
+                    p.consumer_lag_stored
+                } else {
+                    p.consumer_lag
+                };
                 if lag >= 0 {
                     let partition = partition.to_string();
-                    self.metrics.consumer_lag.with_label_values(&[self.pipeline, topic, &partition]).set(lag);
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[self.pipeline, topic, &partition])
+                        .set(lag);
                 }
             }
         }
@@ -98,22 +112,33 @@ impl ClientContext for SourceContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         let _ = reason;
-        KafkaClientError { pipeline: self.pipeline, error: &error }.emit(&self.metrics);
+        KafkaClientError {
+            pipeline: self.pipeline,
+            error: &error,
+        }
+        .emit(&self.metrics);
     }
 }
 
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Revoke(list) = rebalance else { return };
-        let revoked: Vec<TopicPartition> =
-            list.elements().iter().map(|e| (Arc::from(e.topic()), e.partition())).collect();
+        let Rebalance::Revoke(list) = rebalance else {
+            return;
+        };
+        let revoked: Vec<TopicPartition> = list
+            .elements()
+            .iter()
+            .map(|e| (Arc::from(e.topic()), e.partition()))
+            .collect();
         let mut shared = self.shared.lock();
         // Give the pipeline a moment to finish what it holds of these partitions, so that the new owner
         // does not read them again.
         let deadline = Instant::now() + self.revoke_drain;
         loop {
             drain_acks(consumer, &mut shared, None);
-            if revoked.iter().all(|tp| shared.tracker.in_flight(tp) == 0) || Instant::now() >= deadline {
+            if revoked.iter().all(|tp| shared.tracker.in_flight(tp) == 0)
+                || Instant::now() >= deadline
+            {
                 break;
             }
             if let Ok(segments) = shared.acks.recv_timeout(Duration::from_millis(20)) {
@@ -123,16 +148,32 @@ impl ConsumerContext for SourceContext {
         let abandoned: usize = revoked.iter().map(|tp| shared.tracker.in_flight(tp)).sum();
         for tp in &revoked {
             shared.tracker.revoke(tp);
-            let _ = self.metrics.consumer_lag.remove_label_values(&[self.pipeline, &tp.0, &tp.1.to_string()]);
+            let _ = self.metrics.consumer_lag.remove_label_values(&[
+                self.pipeline,
+                &tp.0,
+                &tp.1.to_string(),
+            ]);
         }
         // librdkafka commits the stored offsets of revoked partitions itself (auto commit is on); commit
         // here too so that it happens before the new owner fetches.
         if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-            if !matches!(error, KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) {
-                KafkaClientError { pipeline: self.pipeline, error: &error }.emit(&self.metrics);
+            if !matches!(
+                error,
+                KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)
+            ) {
+                KafkaClientError {
+                    pipeline: self.pipeline,
+                    error: &error,
+                }
+                .emit(&self.metrics);
             }
         }
-        tracing::info!(pipeline = self.pipeline, partitions = revoked.len(), abandoned_batches = abandoned, "partitions revoked");
+        tracing::info!(
+            pipeline = self.pipeline,
+            partitions = revoked.len(),
+            abandoned_batches = abandoned,
+            "partitions revoked"
+        );
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -143,28 +184,51 @@ impl ConsumerContext for SourceContext {
                     shared.tracker.assign((Arc::from(e.topic()), e.partition()));
                 }
                 let count = consumer.assignment().map(|a| a.count()).unwrap_or(0);
-                self.metrics.assigned_partitions.with_label_values(&[self.pipeline]).set(count as i64);
+                self.metrics
+                    .assigned_partitions
+                    .with_label_values(&[self.pipeline])
+                    .set(count as i64);
                 self.ready.store(true, Ordering::Release);
-                tracing::info!(pipeline = self.pipeline, assigned = list.count(), total = count, "partitions assigned");
+                tracing::info!(
+                    pipeline = self.pipeline,
+                    assigned = list.count(),
+                    total = count,
+                    "partitions assigned"
+                );
             }
             Rebalance::Revoke(_) => {
                 let count = consumer.assignment().map(|a| a.count()).unwrap_or(0);
-                self.metrics.assigned_partitions.with_label_values(&[self.pipeline]).set(count as i64);
+                self.metrics
+                    .assigned_partitions
+                    .with_label_values(&[self.pipeline])
+                    .set(count as i64);
             }
             Rebalance::Error(error) => {
-                KafkaClientError { pipeline: self.pipeline, error }.emit(&self.metrics);
+                KafkaClientError {
+                    pipeline: self.pipeline,
+                    error,
+                }
+                .emit(&self.metrics);
             }
         }
     }
 }
 
 /// Marks finished segments complete and stores the offsets that moved.
-fn store(consumer: &BaseConsumer<SourceContext>, tracker: &mut OffsetTracker, segments: &[Segment]) {
+fn store(
+    consumer: &BaseConsumer<SourceContext>,
+    tracker: &mut OffsetTracker,
+    segments: &[Segment],
+) {
     let mut list = TopicPartitionList::new();
     for segment in segments {
         if let Some(offset) = tracker.complete(segment) {
             // A later segment of the same partition in this list overrides an earlier one.
-            let _ = list.add_partition_offset(&segment.topic, segment.partition, Offset::Offset(offset));
+            let _ = list.add_partition_offset(
+                &segment.topic,
+                segment.partition,
+                Offset::Offset(offset),
+            );
         }
     }
     if list.count() > 0 {
@@ -214,11 +278,18 @@ pub struct KafkaSource {
 
 impl KafkaSource {
     /// Creates the consumer and subscribes; `ready` turns true at the first assignment.
-    pub fn new(settings: KafkaSourceSettings, metrics: Arc<SelfMetrics>, ready: Arc<AtomicBool>) -> Result<Self, SourceError> {
+    pub fn new(
+        settings: KafkaSourceSettings,
+        metrics: Arc<SelfMetrics>,
+        ready: Arc<AtomicBool>,
+    ) -> Result<Self, SourceError> {
         let (acks_tx, acks) = std_mpsc::channel();
         let context = SourceContext {
             pipeline: settings.pipeline,
-            shared: Mutex::new(Shared { tracker: OffsetTracker::new(), acks }),
+            shared: Mutex::new(Shared {
+                tracker: OffsetTracker::new(),
+                acks,
+            }),
             metrics: metrics.clone(),
             ready,
             revoke_drain: settings.revoke_drain,
@@ -230,12 +301,26 @@ impl KafkaSource {
         let consumer: BaseConsumer<SourceContext> = config.create_with_context(context)?;
         let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
-        Ok(KafkaSource { settings, consumer, acks_tx, metrics })
+        Ok(KafkaSource {
+            settings,
+            consumer,
+            acks_tx,
+            metrics,
+        })
     }
 
     /// Polls until `stop` is set, then drains and commits. Runs on the calling thread.
-    pub fn run(self, outputs: Outputs, stop: Arc<AtomicBool>) -> Result<SourceSummary, SourceError> {
-        let KafkaSource { settings, consumer, acks_tx, metrics } = self;
+    pub fn run(
+        self,
+        outputs: Outputs,
+        stop: Arc<AtomicBool>,
+    ) -> Result<SourceSummary, SourceError> {
+        let KafkaSource {
+            settings,
+            consumer,
+            acks_tx,
+            metrics,
+        } = self;
         let tx = outputs.single().clone();
         drop(outputs);
         let mut topics: HashMap<String, Arc<str>> = HashMap::new();
@@ -285,7 +370,11 @@ impl KafkaSource {
             } else {
                 settings.batch_max_wait.saturating_sub(first_at.elapsed())
             };
-            match consumer.poll(if pending.is_some() { Duration::from_millis(20) } else { wait }) {
+            match consumer.poll(if pending.is_some() {
+                Duration::from_millis(20)
+            } else {
+                wait
+            }) {
                 Some(Ok(message)) => {
                     if current.is_empty() {
                         first_at = Instant::now();
@@ -300,16 +389,28 @@ impl KafkaSource {
                     };
                     let headers = message
                         .headers()
-                        .map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect())
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                                .collect()
+                        })
                         .unwrap_or_default();
                     current.push(Record {
                         payload: message.payload().unwrap_or_default().to_vec(),
                         key: message.key().map(<[u8]>::to_vec),
                         headers,
-                        origin: Origin::Kafka { topic, partition: message.partition(), offset: message.offset() },
+                        origin: Origin::Kafka {
+                            topic,
+                            partition: message.partition(),
+                            offset: message.offset(),
+                        },
                     });
                 }
-                Some(Err(error)) => KafkaClientError { pipeline: settings.pipeline, error: &error }.emit(&metrics),
+                Some(Err(error)) => KafkaClientError {
+                    pipeline: settings.pipeline,
+                    error: &error,
+                }
+                .emit(&metrics),
                 None => {}
             }
 
@@ -317,7 +418,8 @@ impl KafkaSource {
                 || (!current.is_empty() && first_at.elapsed() >= settings.batch_max_wait);
             if cut && pending.is_none() {
                 batch_seq += 1;
-                let records = std::mem::replace(&mut current, Vec::with_capacity(settings.batch_max_records));
+                let records =
+                    std::mem::replace(&mut current, Vec::with_capacity(settings.batch_max_records));
                 if let Some(batch) = begin_batch(&consumer, &acks_tx, batch_seq, records) {
                     summary.records += batch.records().len() as u64;
                     pending = Some(batch);
@@ -342,18 +444,34 @@ impl KafkaSource {
             }
         }
         drop(tx);
-        drain_acks(&consumer, &mut consumer.context().shared.lock(), Some(deadline));
+        drain_acks(
+            &consumer,
+            &mut consumer.context().shared.lock(),
+            Some(deadline),
+        );
         let left = consumer.context().shared.lock().tracker.total_in_flight();
         if left > 0 {
-            tracing::warn!(pipeline = settings.pipeline, batches = left, "shutdown deadline passed with batches in flight; they will be read again");
+            tracing::warn!(
+                pipeline = settings.pipeline,
+                batches = left,
+                "shutdown deadline passed with batches in flight; they will be read again"
+            );
         }
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => {}
             Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
-            Err(error) => KafkaClientError { pipeline: settings.pipeline, error: &error }.emit(&metrics),
+            Err(error) => KafkaClientError {
+                pipeline: settings.pipeline,
+                error: &error,
+            }
+            .emit(&metrics),
         }
         consumer.unsubscribe();
-        tracing::info!(pipeline = settings.pipeline, records = summary.records, "kafka source stopped");
+        tracing::info!(
+            pipeline = settings.pipeline,
+            records = summary.records,
+            "kafka source stopped"
+        );
         Ok(summary)
     }
 }
@@ -369,20 +487,35 @@ fn begin_batch(
     let mut shared = consumer.context().shared.lock();
     let mut last: HashMap<TopicPartition, i64> = HashMap::new();
     records.retain(|r| match &r.origin {
-        Origin::Kafka { topic, partition, .. } => shared.tracker.generation(&(topic.clone(), *partition)).is_some(),
+        Origin::Kafka {
+            topic, partition, ..
+        } => shared
+            .tracker
+            .generation(&(topic.clone(), *partition))
+            .is_some(),
         _ => false,
     });
     for r in &records {
-        if let Origin::Kafka { topic, partition, offset } = &r.origin {
+        if let Origin::Kafka {
+            topic,
+            partition,
+            offset,
+        } = &r.origin
+        {
             last.insert((topic.clone(), *partition), *offset);
         }
     }
     if records.is_empty() {
         return None;
     }
-    let segments: Vec<Segment> =
-        last.into_iter().filter_map(|(tp, offset)| shared.tracker.begin(&tp, seq, offset)).collect();
-    let ack = KafkaAck { segments, tx: acks_tx.clone() };
+    let segments: Vec<Segment> = last
+        .into_iter()
+        .filter_map(|(tp, offset)| shared.tracker.begin(&tp, seq, offset))
+        .collect();
+    let ack = KafkaAck {
+        segments,
+        tx: acks_tx.clone(),
+    };
     let batch = Batch::new(records, 1, Some(Box::new(ack)));
     Some(BatchRef(batch))
 }

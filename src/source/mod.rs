@@ -23,7 +23,11 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     /// A Kafka record.
-    Kafka { topic: Arc<str>, partition: i32, offset: i64 },
+    Kafka {
+        topic: Arc<str>,
+        partition: i32,
+        offset: i64,
+    },
     /// A line of a JSONL file (`path` is `-` for stdin); lines count from 1.
     File { path: Arc<str>, line: u64 },
     /// The n-th event of the synthetic generator, from 0.
@@ -57,12 +61,20 @@ pub struct Record {
 impl Record {
     /// A record with no key and no headers.
     pub fn new(payload: Vec<u8>, origin: Origin) -> Self {
-        Record { payload, key: None, headers: Vec::new(), origin }
+        Record {
+            payload,
+            key: None,
+            headers: Vec::new(),
+            origin,
+        }
     }
 
     /// The value of the first header with this name.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
     }
 
     /// The W3C `traceparent` header.
@@ -87,8 +99,16 @@ pub struct Batch {
 
 impl Batch {
     /// Wraps records for `consumers` pipelines; `ack` runs when all of them are done.
-    pub fn new(records: Vec<Record>, consumers: usize, ack: Option<Box<dyn Acknowledge>>) -> Arc<Batch> {
-        Arc::new(Batch { records, remaining: AtomicUsize::new(consumers), ack: parking_lot::Mutex::new(ack) })
+    pub fn new(
+        records: Vec<Record>,
+        consumers: usize,
+        ack: Option<Box<dyn Acknowledge>>,
+    ) -> Arc<Batch> {
+        Arc::new(Batch {
+            records,
+            remaining: AtomicUsize::new(consumers),
+            ack: parking_lot::Mutex::new(ack),
+        })
     }
 }
 
@@ -135,7 +155,9 @@ impl Outputs {
     /// gone away (shutdown).
     pub fn send_blocking(&self, records: Vec<Record>, ack: Option<Box<dyn Acknowledge>>) -> bool {
         let batch = Batch::new(records, self.0.len(), ack);
-        self.0.iter().all(|tx| tx.blocking_send(BatchRef(batch.clone())).is_ok())
+        self.0
+            .iter()
+            .all(|tx| tx.blocking_send(BatchRef(batch.clone())).is_ok())
     }
 
     /// The first sender (the Kafka source serves exactly one pipeline).
@@ -155,9 +177,15 @@ pub struct SourceSummary {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("cannot open {path}: {source}")]
-    Open { path: String, source: std::io::Error },
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("kafka consumer: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
 }

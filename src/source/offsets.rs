@@ -57,7 +57,13 @@ impl OffsetTracker {
     /// The partition is (re)assigned: a new generation, nothing in flight.
     pub fn assign(&mut self, tp: TopicPartition) {
         self.next_generation += 1;
-        self.partitions.insert(tp, PartitionState { generation: self.next_generation, in_flight: VecDeque::new() });
+        self.partitions.insert(
+            tp,
+            PartitionState {
+                generation: self.next_generation,
+                in_flight: VecDeque::new(),
+            },
+        );
     }
 
     /// The partition is gone: forget it (completions still in flight will be ignored).
@@ -74,19 +80,37 @@ impl OffsetTracker {
     /// is not assigned (the record came from a revoked partition and must not be processed).
     pub fn begin(&mut self, tp: &TopicPartition, batch: u64, last_offset: i64) -> Option<Segment> {
         let state = self.partitions.get_mut(tp)?;
-        debug_assert!(state.in_flight.back().is_none_or(|b| b.last_offset < last_offset));
-        state.in_flight.push_back(InFlight { batch, last_offset, done: false });
-        Some(Segment { topic: tp.0.clone(), partition: tp.1, generation: state.generation, batch, last_offset })
+        debug_assert!(state
+            .in_flight
+            .back()
+            .is_none_or(|b| b.last_offset < last_offset));
+        state.in_flight.push_back(InFlight {
+            batch,
+            last_offset,
+            done: false,
+        });
+        Some(Segment {
+            topic: tp.0.clone(),
+            partition: tp.1,
+            generation: state.generation,
+            batch,
+            last_offset,
+        })
     }
 
     /// A segment is finished. Returns the offset that may now be stored for its partition (one past the last
     /// finished record of the finished prefix), if that moved.
     pub fn complete(&mut self, segment: &Segment) -> Option<i64> {
-        let state = self.partitions.get_mut(&(segment.topic.clone(), segment.partition))?;
+        let state = self
+            .partitions
+            .get_mut(&(segment.topic.clone(), segment.partition))?;
         if state.generation != segment.generation {
             return None;
         }
-        let entry = state.in_flight.iter_mut().find(|f| f.batch == segment.batch)?;
+        let entry = state
+            .in_flight
+            .iter_mut()
+            .find(|f| f.batch == segment.batch)?;
         entry.done = true;
         let mut store = None;
         while state.in_flight.front().is_some_and(|f| f.done) {
@@ -129,7 +153,11 @@ mod tests {
         let c = t.begin(&tp(0), 3, 29).unwrap();
         assert_eq!(t.complete(&b), None, "batch 1 is still in flight");
         assert_eq!(t.complete(&c), None);
-        assert_eq!(t.complete(&a), Some(30), "all three are done: store one past offset 29");
+        assert_eq!(
+            t.complete(&a),
+            Some(30),
+            "all three are done: store one past offset 29"
+        );
         assert_eq!(t.in_flight(&tp(0)), 0);
     }
 
@@ -142,7 +170,11 @@ mod tests {
         assert_eq!(t.complete(&old), None);
         t.assign(tp(0));
         let new = t.begin(&tp(0), 2, 9).unwrap();
-        assert_eq!(t.complete(&old), None, "a completion from before the reassignment");
+        assert_eq!(
+            t.complete(&old),
+            None,
+            "a completion from before the reassignment"
+        );
         assert_eq!(t.complete(&new), Some(10));
     }
 

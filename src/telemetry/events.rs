@@ -23,7 +23,9 @@ pub struct EventsReceived<'a> {
 
 impl EventsReceived<'_> {
     pub fn emit(&self, m: &SelfMetrics) {
-        m.events_received.with_label_values(&[self.pipeline, self.topic]).inc_by(self.count);
+        m.events_received
+            .with_label_values(&[self.pipeline, self.topic])
+            .inc_by(self.count);
     }
 }
 
@@ -40,7 +42,9 @@ pub struct InvalidEvents<'a> {
 
 impl InvalidEvents<'_> {
     pub fn emit(&self, m: &SelfMetrics) {
-        m.events_invalid.with_label_values(&[self.pipeline, self.reason]).inc_by(self.count);
+        m.events_invalid
+            .with_label_values(&[self.pipeline, self.reason])
+            .inc_by(self.count);
         if let Some(suppressed) = INVALID_LOG.allow() {
             tracing::warn!(
                 pipeline = self.pipeline,
@@ -64,7 +68,9 @@ pub struct EventsIgnored<'a> {
 
 impl EventsIgnored<'_> {
     pub fn emit(&self, m: &SelfMetrics) {
-        m.events_ignored.with_label_values(&[self.pipeline, self.reason]).inc_by(self.count);
+        m.events_ignored
+            .with_label_values(&[self.pipeline, self.reason])
+            .inc_by(self.count);
     }
 }
 
@@ -77,7 +83,9 @@ pub struct RuleSkipped<'a> {
 
 impl RuleSkipped<'_> {
     pub fn emit(&self, m: &SelfMetrics) {
-        m.rule_skipped.with_label_values(&[self.metric, self.reason]).inc_by(self.count);
+        m.rule_skipped
+            .with_label_values(&[self.metric, self.reason])
+            .inc_by(self.count);
     }
 }
 
@@ -90,7 +98,9 @@ pub struct DeadLettered<'a> {
 
 impl DeadLettered<'_> {
     pub fn emit(&self, m: &SelfMetrics) {
-        m.dead_letters.with_label_values(&[self.pipeline, self.reason]).inc_by(self.count);
+        m.dead_letters
+            .with_label_values(&[self.pipeline, self.reason])
+            .inc_by(self.count);
     }
 }
 
@@ -103,7 +113,9 @@ pub struct DeadLetterFailed<'a> {
 
 impl DeadLetterFailed<'_> {
     pub fn emit(&self, m: &SelfMetrics) {
-        m.dead_letter_errors.with_label_values(&[self.pipeline]).inc();
+        m.dead_letter_errors
+            .with_label_values(&[self.pipeline])
+            .inc();
         if let Some(suppressed) = DEAD_LETTER_LOG.allow() {
             tracing::error!(pipeline = self.pipeline, error = %self.error, attempt = self.attempt, suppressed, "dead-letter write failed; retrying");
         }
@@ -118,7 +130,9 @@ pub struct SinkDelivered<'a> {
 
 impl SinkDelivered<'_> {
     pub fn emit(&self, m: &SelfMetrics) {
-        m.sink_records.with_label_values(&[self.sink]).inc_by(self.count);
+        m.sink_records
+            .with_label_values(&[self.sink])
+            .inc_by(self.count);
     }
 }
 

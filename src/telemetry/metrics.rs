@@ -30,14 +30,20 @@ pub struct SelfMetrics {
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("self metric definitions are valid");
-    registry.register(Box::new(metric.clone())).expect("self metric names are unique");
+    let metric = IntCounterVec::new(Opts::new(name, help), labels)
+        .expect("self metric definitions are valid");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("self metric names are unique");
     metric
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("self metric definitions are valid");
-    registry.register(Box::new(metric.clone())).expect("self metric names are unique");
+    let metric =
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("self metric definitions are valid");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("self metric names are unique");
     metric
 }
 
@@ -51,9 +57,19 @@ impl SelfMetrics {
             "Build of the running daemon; always 1.",
             &["version", "commit"],
         );
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("HESTYNA_OBSD_COMMIT").unwrap_or("unknown")]).set(1);
+        build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                option_env!("HESTYNA_OBSD_COMMIT").unwrap_or("unknown"),
+            ])
+            .set(1);
         SelfMetrics {
-            events_received: counter(&r, "hestyna_obsd_events_received_total", "Records read.", &["pipeline", "topic"]),
+            events_received: counter(
+                &r,
+                "hestyna_obsd_events_received_total",
+                "Records read.",
+                &["pipeline", "topic"],
+            ),
             events_invalid: counter(
                 &r,
                 "hestyna_obsd_events_invalid_total",
@@ -84,8 +100,18 @@ impl SelfMetrics {
                 "Failed attempts to write dead letters (retried).",
                 &["pipeline"],
             ),
-            sink_records: counter(&r, "hestyna_obsd_sink_records_total", "Records accepted by a sink.", &["sink"]),
-            sink_errors: counter(&r, "hestyna_obsd_sink_errors_total", "Failed sink writes (retried).", &["sink"]),
+            sink_records: counter(
+                &r,
+                "hestyna_obsd_sink_records_total",
+                "Records accepted by a sink.",
+                &["sink"],
+            ),
+            sink_errors: counter(
+                &r,
+                "hestyna_obsd_sink_errors_total",
+                "Failed sink writes (retried).",
+                &["sink"],
+            ),
             consumer_lag: gauge(
                 &r,
                 "hestyna_obsd_consumer_lag",
@@ -98,8 +124,18 @@ impl SelfMetrics {
                 "Kafka partitions assigned to this instance.",
                 &["pipeline"],
             ),
-            kafka_errors: counter(&r, "hestyna_obsd_kafka_errors_total", "Errors reported by the Kafka client.", &["pipeline"]),
-            derived_series: gauge(&r, "hestyna_obsd_derived_series", "Derived series currently held.", &["metric"]),
+            kafka_errors: counter(
+                &r,
+                "hestyna_obsd_kafka_errors_total",
+                "Errors reported by the Kafka client.",
+                &["pipeline"],
+            ),
+            derived_series: gauge(
+                &r,
+                "hestyna_obsd_derived_series",
+                "Derived series currently held.",
+                &["metric"],
+            ),
             registry: r,
         }
     }
@@ -108,7 +144,9 @@ impl SelfMetrics {
     pub fn render(&self, out: &mut String) {
         let families = self.registry.gather();
         // The text encoder only fails on invalid metric families, which `new` cannot build.
-        let text = prometheus::TextEncoder::new().encode_to_string(&families).unwrap_or_default();
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&families)
+            .unwrap_or_default();
         out.push_str(&text);
     }
 }

@@ -29,7 +29,10 @@ pub enum LogFormat {
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     #[error("invalid log filter {filter:?}: {source}")]
-    Filter { filter: String, source: tracing_subscriber::filter::ParseError },
+    Filter {
+        filter: String,
+        source: tracing_subscriber::filter::ParseError,
+    },
     #[error("a global logger is already installed")]
     AlreadyInstalled,
 }
@@ -40,14 +43,19 @@ pub fn init_logging(format: LogFormat, level: &str) -> Result<(), TelemetryError
         Ok(env) if !env.is_empty() => env,
         _ => level.to_owned(),
     };
-    let filter = EnvFilter::try_new(&filter).map_err(|source| TelemetryError::Filter { filter, source })?;
+    let filter =
+        EnvFilter::try_new(&filter).map_err(|source| TelemetryError::Filter { filter, source })?;
     let builder = fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let result = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
     };
     result.map_err(|_| TelemetryError::AlreadyInstalled)
 }

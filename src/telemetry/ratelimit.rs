@@ -27,10 +27,14 @@ impl RateLimit {
     pub fn allow(&self) -> Option<u64> {
         let now = self.start.elapsed().as_millis() as u64 + 1;
         let last = self.last.load(Ordering::Relaxed);
-        if last == 0 || now.saturating_sub(last) >= self.interval_ms {
-            if self.last.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-                return Some(self.suppressed.swap(0, Ordering::Relaxed));
-            }
+        let due = last == 0 || now.saturating_sub(last) >= self.interval_ms;
+        if due
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Ordering::Relaxed));
         }
         self.suppressed.fetch_add(1, Ordering::Relaxed);
         None

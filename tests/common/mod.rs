@@ -25,13 +25,21 @@ pub const USER_HASH: &str = "$2b$04$XfX2Uk7ixuZtzijxbCAXwevpmcea6KjoggdY6rk3ys0I
 
 /// A port nobody listens on now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A name unique to this process and call.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Waits until `f` returns `Some`, or panics with `what` after `timeout`.
@@ -41,7 +49,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -53,7 +64,11 @@ pub fn tansu_bin() -> PathBuf {
     }
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     let path = PathBuf::from(home).join(".cache/hestyna-obsd/tansu/bin/tansu");
-    assert!(path.exists(), "tansu is not installed at {}: run scripts/test (it installs it), or set TANSU_BIN", path.display());
+    assert!(
+        path.exists(),
+        "tansu is not installed at {}: run scripts/test (it installs it), or set TANSU_BIN",
+        path.display()
+    );
     path
 }
 
@@ -90,12 +105,21 @@ impl Broker {
             .stderr(std::fs::File::create(dir.path().join("tansu.err")).unwrap())
             .spawn()
             .expect("start tansu");
-        let broker = Broker { child, addr, log, _dir: dir };
-        wait_for("the broker to listen", Duration::from_secs(30), || TcpStream::connect(&broker.addr).ok());
-        let consumer: BaseConsumer = broker.client_config().create().unwrap();
-        wait_for("the broker to answer metadata", Duration::from_secs(30), || {
-            consumer.fetch_metadata(None, Duration::from_secs(2)).ok()
+        let broker = Broker {
+            child,
+            addr,
+            log,
+            _dir: dir,
+        };
+        wait_for("the broker to listen", Duration::from_secs(30), || {
+            TcpStream::connect(&broker.addr).ok()
         });
+        let consumer: BaseConsumer = broker.client_config().create().unwrap();
+        wait_for(
+            "the broker to answer metadata",
+            Duration::from_secs(30),
+            || consumer.fetch_metadata(None, Duration::from_secs(2)).ok(),
+        );
         broker
     }
 
@@ -109,16 +133,24 @@ impl Broker {
     pub fn create_topic(&self, name: &str, partitions: i32) {
         let admin: AdminClient<DefaultClientContext> = self.client_config().create().unwrap();
         let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let results = rt
-            .block_on(admin.create_topics(&[topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))))
+            .block_on(admin.create_topics(
+                &[topic],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            ))
             .unwrap();
         for r in results {
             r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
         }
         let consumer: BaseConsumer = self.client_config().create().unwrap();
         wait_for("the topic's metadata", Duration::from_secs(20), || {
-            let md = consumer.fetch_metadata(Some(name), Duration::from_secs(2)).ok()?;
+            let md = consumer
+                .fetch_metadata(Some(name), Duration::from_secs(2))
+                .ok()?;
             let t = md.topics().iter().find(|t| t.name() == name)?;
             (t.error().is_none() && t.partitions().len() == partitions as usize).then_some(())
         });
@@ -132,7 +164,9 @@ impl Broker {
     /// with larger batches the broker itself would lose records.
     pub fn producer(&self) -> ThreadedProducer<DefaultProducerContext> {
         let mut c = self.client_config();
-        c.set("linger.ms", "5").set("acks", "all").set("batch.num.messages", "1");
+        c.set("linger.ms", "5")
+            .set("acks", "all")
+            .set("batch.num.messages", "1");
         c.create().unwrap()
     }
 
@@ -142,25 +176,47 @@ impl Broker {
         for r in records {
             send(&producer, topic, r);
         }
-        producer.flush(Timeout::After(Duration::from_secs(60))).unwrap();
+        producer
+            .flush(Timeout::After(Duration::from_secs(60)))
+            .unwrap();
     }
 
     /// Reads `count` records of a topic from the start (a new consumer group), or panics after `timeout`.
     pub fn consume(&self, topic: &str, count: usize, timeout: Duration) -> Vec<Consumed> {
         let mut c = self.client_config();
-        c.set("group.id", unique("reader")).set("auto.offset.reset", "earliest").set("enable.auto.commit", "false");
+        c.set("group.id", unique("reader"))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false");
         let consumer: BaseConsumer = c.create().unwrap();
         consumer.subscribe(&[topic]).unwrap();
         let mut out = Vec::new();
         let deadline = Instant::now() + timeout;
         while out.len() < count {
-            assert!(Instant::now() < deadline, "read {} of {count} records of {topic}", out.len());
+            assert!(
+                Instant::now() < deadline,
+                "read {} of {count} records of {topic}",
+                out.len()
+            );
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
                 let headers = m
                     .headers()
-                    .map(|h| h.iter().map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())).collect())
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
                     .unwrap_or_default();
-                out.push(Consumed { payload: m.payload().unwrap_or_default().to_vec(), headers, partition: m.partition() });
+                out.push(Consumed {
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                    partition: m.partition(),
+                });
             }
         }
         out
@@ -173,7 +229,10 @@ impl Drop for Broker {
         let _ = self.child.wait();
         if std::thread::panicking() {
             if let Ok(log) = std::fs::read_to_string(&self.log) {
-                eprintln!("--- tansu log (last 4 KiB) ---\n{}", &log[log.len().saturating_sub(4096)..]);
+                eprintln!(
+                    "--- tansu log (last 4 KiB) ---\n{}",
+                    &log[log.len().saturating_sub(4096)..]
+                );
             }
         }
     }
@@ -191,9 +250,14 @@ pub struct Produced {
 pub fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, r: &Produced) {
     let mut headers = OwnedHeaders::new();
     for (k, v) in &r.headers {
-        headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        });
     }
-    let mut record = BaseRecord::<str, [u8]>::to(topic).payload(r.payload.as_slice()).headers(headers);
+    let mut record = BaseRecord::<str, [u8]>::to(topic)
+        .payload(r.payload.as_slice())
+        .headers(headers);
     if let Some(key) = &r.key {
         record = record.key(key.as_str());
     }
@@ -219,9 +283,19 @@ pub struct Consumed {
 /// Generated events as records to produce.
 pub fn generated(seed: u64, count: u64, unknown_ratio: f64) -> Vec<Produced> {
     use hestyna_obsd::source::generator::{EventGenerator, GeneratorSettings};
-    EventGenerator::new(GeneratorSettings { seed, count: Some(count), unknown_ratio, invalid_ratio: 0.0, ..Default::default() })
-        .map(|g| Produced { key: Some(g.key), payload: g.payload, headers: g.headers })
-        .collect()
+    EventGenerator::new(GeneratorSettings {
+        seed,
+        count: Some(count),
+        unknown_ratio,
+        invalid_ratio: 0.0,
+        ..Default::default()
+    })
+    .map(|g| Produced {
+        key: Some(g.key),
+        payload: g.payload,
+        headers: g.headers,
+    })
+    .collect()
 }
 
 /// A running daemon.
@@ -233,7 +307,14 @@ pub struct Daemon {
 }
 
 /// The configuration of a daemon reading `topic` from `broker`, with its files under `dir`.
-pub fn kafka_config(broker: &Broker, topic: &str, groups: &str, dlq: &str, dir: &Path, http_port: u16) -> String {
+pub fn kafka_config(
+    broker: &Broker,
+    topic: &str,
+    groups: &str,
+    dlq: &str,
+    dir: &Path,
+    http_port: u16,
+) -> String {
     format!(
         r#"
 [source]
@@ -308,22 +389,45 @@ impl Daemon {
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&stderr).unwrap())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&stderr)
+                    .unwrap(),
+            )
             .spawn()
             .unwrap();
-        let mut daemon = Daemon { child: Some(child), http: SocketAddr::from(([127, 0, 0, 1], http_port)), dir: dir.to_owned(), stderr };
-        wait_for(&format!("the daemon's {ready_path}"), Duration::from_secs(60), || {
-            if let Some(status) = daemon.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("the daemon exited with {status}:\n{}", daemon.log());
-            }
-            (daemon.get(ready_path, None).0 == 200).then_some(())
-        });
+        let mut daemon = Daemon {
+            child: Some(child),
+            http: SocketAddr::from(([127, 0, 0, 1], http_port)),
+            dir: dir.to_owned(),
+            stderr,
+        };
+        wait_for(
+            &format!("the daemon's {ready_path}"),
+            Duration::from_secs(60),
+            || {
+                if let Some(status) = daemon
+                    .child
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten())
+                {
+                    panic!("the daemon exited with {status}:\n{}", daemon.log());
+                }
+                (daemon.get(ready_path, None).0 == 200).then_some(())
+            },
+        );
         daemon
     }
 
     /// GET `path`, with basic credentials if given: (status, body).
     pub fn get(&self, path: &str, credentials: Option<(&str, &str)>) -> (u16, String) {
-        http_get(self.http, path, credentials.map(|(u, p)| basic(u, p)).as_deref())
+        http_get(
+            self.http,
+            path,
+            credentials.map(|(u, p)| basic(u, p)).as_deref(),
+        )
     }
 
     /// Scrapes `/metrics` with the test credentials.
@@ -350,7 +454,10 @@ impl Daemon {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("the daemon did not stop within 60 s of SIGTERM:\n{}", self.log());
+                panic!(
+                    "the daemon did not stop within 60 s of SIGTERM:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -365,7 +472,10 @@ impl Drop for Daemon {
         }
         if std::thread::panicking() {
             let log = self.log();
-            eprintln!("--- daemon log (last 8 KiB) ---\n{}", &log[log.len().saturating_sub(8192)..]);
+            eprintln!(
+                "--- daemon log (last 8 KiB) ---\n{}",
+                &log[log.len().saturating_sub(8192)..]
+            );
         }
     }
 }
@@ -373,7 +483,10 @@ impl Drop for Daemon {
 /// `Basic base64(user:password)`.
 pub fn basic(user: &str, password: &str) -> String {
     use base64::Engine as _;
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
 }
 
 /// A minimal HTTP/1.1 GET over a fresh connection: (status, body).
@@ -383,8 +496,16 @@ pub fn http_get(addr: SocketAddr, path: &str, authorization: Option<&str>) -> (u
 }
 
 /// GET with the response headers: (status, headers lower-cased, body).
-pub fn http_get_full(addr: SocketAddr, path: &str, authorization: Option<&str>) -> (u16, BTreeMap<String, String>, String) {
-    let agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().new_agent();
+pub fn http_get_full(
+    addr: SocketAddr,
+    path: &str,
+    authorization: Option<&str>,
+) -> (u16, BTreeMap<String, String>, String) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent();
     let mut request = agent.get(format!("http://{addr}{path}"));
     if let Some(value) = authorization {
         request = request.header("Authorization", value);
@@ -395,7 +516,12 @@ pub fn http_get_full(addr: SocketAddr, path: &str, authorization: Option<&str>) 
             let headers = response
                 .headers()
                 .iter()
-                .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or("").to_owned()))
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_ascii_lowercase(),
+                        v.to_str().unwrap_or("").to_owned(),
+                    )
+                })
                 .collect();
             let mut body = String::new();
             let _ = response.body_mut().as_reader().read_to_string(&mut body);
@@ -412,13 +538,21 @@ pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
         }
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {line:?}"));
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
         let value = match value {
             "+Inf" => f64::INFINITY,
             "-Inf" => f64::NEG_INFINITY,
-            v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+            v => v
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
         };
-        let series = if series.ends_with('}') { series.to_owned() } else { format!("{series}{{}}") };
+        let series = if series.ends_with('}') {
+            series.to_owned()
+        } else {
+            format!("{series}{{}}")
+        };
         out.insert(series, value);
     }
     out

@@ -19,8 +19,15 @@ impl FileSink {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(FileSink { name: name.to_owned(), path: path.to_owned(), file: Arc::new(parking_lot::Mutex::new(file)) })
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(FileSink {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            file: Arc::new(parking_lot::Mutex::new(file)),
+        })
     }
 }
 
@@ -54,7 +61,9 @@ pub struct StdoutSink {
 impl StdoutSink {
     /// A stdout sink.
     pub fn new(name: &str) -> Self {
-        StdoutSink { name: name.to_owned() }
+        StdoutSink {
+            name: name.to_owned(),
+        }
     }
 }
 

@@ -41,7 +41,11 @@ pub enum SinkError {
 #[derive(Debug, thiserror::Error)]
 pub enum SinkBuildError {
     #[error("sink {name}: cannot open {path}: {source}")]
-    Open { name: String, path: String, source: std::io::Error },
+    Open {
+        name: String,
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Builds every configured sink.
@@ -52,11 +56,13 @@ pub fn build_sinks(
         .iter()
         .map(|(name, config)| -> Result<Box<dyn Sink>, SinkBuildError> {
             Ok(match config {
-                SinkConfig::File { path } => Box::new(FileSink::open(name, path).map_err(|source| SinkBuildError::Open {
-                    name: name.clone(),
-                    path: path.display().to_string(),
-                    source,
-                })?),
+                SinkConfig::File { path } => Box::new(FileSink::open(name, path).map_err(
+                    |source| SinkBuildError::Open {
+                        name: name.clone(),
+                        path: path.display().to_string(),
+                        source,
+                    },
+                )?),
                 SinkConfig::Stdout {} => Box::new(StdoutSink::new(name)),
             })
         })
