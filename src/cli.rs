@@ -111,7 +111,16 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
     if let Command::HashPassword(args) = &command {
         return hash_password(args.cost);
     }
-    let config = config::load(cli.config.as_deref())?;
+    let config = match &command {
+        Command::Replay(args) => config::load_with(
+            cli.config.as_deref(),
+            &[
+                ("source.kind", "file"),
+                ("source.file.path", args.file.as_str()),
+            ],
+        )?,
+        _ => config::load(cli.config.as_deref())?,
+    };
     if let Command::CheckConfig = command {
         let text = toml::to_string_pretty(&config::masked(&config))
             .map_err(|e| AppError::Usage(e.to_string()))?;

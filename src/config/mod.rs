@@ -378,6 +378,12 @@ impl Default for ShutdownConfig {
 /// Loads `path` (or the embedded demo configuration), applies the process's `HESTYNA_OBSD__*` variables,
 /// and validates.
 pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    load_with(path, &[])
+}
+
+/// [`load`], with `overrides` (key path, value) applied over everything before validation (`replay`
+/// sets the source to its file).
+pub fn load_with(path: Option<&Path>, overrides: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let (text, origin) = match path {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|source| ConfigError::ReadFile {
@@ -394,7 +400,7 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     let env: std::collections::HashMap<String, String> = std::env::vars()
         .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
         .collect();
-    from_parts(&text, &origin, env)
+    from_parts_with(&text, &origin, env, overrides)
 }
 
 /// Loads from TOML text and an explicit set of environment variables (for tests).
@@ -403,7 +409,16 @@ pub fn from_parts(
     origin: &str,
     env: std::collections::HashMap<String, String>,
 ) -> Result<Config, ConfigError> {
-    let layered = config::Config::builder()
+    from_parts_with(toml_text, origin, env, &[])
+}
+
+fn from_parts_with(
+    toml_text: &str,
+    origin: &str,
+    env: std::collections::HashMap<String, String>,
+    overrides: &[(&str, &str)],
+) -> Result<Config, ConfigError> {
+    let mut builder = config::Config::builder()
         .add_source(config::File::from_str(toml_text, config::FileFormat::Toml))
         .add_source(
             config::Environment::with_prefix(ENV_PREFIX)
@@ -413,8 +428,11 @@ pub fn from_parts(
                 .list_separator(",")
                 .with_list_parse_key("kafka.topics")
                 .source(Some(env)),
-        )
-        .build()?;
+        );
+    for (key, value) in overrides {
+        builder = builder.set_override(*key, *value)?;
+    }
+    let layered = builder.build()?;
     let tree: serde_json::Value = layered.try_deserialize()?;
     validate::deserialize_and_check(tree).map_err(|issues| ConfigError::Invalid {
         origin: origin.to_owned(),
