@@ -73,16 +73,39 @@ fn observe(
     *sums.entry(format!("{name}_sum{{{labels}}}")).or_default() += v;
 }
 
-/// The expected derived series, computed from the produced JSON alone: (series without sums, sums).
+const AUTOMATION_EDGES: &[(&str, f64)] = &[
+    ("0.5", 0.5),
+    ("1", 1.0),
+    ("2.5", 2.5),
+    ("5", 5.0),
+    ("10", 10.0),
+    ("30", 30.0),
+    ("60", 60.0),
+    ("120", 120.0),
+    ("300", 300.0),
+    ("600", 600.0),
+    ("1800", 1800.0),
+    ("3600", 3600.0),
+    ("+Inf", f64::INFINITY),
+];
+
+fn count(series: &mut BTreeMap<String, f64>, key: String, by: f64) {
+    *series.entry(key).or_default() += by;
+}
+
+/// The expected derived series of the whole default rule set, computed from the produced JSON alone:
+/// (series without sums, sums). A `resolved` event without `intake_at` takes the time of its request's
+/// earlier `intake` (the intake join).
 fn expected(valid: &[Value]) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
     let mut series = BTreeMap::new();
     let mut sums = BTreeMap::new();
+    let mut intakes: HashMap<(String, String), String> = HashMap::new();
     for ev in valid {
         let org = s(ev, "organization");
         match ev["type"].as_str().unwrap() {
             "llm_run" => {
                 let (intent, outcome) = (s(ev, "intent"), s(ev, "outcome"));
-                *series.entry(format!("hestyna_llm_runs_total{{intent=\"{intent}\",organization=\"{org}\",outcome=\"{outcome}\"}}")).or_default() += 1.0;
+                count(&mut series, format!("hestyna_llm_runs_total{{intent=\"{intent}\",organization=\"{org}\",outcome=\"{outcome}\"}}"), 1.0);
                 let latency = ev["latency_ms"].as_f64().unwrap() / 1000.0;
                 observe(
                     &mut series,
@@ -92,27 +115,65 @@ fn expected(valid: &[Value]) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
                     LATENCY_EDGES,
                     latency,
                 );
+                for kind in ["prompt", "completion"] {
+                    if let Some(tokens) = ev[format!("tokens_{kind}")].as_f64() {
+                        count(&mut series, format!("hestyna_llm_tokens_total{{intent=\"{intent}\",kind=\"{kind}\",organization=\"{org}\"}}"), tokens);
+                    }
+                }
+                if outcome == "failure" || outcome == "timeout" {
+                    let reason = ev["failure_reason"].as_str().unwrap_or("unspecified");
+                    count(&mut series, format!("hestyna_llm_failures_total{{intent=\"{intent}\",organization=\"{org}\",reason=\"{reason}\"}}"), 1.0);
+                }
             }
-            "integration_call" if ev["outcome"] == "failure" => {
-                let integration = s(ev, "integration");
-                *series.entry(format!("hestyna_integration_failures_total{{integration=\"{integration}\",organization=\"{org}\"}}")).or_default() += 1.0;
+            "integration_call" => {
+                let (integration, outcome) = (s(ev, "integration"), s(ev, "outcome"));
+                count(&mut series, format!("hestyna_integration_calls_total{{integration=\"{integration}\",organization=\"{org}\",outcome=\"{outcome}\"}}"), 1.0);
+                if outcome == "failure" {
+                    count(&mut series, format!("hestyna_integration_failures_total{{integration=\"{integration}\",organization=\"{org}\"}}"), 1.0);
+                }
             }
             "automation_run" => {
-                let (id, version) = (s(ev, "automation_id"), s(ev, "automation_version"));
-                *series.entry(format!("hestyna_automation_runs_total{{automation_id=\"{id}\",automation_version=\"{version}\",organization=\"{org}\"}}")).or_default() += 1.0;
-            }
-            "request_lifecycle" if ev["stage"] == "resolved" => {
-                if let Some(intake) = ev["intake_at"].as_str() {
-                    let took = time(ev["occurred_at"].as_str().unwrap()) - time(intake);
-                    let secs = took.num_microseconds().unwrap() as f64 / 1e6;
+                let (id, version, outcome) = (
+                    s(ev, "automation_id"),
+                    s(ev, "automation_version"),
+                    s(ev, "outcome"),
+                );
+                count(&mut series, format!("hestyna_automation_runs_total{{automation_id=\"{id}\",automation_version=\"{version}\",organization=\"{org}\",outcome=\"{outcome}\"}}"), 1.0);
+                if let Some(ms) = ev["duration_ms"].as_f64() {
                     observe(
                         &mut series,
                         &mut sums,
-                        "hestyna_requests_resolution_seconds",
-                        &format!("organization=\"{org}\""),
-                        RESOLUTION_EDGES,
-                        secs,
+                        "hestyna_automation_duration_seconds",
+                        &format!("automation_id=\"{id}\",organization=\"{org}\""),
+                        AUTOMATION_EDGES,
+                        ms / 1000.0,
                     );
+                }
+            }
+            "request_lifecycle" => {
+                let key = (org.clone(), s(ev, "request_id"));
+                match ev["stage"].as_str().unwrap() {
+                    "intake" => {
+                        intakes.entry(key).or_insert_with(|| s(ev, "occurred_at"));
+                    }
+                    "resolved" => {
+                        let joined = intakes.remove(&key);
+                        let intake = ev["intake_at"].as_str().map(str::to_owned).or(joined);
+                        if let Some(intake) = intake {
+                            let took = time(ev["occurred_at"].as_str().unwrap()) - time(&intake);
+                            let secs = took.num_microseconds().unwrap() as f64 / 1e6;
+                            let channel = ev["channel"].as_str().unwrap_or("");
+                            observe(
+                                &mut series,
+                                &mut sums,
+                                "hestyna_requests_resolution_seconds",
+                                &format!("channel=\"{channel}\",organization=\"{org}\""),
+                                RESOLUTION_EDGES,
+                                secs,
+                            );
+                        }
+                    }
+                    _ => {}
                 }
             }
             _ => {}
@@ -231,7 +292,10 @@ fn events_in_exact_metrics_siem_records_and_dead_letters_out() {
     let got: BTreeMap<String, f64> = metrics
         .iter()
         .filter(|(k, _)| {
-            k.starts_with("hestyna_") && !k.starts_with("hestyna_obsd_") && !k.contains("_sum{")
+            k.starts_with("hestyna_")
+                && !k.starts_with("hestyna_obsd_")
+                && !k.contains("_sum{")
+                && !k.contains("_window_seconds{")
         })
         .map(|(k, v)| (k.clone(), *v))
         .collect();

@@ -10,10 +10,13 @@ pub mod replay;
 
 use crate::config::{Config, DeadLetterKind, SourceKind};
 use crate::deadletter::{DeadLetter, DeadLetterError};
-use crate::derive::{default_rules, DeriveError, Plan, Store};
+use crate::derive::changelog::Changelog;
+use crate::derive::join::IntakeJoin;
+use crate::derive::{DeriveError, Plan, Store};
 use crate::forward::{build_sinks, Enricher, HostInfo};
 use crate::http::{BasicAuth, HttpError, HttpState, DEMO_PASSWORD};
 use crate::pipeline::forward::ForwardPipeline;
+use crate::pipeline::metrics::JoinState;
 use crate::pipeline::metrics::MetricsPipeline;
 use crate::pipeline::{Health, Progress, Shutdown};
 use crate::source::file::FileSource;
@@ -54,6 +57,8 @@ pub enum AppError {
     },
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("intake changelog: {0}")]
+    Changelog(#[from] crate::derive::changelog::ChangelogError),
     #[error("{0}")]
     Usage(String),
 }
@@ -98,8 +103,8 @@ pub struct RunReport {
 }
 
 /// Compiles the metric rules.
-pub fn compile_rules() -> Result<Plan, AppError> {
-    Plan::compile(&default_rules()).map_err(AppError::Rules)
+pub fn compile_rules(config: &Config) -> Result<Plan, AppError> {
+    Plan::compile(&config.metrics.all_rules()).map_err(AppError::Rules)
 }
 
 fn generator_settings(config: &Config) -> GeneratorSettings {
@@ -146,7 +151,7 @@ pub async fn run_observed(
     forward_progress: Arc<Progress>,
 ) -> Result<RunReport, AppError> {
     let self_metrics = Arc::new(SelfMetrics::new());
-    let plan = Arc::new(compile_rules()?);
+    let plan = Arc::new(compile_rules(&config)?);
     let store = Arc::new(parking_lot::Mutex::new(plan.new_store()));
 
     let auth = Arc::new(BasicAuth::new(config.http.basic_auth_users.clone()));
@@ -193,6 +198,7 @@ pub async fn run_observed(
             plan: plan.clone(),
             store: store.clone(),
             dead_letter: Some(dead_letter.clone()),
+            join: open_join(&config).await?,
             metrics: self_metrics.clone(),
             progress,
             shutdown: shutdown.clone(),
@@ -246,11 +252,10 @@ pub async fn run_observed(
                     revoke_drain: Duration::from_millis(config.shutdown.revoke_drain_ms),
                     shutdown_drain: shutdown.drain(),
                 };
-                let source = KafkaSource::new(settings, self_metrics.clone(), health.condition())?;
+                let source =
+                    KafkaSource::new(settings, self_metrics.clone(), health.condition(), tx)?;
                 let stop = shutdown.flag();
-                sources.push(spawn_source(pipeline, move || {
-                    source.run(Outputs::new(vec![tx]), stop)
-                })?);
+                sources.push(spawn_source(pipeline, move || source.run(stop))?);
             }
         }
         SourceKind::File => {
@@ -269,6 +274,11 @@ pub async fn run_observed(
         }
     }
 
+    let sweeper = tokio::spawn(sweep_expired(
+        store.clone(),
+        self_metrics.clone(),
+        shutdown.clone(),
+    ));
     let server = listener.map(|listener| {
         let state = HttpState {
             store: store.clone(),
@@ -332,6 +342,7 @@ pub async fn run_observed(
     for task in tasks {
         let _ = task.await;
     }
+    let _ = sweeper.await;
     dead_letter.flush(Duration::from_secs(5));
     if let Some(server) = server {
         match server.await {
@@ -351,6 +362,63 @@ pub async fn run_observed(
         store,
         self_metrics,
     })
+}
+
+/// The intake join of the metrics pipeline, with its changelog for a Kafka source.
+async fn open_join(config: &Config) -> Result<Option<JoinState>, AppError> {
+    let settings = &config.metrics.intake_join;
+    if !settings.enabled {
+        return Ok(None);
+    }
+    let join = IntakeJoin::new(settings.max_entries, Duration::from_secs(settings.ttl_secs));
+    let changelog = match config.source.kind {
+        SourceKind::Kafka => {
+            let mut consumer = vec![(
+                "bootstrap.servers".to_string(),
+                config.kafka.brokers.clone(),
+            )];
+            consumer.extend(config.kafka.consumer_overrides());
+            let changelog = Changelog::open(
+                &config.kafka.producer_properties(),
+                &consumer,
+                &settings.changelog_topic,
+                &config.kafka.topics,
+            )
+            .await?;
+            Some(Arc::new(changelog))
+        }
+        _ => None,
+    };
+    Ok(Some(JoinState { join, changelog }))
+}
+
+/// Removes idle series every second (never tied to a scrape or flush interval) and counts them.
+async fn sweep_expired(
+    store: Arc<parking_lot::Mutex<Store>>,
+    metrics: Arc<SelfMetrics>,
+    shutdown: Shutdown,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait() => return,
+        }
+        let counts: Vec<(String, crate::derive::FamilyCounts)> = {
+            let mut store = store.lock();
+            if store.sweep(crate::derive::wall_clock()) == 0 {
+                continue;
+            }
+            store
+                .take_counts()
+                .into_iter()
+                .map(|(n, c)| (n.to_owned(), c))
+                .collect()
+        };
+        for (metric, counts) in &counts {
+            crate::telemetry::events::DerivedCounts { metric, counts }.emit(&metrics);
+        }
+    }
 }
 
 /// Resolves with the signal's name on SIGTERM or SIGINT.

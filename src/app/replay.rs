@@ -139,7 +139,11 @@ pub fn summary(report: &RunReport, print_metrics: bool) -> String {
     }
     if print_metrics {
         out.push('\n');
-        out.push_str(&crate::http::render(&report.store, &report.self_metrics));
+        out.push_str(&crate::http::render(
+            &report.store,
+            &report.self_metrics,
+            crate::derive::Format::Text,
+        ));
     }
     out
 }

@@ -45,6 +45,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// The two pipelines, each its own consumer group.
     pub pipelines: PipelinesConfig,
+    /// The derived series and the intake join.
+    pub metrics: MetricsConfig,
     /// Where invalid records go.
     pub dead_letter: DeadLetterConfig,
     /// The HTTP listener (`/metrics`, `/livez`, `/readyz`).
@@ -243,6 +245,67 @@ impl Default for PipelineConfig {
         PipelineConfig {
             enabled: true,
             group_id: String::new(),
+        }
+    }
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// The derived series, one `[[metrics.rules]]` table each. Setting this list replaces the default
+    /// Hestyna set (listed in config/default.toml); to keep it and add series, use `extra_rules`.
+    pub rules: Vec<crate::derive::RuleSpec>,
+    /// Rules added after `rules`.
+    pub extra_rules: Vec<crate::derive::RuleSpec>,
+    /// `[metrics.intake_join]`.
+    pub intake_join: IntakeJoinConfig,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            rules: crate::derive::default_rules(),
+            extra_rules: Vec::new(),
+            intake_join: IntakeJoinConfig::default(),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// `rules` then `extra_rules`.
+    pub fn all_rules(&self) -> Vec<crate::derive::RuleSpec> {
+        self.rules
+            .iter()
+            .chain(&self.extra_rules)
+            .cloned()
+            .collect()
+    }
+}
+
+/// `[metrics.intake_join]`: a `resolved` event without `intake_at` takes the time of the request's
+/// `intake` event seen earlier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntakeJoinConfig {
+    /// Whether to keep pending intakes and join them.
+    pub enabled: bool,
+    /// At most this many pending intakes; the oldest is evicted first (counted).
+    pub max_entries: usize,
+    /// Pending intakes older than this many seconds are evicted (counted).
+    pub ttl_secs: u64,
+    /// With the kafka source: the compacted topic that persists the state per input partition (created
+    /// when missing). It survives restarts and follows a partition to another replica.
+    pub changelog_topic: String,
+}
+
+impl Default for IntakeJoinConfig {
+    fn default() -> Self {
+        IntakeJoinConfig {
+            enabled: true,
+            max_entries: 1_000_000,
+            ttl_secs: 30 * 86_400,
+            changelog_topic: "hestyna-obsd.intake-changelog".into(),
         }
     }
 }

@@ -330,6 +330,41 @@ fn check(c: &Config) -> Vec<Issue> {
         }
     }
 
+    if let Err(errors) = crate::derive::Plan::compile(&c.metrics.all_rules()) {
+        let first_extra = c.metrics.rules.len();
+        for e in errors {
+            let (list, index) = if e.rule < first_extra {
+                ("rules", e.rule)
+            } else {
+                ("extra_rules", e.rule - first_extra)
+            };
+            fault(
+                &format!("metrics.{list}.{index}.{}", e.key),
+                format!("{} (rule {:?})", e.message, e.name),
+            );
+        }
+    }
+    let join = &c.metrics.intake_join;
+    if join.enabled {
+        if join.max_entries == 0 {
+            fault(
+                "metrics.intake_join.max_entries",
+                "must be at least 1".into(),
+            );
+        }
+        if join.ttl_secs == 0 {
+            fault("metrics.intake_join.ttl_secs", "must be at least 1".into());
+        }
+        if kafka_source
+            && (join.changelog_topic.trim().is_empty()
+                || c.kafka.topics.contains(&join.changelog_topic))
+        {
+            fault(
+                "metrics.intake_join.changelog_topic",
+                "must be set, and not one of kafka.topics".into(),
+            );
+        }
+    }
     if tracing_subscriber::EnvFilter::try_new(&c.telemetry.log_level).is_err() {
         fault(
             "telemetry.log_level",

@@ -1,23 +1,39 @@
 //! Derive: events -> Prometheus series.
 //!
-//! Every derived series is a [`RuleSpec`]: which events it applies to, which fields become labels, what
-//! value it takes. Rules are compiled once at start into a [`Plan`] (field names resolved to accessors,
-//! rules grouped by event type), so per event nothing is looked up by name. The [`Store`] holds the series
-//! and renders them in the Prometheus text format, sorted, so the output is deterministic.
+//! Every derived series is a [`RuleSpec`] (`[[metrics.rules]]` in the configuration; `config/default.toml`
+//! ships the Hestyna set): which events it applies to, which fields become labels, what value it takes,
+//! its buckets, series limit, expiry and optional window of exact quantiles. Rules are compiled once at
+//! start into a [`Plan`] (field names resolved to accessors, rules grouped by event type, families
+//! resolved), so per event nothing is looked up by name. The [`Store`] holds the series, folds label sets
+//! past a rule's limit into one `__overflow__` series (totals stay exact), expires idle series, and renders
+//! everything sorted, so the output is deterministic. [`join::IntakeJoin`] fills a `resolved` event's
+//! missing `intake_at` from the `intake` seen earlier.
 
+pub mod changelog;
+pub mod exposition;
 mod field;
+pub mod join;
 mod plan;
 mod rules;
 mod store;
+mod window;
 
+pub use exposition::{format_value, Format};
 pub use field::Field;
 pub use plan::{Plan, SkipReason};
-pub use rules::{default_rules, MetricKind, RuleSpec, ValueSpec};
-pub use store::{format_value, Store};
+pub use rules::{default_rules, LabelSource, MetricKind, RuleSpec, Unit, ValueSpec, WindowSpec};
+pub use store::{wall_clock, FamilyCounts, Store, OVERFLOW};
 
-/// Why the rules cannot be compiled.
+/// Why a rule cannot be compiled.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum DeriveError {
-    #[error("rule {rule:?}: {message}")]
-    Rule { rule: String, message: String },
+#[error("rule {name:?}: {key}: {message}")]
+pub struct DeriveError {
+    /// The rule's index in the rule list.
+    pub rule: usize,
+    /// The rule's name.
+    pub name: String,
+    /// The rule's key at fault (`labels.reason`, `buckets`, ...).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
 }

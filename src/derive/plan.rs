@@ -2,12 +2,12 @@
 
 use super::field::Field;
 use super::rules::{MetricKind, RuleSpec, ValueSpec};
-use super::store::{Family, Store};
+use super::store::{FamilyDef, Store, WindowDef};
 use super::DeriveError;
 use crate::decode::{Event, EventType};
 use std::borrow::Cow;
 
-/// The most labels a rule may have.
+/// The most labels a family may have.
 pub const MAX_LABELS: usize = 8;
 
 /// Why a matching event gave a rule no value.
@@ -29,37 +29,38 @@ impl SkipReason {
     }
 }
 
-/// `v * scale`, computed as `v / (1 / scale)` when that divisor is a whole number (0.001 -> / 1000): a
-/// single correctly rounded division, so 6000 ms is exactly 6 s and lands in the `le="6"` bucket.
-fn apply_scale(v: f64, scale: f64) -> f64 {
-    let divisor = 1.0 / scale;
-    if scale < 1.0 && divisor.fract() == 0.0 {
-        v / divisor
-    } else {
-        v * scale
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 enum Value {
     One,
+    /// A numeric field, divided by this (1 for none): one correctly rounded division, so 6000 ms is
+    /// exactly 6 s and lands in the `le="6"` bucket.
     Field(Field, f64),
     Duration(Field, Field),
 }
 
 #[derive(Debug)]
+enum LabelPlan {
+    Field { field: Field, default: Box<str> },
+    Const(Box<str>),
+}
+
+#[derive(Debug)]
 struct CompiledRule {
+    family: usize,
+    window: Option<usize>,
     when: Vec<(Field, Vec<String>)>,
-    labels: Vec<Field>,
+    labels: Vec<LabelPlan>,
     value: Value,
     histogram: bool,
+    max_label_length: usize,
 }
 
 /// Compiled rules: what to do with each event type.
 #[derive(Debug)]
 pub struct Plan {
     rules: Vec<CompiledRule>,
-    families: Vec<Family>,
+    families: Vec<FamilyDef>,
+    windows: Vec<WindowDef>,
     by_type: [Vec<usize>; 4],
 }
 
@@ -75,6 +76,23 @@ fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Replaces control characters and cuts the value to `max` bytes (at a character boundary); borrows when
+/// nothing needs changing.
+pub(crate) fn sanitize(value: Cow<'_, str>, max: usize) -> (Cow<'_, str>, bool) {
+    if value.len() <= max && !value.chars().any(char::is_control) {
+        return (value, false);
+    }
+    let mut out = String::with_capacity(value.len().min(max));
+    for c in value.chars() {
+        let c = if c.is_control() { '\u{fffd}' } else { c };
+        if out.len() + c.len_utf8() > max {
+            break;
+        }
+        out.push(c);
+    }
+    (Cow::Owned(out), true)
+}
+
 impl Plan {
     /// Compiles the rules, reporting every fault of every rule.
     pub fn compile(specs: &[RuleSpec]) -> Result<Plan, Vec<DeriveError>> {
@@ -82,121 +100,228 @@ impl Plan {
         let mut plan = Plan {
             rules: Vec::new(),
             families: Vec::new(),
+            windows: Vec::new(),
             by_type: Default::default(),
         };
-        for spec in specs {
-            let mut fail = |message: String| {
-                errors.push(DeriveError::Rule {
-                    rule: spec.name.clone(),
+        for (index, spec) in specs.iter().enumerate() {
+            let before = errors.len();
+            let mut fail = |key: &str, message: String| {
+                errors.push(DeriveError {
+                    rule: index,
+                    name: spec.name.clone(),
+                    key: key.into(),
                     message,
                 })
             };
-            if !valid_name(&spec.name) || spec.name.contains("__") && spec.name.starts_with("__") {
-                fail("the name is not a valid Prometheus metric name".into());
-            }
-            if plan.families.iter().any(|f| f.name == spec.name)
-                || specs.iter().filter(|s| s.name == spec.name).count() > 1
-            {
-                fail("the name is used by another rule".into());
+            if !valid_name(&spec.name) {
+                fail("name", "not a valid Prometheus metric name".into());
             }
             if spec.kind == MetricKind::Counter && !spec.name.ends_with("_total") {
-                fail("a counter's name must end in _total".into());
+                fail("name", "a counter's name must end in _total".into());
             }
-            let event_type = EventType::from_name(&spec.event_type);
-            let Some(type_slot) = type_index(event_type) else {
-                fail(format!("unknown event_type {:?}", spec.event_type));
-                continue;
-            };
-            let mut field = |name: &str, what: &str| {
+            if spec.kind == MetricKind::Histogram && spec.name.ends_with("_total") {
+                fail("name", "a histogram's name must not end in _total".into());
+            }
+            let type_slot = type_index(EventType::from_name(&spec.event_type));
+            if type_slot.is_none() {
+                fail(
+                    "event_type",
+                    format!("unknown event type {:?}", spec.event_type),
+                );
+            }
+            let mut when = Vec::new();
+            for (name, values) in &spec.when {
+                match Field::from_name(name) {
+                    Some(f) => when.push((f, values.clone())),
+                    None => fail(&format!("when.{name}"), "unknown field".into()),
+                }
+            }
+            // Labels in the family's order: sorted by name, rule labels and constant labels together.
+            let mut names: Vec<&String> =
+                spec.labels.keys().chain(spec.const_labels.keys()).collect();
+            names.sort();
+            for pair in names.windows(2).filter(|w| w[0] == w[1]) {
+                fail(
+                    &format!("const_labels.{}", pair[0]),
+                    "also in labels".into(),
+                );
+            }
+            let mut labels = Vec::new();
+            for name in &names {
+                if !valid_name(name)
+                    || name.starts_with("__")
+                    || *name == "le"
+                    || *name == "quantile"
+                {
+                    fail(&format!("labels.{name}"), "not a usable label name".into());
+                }
+                if let Some(source) = spec.labels.get(*name) {
+                    match Field::from_name(source.field()) {
+                        Some(field) => labels.push(LabelPlan::Field {
+                            field,
+                            default: source.default_value().into(),
+                        }),
+                        None => fail(
+                            &format!("labels.{name}"),
+                            format!("unknown field {:?}", source.field()),
+                        ),
+                    }
+                } else {
+                    labels.push(LabelPlan::Const(spec.const_labels[*name].as_str().into()));
+                }
+            }
+            if names.len() > MAX_LABELS {
+                fail("labels", format!("at most {MAX_LABELS} labels"));
+            }
+            let field_of = |name: &str, fail: &mut dyn FnMut(&str, String)| {
                 let f = Field::from_name(name);
                 if f.is_none() {
-                    errors.push(DeriveError::Rule {
-                        rule: spec.name.clone(),
-                        message: format!("{what}: unknown field {name:?}"),
-                    });
+                    fail("value", format!("unknown field {name:?}"));
                 }
                 f
             };
-            let when: Vec<(Field, Vec<String>)> = spec
-                .when
-                .iter()
-                .filter_map(|(name, values)| field(name, "when").map(|f| (f, values.clone())))
-                .collect();
-            let labels: Vec<Field> = spec
-                .labels
-                .values()
-                .filter_map(|name| field(name, "labels"))
-                .collect();
             let value = match &spec.value {
                 None => Some(Value::One),
-                Some(ValueSpec::Field { field: name, scale }) => {
-                    field(name, "value").map(|f| Value::Field(f, *scale))
-                }
-                Some(ValueSpec::Duration {
-                    duration_from,
-                    duration_to,
-                }) => match (field(duration_from, "value"), field(duration_to, "value")) {
-                    (Some(a), Some(b)) => Some(Value::Duration(a, b)),
-                    _ => None,
+                Some(ValueSpec::Field(v)) => match field_of(&v.field, &mut fail) {
+                    Some(f) if !f.is_numeric() => {
+                        fail("value", format!("{:?} is not numeric", v.field));
+                        None
+                    }
+                    Some(f) => Some(Value::Field(f, v.unit.map_or(1.0, |u| u.per_second()))),
+                    None => None,
                 },
+                Some(ValueSpec::Duration(d)) => {
+                    match (
+                        field_of(&d.duration_from, &mut fail),
+                        field_of(&d.duration_to, &mut fail),
+                    ) {
+                        (Some(a), Some(b)) if a.is_time() && b.is_time() => {
+                            Some(Value::Duration(a, b))
+                        }
+                        (Some(_), Some(_)) => {
+                            fail(
+                                "value",
+                                "a duration runs between two timestamp fields".into(),
+                            );
+                            None
+                        }
+                        _ => None,
+                    }
+                }
             };
-            let mut fail = |message: String| {
-                errors.push(DeriveError::Rule {
-                    rule: spec.name.clone(),
-                    message,
-                })
-            };
-            match value {
-                Some(Value::Field(f, scale)) if !f.is_numeric() || !scale.is_finite() => {
-                    fail("value: the field must be numeric and the scale finite".into())
-                }
-                Some(Value::Duration(a, b)) if !a.is_time() || !b.is_time() => {
-                    fail("value: a duration runs between two timestamp fields".into())
-                }
-                _ => {}
-            }
-            for label in spec.labels.keys() {
-                if !valid_name(label)
-                    || label.starts_with("__")
-                    || label == "le"
-                    || label == "quantile"
-                {
-                    fail(format!("labels: {label:?} is not a usable label name"));
-                }
-            }
-            if spec.labels.len() > MAX_LABELS {
-                fail(format!("at most {MAX_LABELS} labels"));
-            }
             let histogram = spec.kind == MetricKind::Histogram;
             if histogram {
                 if matches!(value, Some(Value::One)) {
-                    fail("a histogram needs a value".into());
+                    fail("value", "a histogram needs a value".into());
                 }
                 if spec.buckets.is_empty() {
-                    fail("a histogram needs buckets".into());
+                    fail("buckets", "a histogram needs buckets".into());
                 }
                 if spec.buckets.windows(2).any(|w| w[0] >= w[1])
                     || spec.buckets.iter().any(|b| !b.is_finite())
                 {
-                    fail("buckets must be finite and strictly ascending".into());
+                    fail("buckets", "must be finite and strictly ascending".into());
                 }
-            } else if !spec.buckets.is_empty() {
-                fail("only histograms have buckets".into());
+            } else {
+                if !spec.buckets.is_empty() {
+                    fail("buckets", "only histograms have buckets".into());
+                }
+                if spec.window.is_some() {
+                    fail("window", "only histograms have a window".into());
+                }
             }
-            let (Some(value), true) = (
-                value,
-                labels.len() == spec.labels.len() && when.len() == spec.when.len(),
-            ) else {
+            if spec.max_series == 0 {
+                fail("max_series", "must be at least 1".into());
+            }
+            if spec.max_label_length < 8 {
+                fail("max_label_length", "must be at least 8".into());
+            }
+            if let Some(w) = &spec.window {
+                if !valid_name(&w.name) || specs.iter().any(|s| s.name == w.name) {
+                    fail(
+                        "window.name",
+                        "must be a valid metric name, distinct from every rule's".into(),
+                    );
+                }
+                if specs
+                    .iter()
+                    .filter(|s| s.window.as_ref().is_some_and(|o| o.name == w.name))
+                    .count()
+                    > 1
+                {
+                    fail("window.name", "used by another rule's window".into());
+                }
+                if w.seconds == 0 || w.slices == 0 || w.slices as u64 > w.seconds {
+                    fail("window.slices", "need 1 <= slices <= seconds".into());
+                }
+                if w.quantiles.is_empty() || w.quantiles.iter().any(|q| !(*q > 0.0 && *q <= 1.0)) {
+                    fail("window.quantiles", "each in (0, 1]".into());
+                }
+                if !(1..=5).contains(&w.significant_digits) {
+                    fail("window.significant_digits", "between 1 and 5".into());
+                }
+                if !(w.resolution > 0.0 && w.resolution.is_finite()) {
+                    fail("window.resolution", "must be > 0".into());
+                }
+                if w.max_series == 0 {
+                    fail("window.max_series", "must be at least 1".into());
+                }
+            }
+            let label_names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            // Rules that share a name share the family: they must agree on its shape.
+            let family = match plan.families.iter().position(|f| f.name == spec.name) {
+                Some(existing) => {
+                    let f = &mut plan.families[existing];
+                    if f.kind != spec.kind
+                        || f.help != spec.help
+                        || f.label_names != label_names
+                        || f.buckets != spec.buckets
+                    {
+                        fail("name", "shared with an earlier rule that differs in type, help, label names or buckets".into());
+                    }
+                    if f.expire_after_secs != spec.expire_after_secs {
+                        fail(
+                            "expire_after_secs",
+                            "differs from an earlier rule of the same metric".into(),
+                        );
+                    }
+                    f.max_series = f.max_series.min(spec.max_series);
+                    existing
+                }
+                None => {
+                    plan.families.push(FamilyDef {
+                        name: spec.name.clone(),
+                        help: spec.help.clone(),
+                        kind: spec.kind,
+                        label_names: label_names.clone(),
+                        buckets: spec.buckets.clone(),
+                        max_series: spec.max_series,
+                        expire_after_secs: spec.expire_after_secs,
+                    });
+                    plan.families.len() - 1
+                }
+            };
+            if errors.len() > before {
+                continue;
+            }
+            let (Some(value), Some(slot)) = (value, type_slot) else {
                 continue;
             };
-            plan.by_type[type_slot].push(plan.rules.len());
+            let window = spec.window.as_ref().map(|w| {
+                plan.windows
+                    .push(WindowDef::new(w, label_names.clone(), spec.help.clone()));
+                plan.windows.len() - 1
+            });
+            plan.by_type[slot].push(plan.rules.len());
             plan.rules.push(CompiledRule {
+                family,
+                window,
                 when,
                 labels,
                 value,
                 histogram,
+                max_label_length: spec.max_label_length,
             });
-            plan.families.push(Family::new(spec));
         }
         if errors.is_empty() {
             Ok(plan)
@@ -207,7 +332,7 @@ impl Plan {
 
     /// An empty store for this plan's series.
     pub fn new_store(&self) -> Store {
-        Store::new(self.families.clone())
+        Store::new(&self.families, &self.windows)
     }
 
     /// Applies every rule of the event's type to it.
@@ -227,9 +352,9 @@ impl Plan {
             }
             let value = match rule.value {
                 Value::One => Ok(1.0),
-                Value::Field(field, scale) => field
+                Value::Field(field, divisor) => field
                     .number(ev)
-                    .map(|v| apply_scale(v, scale))
+                    .map(|v| v / divisor)
                     .ok_or(SkipReason::MissingValue),
                 Value::Duration(from, to) => match (from.time(ev), to.time(ev)) {
                     (Some(a), Some(b)) => Ok((b - a)
@@ -245,133 +370,40 @@ impl Plan {
             let value = match value {
                 Ok(v) => v,
                 Err(reason) => {
-                    store.skip(index, reason);
+                    store.skip(rule.family, reason);
                     continue;
                 }
             };
             let mut labels: [Cow<'_, str>; MAX_LABELS] = Default::default();
-            for (slot, field) in labels.iter_mut().zip(&rule.labels) {
-                *slot = field.text(ev).unwrap_or(Cow::Borrowed(""));
+            let mut sanitized = false;
+            for (slot, label) in labels.iter_mut().zip(&rule.labels) {
+                *slot = match label {
+                    LabelPlan::Const(v) => Cow::Borrowed(v.as_ref()),
+                    LabelPlan::Field { field, default } => {
+                        let (v, changed) = sanitize(
+                            field.text(ev).unwrap_or(Cow::Borrowed(default.as_ref())),
+                            rule.max_label_length,
+                        );
+                        sanitized |= changed;
+                        v
+                    }
+                };
             }
             let labels = &labels[..rule.labels.len()];
+            if sanitized {
+                store.note_sanitized(rule.family);
+            }
             if rule.histogram {
-                store.observe(index, labels, value);
+                store.observe(rule.family, labels, value);
             } else {
-                store.add(index, labels, value);
+                store.add(rule.family, labels, value);
+            }
+            if let Some(window) = rule.window {
+                store.window_record(window, labels, value);
             }
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::decode::decode;
-    use crate::derive::default_rules;
-
-    fn spec(name: &str) -> RuleSpec {
-        default_rules()
-            .into_iter()
-            .find(|r| r.name == name)
-            .unwrap()
-    }
-
-    #[test]
-    fn the_default_rules_compile() {
-        Plan::compile(&default_rules()).unwrap();
-    }
-
-    #[test]
-    fn reports_every_fault_of_every_rule() {
-        let mut bad = spec("hestyna_llm_latency_seconds");
-        bad.name = "bad name".into();
-        bad.labels.insert("x".into(), "no_such_field".into());
-        bad.buckets = vec![2.0, 1.0];
-        let mut counter = spec("hestyna_llm_runs_total");
-        counter.event_type = "nope".into();
-        let errors = Plan::compile(&[bad, counter]).unwrap_err();
-        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        assert_eq!(errors.len(), 4, "{text:#?}");
-        assert!(text
-            .iter()
-            .any(|t| t.contains("unknown field \"no_such_field\"")));
-        assert!(text.iter().any(|t| t.contains("ascending")));
-        assert!(text.iter().any(|t| t.contains("unknown event_type")));
-    }
-
-    #[test]
-    fn a_condition_selects_events() {
-        let plan = Plan::compile(&[spec("hestyna_integration_failures_total")]).unwrap();
-        let mut store = plan.new_store();
-        let call = |outcome: &str| {
-            format!(
-                r#"{{"event_id":"e","type":"integration_call","occurred_at":"2026-01-01T00:00:00Z","organization":"o","integration":"stripe","outcome":"{outcome}"}}"#
-            )
-        };
-        for outcome in ["failure", "success", "failure"] {
-            plan.observe(&mut store, &decode(call(outcome).as_bytes(), None).unwrap());
-        }
-        let mut out = String::new();
-        store.render(&mut out);
-        assert!(
-            out.contains(
-                "hestyna_integration_failures_total{integration=\"stripe\",organization=\"o\"} 2\n"
-            ),
-            "{out}"
-        );
-    }
-
-    #[test]
-    fn a_duration_without_its_start_is_skipped_and_counted() {
-        let plan = Plan::compile(&[spec("hestyna_requests_resolution_seconds")]).unwrap();
-        let mut store = plan.new_store();
-        let ev = |extra: &str| {
-            format!(
-                r#"{{"event_id":"e","type":"request_lifecycle","occurred_at":"2026-01-01T01:00:00Z","organization":"o","request_id":"r","stage":"resolved"{extra}}}"#
-            )
-        };
-        plan.observe(&mut store, &decode(ev("").as_bytes(), None).unwrap());
-        plan.observe(
-            &mut store,
-            &decode(
-                ev(r#","intake_at":"2026-01-01T02:00:00Z""#).as_bytes(),
-                None,
-            )
-            .unwrap(),
-        );
-        plan.observe(
-            &mut store,
-            &decode(
-                ev(r#","intake_at":"2026-01-01T00:00:00+00:00""#).as_bytes(),
-                None,
-            )
-            .unwrap(),
-        );
-        let skipped = store.take_skipped();
-        assert_eq!(
-            skipped,
-            vec![
-                (0, SkipReason::MissingValue, 1),
-                (0, SkipReason::NegativeValue, 1)
-            ]
-        );
-        let mut out = String::new();
-        store.render(&mut out);
-        assert!(
-            out.contains(
-                "hestyna_requests_resolution_seconds_bucket{organization=\"o\",le=\"3600\"} 1\n"
-            ),
-            "{out}"
-        );
-        assert!(
-            out.contains(
-                "hestyna_requests_resolution_seconds_bucket{organization=\"o\",le=\"1800\"} 0\n"
-            ),
-            "{out}"
-        );
-        assert!(
-            out.contains("hestyna_requests_resolution_seconds_sum{organization=\"o\"} 3600\n"),
-            "{out}"
-        );
-    }
-}
+mod tests;

@@ -1,11 +1,15 @@
-//! The series themselves, and their Prometheus text exposition.
+//! The series themselves: limits, expiry, windows, and their exposition.
 
+use super::exposition::{format_value, FamilyType, Format, Writer};
 use super::plan::SkipReason;
-use super::rules::{MetricKind, RuleSpec};
+use super::rules::{MetricKind, WindowSpec};
+use super::window::SlidingWindow;
 use hashbrown::{Equivalent, HashMap};
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
+
+/// The label value of the series that label sets past a rule's limit are folded into.
+pub const OVERFLOW: &str = "__overflow__";
 
 /// Owned label values of one series, in the family's label order.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -43,8 +47,70 @@ impl Equivalent<LabelKey> for LabelRef<'_, '_> {
     }
 }
 
+impl LabelKey {
+    fn from_ref(labels: &[Cow<'_, str>]) -> Self {
+        LabelKey(labels.iter().map(|v| Box::from(v.as_ref())).collect())
+    }
+
+    fn overflow(len: usize) -> Self {
+        LabelKey((0..len).map(|_| Box::from(OVERFLOW)).collect())
+    }
+}
+
+/// A family's definition, from the rules that feed it.
 #[derive(Debug, Clone)]
-enum Series {
+pub(super) struct FamilyDef {
+    pub(super) name: String,
+    pub(super) help: String,
+    pub(super) kind: MetricKind,
+    pub(super) label_names: Vec<String>,
+    pub(super) buckets: Vec<f64>,
+    pub(super) max_series: usize,
+    pub(super) expire_after_secs: u64,
+}
+
+/// A window family's definition.
+#[derive(Debug, Clone)]
+pub(super) struct WindowDef {
+    name: String,
+    help: String,
+    label_names: Vec<String>,
+    slice_secs: u64,
+    slices: u32,
+    quantiles: Vec<(f64, String)>,
+    significant_digits: u8,
+    resolution: f64,
+    max_series: usize,
+    seconds: u64,
+}
+
+impl WindowDef {
+    pub(super) fn new(spec: &WindowSpec, label_names: Vec<String>, help: String) -> Self {
+        WindowDef {
+            name: spec.name.clone(),
+            help: format!(
+                "{} Quantiles over the last {} s.",
+                help.trim_end_matches('.'),
+                spec.seconds
+            ),
+            label_names,
+            slice_secs: spec.seconds.div_ceil(spec.slices as u64).max(1),
+            slices: spec.slices,
+            quantiles: spec
+                .quantiles
+                .iter()
+                .map(|q| (*q, format_value(*q)))
+                .collect(),
+            significant_digits: spec.significant_digits,
+            resolution: spec.resolution,
+            max_series: spec.max_series,
+            seconds: spec.seconds,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Value {
     Counter(f64),
     Histogram {
         counts: Box<[u64]>,
@@ -53,252 +119,371 @@ enum Series {
     },
 }
 
-/// One metric family: its definition and its series.
 #[derive(Debug, Clone)]
-pub(super) struct Family {
-    pub(super) name: String,
-    help: String,
-    kind: MetricKind,
-    label_names: Vec<String>,
-    buckets: Vec<f64>,
+struct Series {
+    value: Value,
+    /// When it last changed (store clock, seconds).
+    touched: u64,
+}
+
+/// What a family counted since the last [`Store::take_counts`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FamilyCounts {
+    /// Observations folded into the overflow series.
+    pub overflowed: u64,
+    /// Label values cut or cleaned.
+    pub sanitized: u64,
+    /// Matching events with no usable value, by reason.
+    pub skipped: [u64; 2],
+    /// Series removed by expiry.
+    pub expired: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Family {
+    def: FamilyDef,
     series: HashMap<LabelKey, Series>,
-    skipped: [u64; 2],
+    has_overflow: bool,
+    counts: FamilyCounts,
 }
 
 impl Family {
-    pub(super) fn new(spec: &RuleSpec) -> Self {
-        Family {
-            name: spec.name.clone(),
-            help: spec.help.clone(),
-            kind: spec.kind,
-            label_names: spec.labels.keys().cloned().collect(),
-            buckets: spec.buckets.clone(),
-            series: HashMap::new(),
-            skipped: [0; 2],
-        }
-    }
-
-    fn entry(&mut self, labels: &[Cow<'_, str>]) -> &mut Series {
-        let buckets = self.buckets.len();
-        let kind = self.kind;
-        // Look up with borrowed values; allocate only for a new series.
-        if !self.series.contains_key(&LabelRef(labels)) {
-            let key = LabelKey(labels.iter().map(|v| Box::from(v.as_ref())).collect());
-            let series = match kind {
-                MetricKind::Counter => Series::Counter(0.0),
-                MetricKind::Histogram => Series::Histogram {
-                    counts: vec![0; buckets + 1].into_boxed_slice(),
+    fn entry(&mut self, labels: &[Cow<'_, str>], now: u64) -> &mut Series {
+        let key_ref = LabelRef(labels);
+        if !self.series.contains_key(&key_ref) {
+            let value = match self.def.kind {
+                MetricKind::Counter => Value::Counter(0.0),
+                MetricKind::Histogram => Value::Histogram {
+                    counts: vec![0; self.def.buckets.len() + 1].into_boxed_slice(),
                     sum: 0.0,
                     count: 0,
                 },
             };
-            self.series.insert(key, series);
+            let live = self.series.len() - self.has_overflow as usize;
+            let key = if live >= self.def.max_series {
+                self.counts.overflowed += 1;
+                self.has_overflow = true;
+                LabelKey::overflow(labels.len())
+            } else {
+                LabelKey::from_ref(labels)
+            };
+            let series = self.series.entry(key).or_insert(Series {
+                value,
+                touched: now,
+            });
+            series.touched = now;
+            return series;
         }
-        self.series
-            .get_mut(&LabelRef(labels))
-            .expect("inserted above")
+        let series = self.series.get_mut(&key_ref).expect("checked above");
+        series.touched = now;
+        series
     }
 }
 
-/// Every derived series, one family per rule.
+#[derive(Debug, Clone)]
+struct WindowFamily {
+    def: WindowDef,
+    series: HashMap<LabelKey, SlidingWindow>,
+    has_overflow: bool,
+    overflowed: u64,
+}
+
+/// One windowed series at render time: its labels, how many observations the window holds, and the
+/// value of each configured quantile.
+type WindowRow<'a> = (&'a LabelKey, u64, Vec<f64>);
+
+/// Every derived series.
 #[derive(Debug, Clone)]
 pub struct Store {
     families: Vec<Family>,
+    windows: Vec<WindowFamily>,
+    /// The clock: wall-clock seconds, set by the pipeline per batch and by the expiry sweep.
+    now: u64,
+}
+
+/// Wall-clock seconds since the Unix epoch.
+pub fn wall_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Store {
-    pub(super) fn new(families: Vec<Family>) -> Self {
-        Store { families }
+    pub(super) fn new(families: &[FamilyDef], windows: &[WindowDef]) -> Self {
+        Store {
+            families: families
+                .iter()
+                .map(|def| Family {
+                    def: def.clone(),
+                    series: HashMap::new(),
+                    has_overflow: false,
+                    counts: FamilyCounts::default(),
+                })
+                .collect(),
+            windows: windows
+                .iter()
+                .map(|def| WindowFamily {
+                    def: def.clone(),
+                    series: HashMap::new(),
+                    has_overflow: false,
+                    overflowed: 0,
+                })
+                .collect(),
+            now: wall_clock(),
+        }
+    }
+
+    /// Sets the clock (seconds) used to stamp changes and place window observations.
+    pub fn set_now(&mut self, now: u64) {
+        self.now = now;
     }
 
     /// Adds `value` to a counter.
-    pub(super) fn add(&mut self, rule: usize, labels: &[Cow<'_, str>], value: f64) {
-        if let Series::Counter(total) = self.families[rule].entry(labels) {
+    pub(super) fn add(&mut self, family: usize, labels: &[Cow<'_, str>], value: f64) {
+        let now = self.now;
+        if let Value::Counter(total) = &mut self.families[family].entry(labels, now).value {
             *total += value;
         }
     }
 
     /// Observes `value` in a histogram.
-    pub(super) fn observe(&mut self, rule: usize, labels: &[Cow<'_, str>], value: f64) {
-        let family = &mut self.families[rule];
-        let bucket = family.buckets.partition_point(|bound| *bound < value);
-        if let Series::Histogram { counts, sum, count } = family.entry(labels) {
+    pub(super) fn observe(&mut self, family: usize, labels: &[Cow<'_, str>], value: f64) {
+        let now = self.now;
+        let family = &mut self.families[family];
+        let bucket = family.def.buckets.partition_point(|bound| *bound < value);
+        if let Value::Histogram { counts, sum, count } = &mut family.entry(labels, now).value {
             counts[bucket] += 1;
             *sum += value;
             *count += 1;
         }
     }
 
-    pub(super) fn skip(&mut self, rule: usize, reason: SkipReason) {
-        self.families[rule].skipped[reason as usize] += 1;
+    /// Records `value` in a sliding window.
+    pub(super) fn window_record(&mut self, window: usize, labels: &[Cow<'_, str>], value: f64) {
+        let w = &mut self.windows[window];
+        let epoch = self.now / w.def.slice_secs;
+        let scaled = (value / w.def.resolution).round().max(0.0) as u64;
+        let key_ref = LabelRef(labels);
+        if let Some(series) = w.series.get_mut(&key_ref) {
+            series.record(epoch, scaled, w.def.significant_digits);
+            return;
+        }
+        let live = w.series.len() - w.has_overflow as usize;
+        let key = if live >= w.def.max_series {
+            w.overflowed += 1;
+            w.has_overflow = true;
+            LabelKey::overflow(labels.len())
+        } else {
+            LabelKey::from_ref(labels)
+        };
+        w.series
+            .entry(key)
+            .or_insert_with(|| SlidingWindow::new(w.def.slices))
+            .record(epoch, scaled, w.def.significant_digits);
     }
 
-    /// Takes the skip counts since the last call: (rule index, reason, count).
-    pub fn take_skipped(&mut self) -> Vec<(usize, SkipReason, u64)> {
+    pub(super) fn skip(&mut self, family: usize, reason: SkipReason) {
+        self.families[family].counts.skipped[reason as usize] += 1;
+    }
+
+    pub(super) fn note_sanitized(&mut self, family: usize) {
+        self.families[family].counts.sanitized += 1;
+    }
+
+    /// Removes series idle for longer than their family's expiry, and windows with nothing left in them.
+    /// Returns how many series went.
+    pub fn sweep(&mut self, now: u64) -> usize {
+        self.now = self.now.max(now);
+        let mut removed = 0;
+        for family in &mut self.families {
+            let ttl = family.def.expire_after_secs;
+            if ttl == 0 {
+                continue;
+            }
+            let before = family.series.len();
+            family.series.retain(|_, s| s.touched + ttl > now);
+            let gone = before - family.series.len();
+            if gone > 0 {
+                family.has_overflow = family
+                    .series
+                    .contains_key(&LabelKey::overflow(family.def.label_names.len()));
+                family.counts.expired += gone as u64;
+                removed += gone;
+            }
+        }
+        for w in &mut self.windows {
+            let epoch = now / w.def.slice_secs;
+            w.series.retain(|_, s| !s.is_stale(epoch));
+            w.has_overflow = w
+                .series
+                .contains_key(&LabelKey::overflow(w.def.label_names.len()));
+        }
+        removed
+    }
+
+    /// Takes each family's counts since the last call: (metric name, counts).
+    pub fn take_counts(&mut self) -> Vec<(&str, FamilyCounts)> {
         let mut out = Vec::new();
-        for (index, family) in self.families.iter_mut().enumerate() {
-            for (slot, reason) in [SkipReason::MissingValue, SkipReason::NegativeValue]
-                .into_iter()
-                .enumerate()
-            {
-                let n = std::mem::take(&mut family.skipped[slot]);
-                if n > 0 {
-                    out.push((index, reason, n));
-                }
+        for f in &mut self.families {
+            let counts = std::mem::take(&mut f.counts);
+            if counts != FamilyCounts::default() {
+                out.push((f.def.name.as_str(), counts));
+            }
+        }
+        for w in &mut self.windows {
+            let overflowed = std::mem::take(&mut w.overflowed);
+            if overflowed > 0 {
+                out.push((
+                    w.def.name.as_str(),
+                    FamilyCounts {
+                        overflowed,
+                        ..Default::default()
+                    },
+                ));
             }
         }
         out
     }
 
-    /// The metric name of a rule.
-    pub fn metric_name(&self, rule: usize) -> &str {
-        &self.families[rule].name
-    }
-
-    /// (metric name, number of series) of every family.
-    pub fn series_counts(&self) -> impl Iterator<Item = (&str, usize)> {
+    /// (metric name, number of series) of every family, windows included.
+    pub fn series_counts(&self) -> Vec<(&str, usize)> {
         self.families
             .iter()
-            .map(|f| (f.name.as_str(), f.series.len()))
+            .map(|f| (f.def.name.as_str(), f.series.len()))
+            .chain(
+                self.windows
+                    .iter()
+                    .map(|w| (w.def.name.as_str(), w.series.len())),
+            )
+            .collect()
     }
 
-    /// Appends the Prometheus text exposition (version 0.0.4) of every family, series sorted by labels.
-    pub fn render(&self, out: &mut String) {
+    /// Appends every family in `format`, series sorted by labels (without the OpenMetrics `# EOF`).
+    pub fn render(&self, out: &mut String, format: Format) {
+        let mut w = Writer::new(out, format);
+        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(super::plan::MAX_LABELS);
         for family in &self.families {
-            let _ = writeln!(out, "# HELP {} {}", family.name, escape_help(&family.help));
-            let kind = match family.kind {
-                MetricKind::Counter => "counter",
-                MetricKind::Histogram => "histogram",
+            let def = &family.def;
+            let kind = match def.kind {
+                MetricKind::Counter => FamilyType::Counter,
+                MetricKind::Histogram => FamilyType::Histogram,
             };
-            let _ = writeln!(out, "# TYPE {} {}", family.name, kind);
+            w.family(&def.name, &def.help, kind);
+            let bounds: Vec<String> = def
+                .buckets
+                .iter()
+                .map(|b| format_value(*b))
+                .chain([String::from("+Inf")])
+                .collect();
+            let (bucket_name, sum_name, count_name) = (
+                format!("{}_bucket", def.name),
+                format!("{}_sum", def.name),
+                format!("{}_count", def.name),
+            );
             let mut series: Vec<(&LabelKey, &Series)> = family.series.iter().collect();
             series.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            for (key, value) in series {
-                let mut labels = String::new();
-                for (i, (name, v)) in family.label_names.iter().zip(key.0.iter()).enumerate() {
-                    if i > 0 {
-                        labels.push(',');
+            for (key, s) in series {
+                pairs.clear();
+                pairs.extend(
+                    def.label_names
+                        .iter()
+                        .map(String::as_str)
+                        .zip(key.0.iter().map(|v| v.as_ref())),
+                );
+                match &s.value {
+                    Value::Counter(total) => {
+                        w.sample(&def.name, &pairs, None, &format_value(*total))
                     }
-                    let _ = write!(labels, "{name}=\"");
-                    escape_label_value(v, &mut labels);
-                    labels.push('"');
-                }
-                match value {
-                    Series::Counter(total) => {
-                        let _ = writeln!(
-                            out,
-                            "{}{{{}}} {}",
-                            family.name,
-                            labels,
-                            format_value(*total)
-                        );
-                    }
-                    Series::Histogram { counts, sum, count } => {
-                        let sep = if labels.is_empty() { "" } else { "," };
+                    Value::Histogram { counts, sum, count } => {
                         let mut cumulative = 0;
-                        for (bound, n) in family
-                            .buckets
-                            .iter()
-                            .map(|b| format_value(*b))
-                            .chain([String::from("+Inf")])
-                            .zip(counts.iter())
-                        {
+                        for (bound, n) in bounds.iter().zip(counts.iter()) {
                             cumulative += n;
-                            let _ = writeln!(
-                                out,
-                                "{}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}",
-                                family.name
+                            w.sample(
+                                &bucket_name,
+                                &pairs,
+                                Some(("le", bound)),
+                                &cumulative.to_string(),
                             );
                         }
-                        let _ = writeln!(
-                            out,
-                            "{}_sum{{{labels}}} {}",
-                            family.name,
-                            format_value(*sum)
-                        );
-                        let _ = writeln!(out, "{}_count{{{labels}}} {count}", family.name);
+                        w.sample(&sum_name, &pairs, None, &format_value(*sum));
+                        w.sample(&count_name, &pairs, None, &count.to_string());
                     }
                 }
             }
         }
-    }
-}
-
-/// A sample value as Prometheus writes it: integers without a fraction, `+Inf`, `-Inf`, `NaN`.
-pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        }
-    } else {
-        // Rust's shortest round-trip representation, never in exponent form.
-        format!("{v}")
-    }
-}
-
-fn escape_help(text: &str) -> Cow<'_, str> {
-    if text.contains(['\\', '\n']) {
-        Cow::Owned(text.replace('\\', "\\\\").replace('\n', "\\n"))
-    } else {
-        Cow::Borrowed(text)
-    }
-}
-
-fn escape_label_value(value: &str, out: &mut String) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
+        for (family, series) in self.window_quantiles() {
+            let def = &family.def;
+            w.family(&def.name, &def.help, FamilyType::Gauge);
+            for (key, _, values) in series {
+                pairs.clear();
+                pairs.extend(
+                    def.label_names
+                        .iter()
+                        .map(String::as_str)
+                        .zip(key.0.iter().map(|v| v.as_ref())),
+                );
+                for ((_, q), v) in def.quantiles.iter().zip(values) {
+                    w.sample(&def.name, &pairs, Some(("quantile", q)), &format_value(v));
+                }
+            }
         }
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use crate::decode::decode;
-    use crate::derive::{default_rules, Plan};
+    /// Per window family, its live series sorted: (labels, count, quantile values).
+    fn window_quantiles(&self) -> Vec<(&WindowFamily, Vec<WindowRow<'_>>)> {
+        self.windows
+            .iter()
+            .map(|family| {
+                let def = &family.def;
+                let epoch = self.now / def.slice_secs;
+                let mut series: Vec<WindowRow<'_>> = family
+                    .series
+                    .iter()
+                    .filter_map(|(key, window)| {
+                        let h = window.merged(epoch)?;
+                        let values = def
+                            .quantiles
+                            .iter()
+                            .map(|(q, _)| h.value_at_quantile(*q) as f64 * def.resolution)
+                            .collect();
+                        Some((key, h.len(), values))
+                    })
+                    .collect();
+                series.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                (family, series)
+            })
+            .collect()
+    }
 
-    #[test]
-    fn renders_the_exact_exposition() {
-        let plan = Plan::compile(&default_rules()).unwrap();
-        let mut store = plan.new_store();
-        for (org, intent, outcome, latency) in [
-            ("acme", "billing", "success", 1200),
-            ("acme", "billing", "failure", 6000),
-            ("glo\"bex", "refund", "success", 6001),
-        ] {
-            let text = format!(
-                r#"{{"event_id":"e","type":"llm_run","occurred_at":"2026-01-01T00:00:00Z","organization":"{}","run_id":"r","intent":"{intent}","outcome":"{outcome}","latency_ms":{latency}}}"#,
-                org.replace('"', "\\\"")
-            );
-            plan.observe(&mut store, &decode(text.as_bytes(), None).unwrap());
-        }
-        let mut out = String::new();
-        store.render(&mut out);
-        let runs = "\
-# HELP hestyna_llm_runs_total LLM runs by intent and outcome.
-# TYPE hestyna_llm_runs_total counter
-hestyna_llm_runs_total{intent=\"billing\",organization=\"acme\",outcome=\"failure\"} 1
-hestyna_llm_runs_total{intent=\"billing\",organization=\"acme\",outcome=\"success\"} 1
-hestyna_llm_runs_total{intent=\"refund\",organization=\"glo\\\"bex\",outcome=\"success\"} 1
-";
-        assert!(out.starts_with(runs), "{out}");
-        assert!(out.contains("hestyna_llm_latency_seconds_bucket{intent=\"billing\",organization=\"acme\",le=\"5\"} 1\n"));
-        assert!(out.contains("hestyna_llm_latency_seconds_bucket{intent=\"billing\",organization=\"acme\",le=\"6\"} 2\n"), "6 s lands in le=6");
-        assert!(out.contains("hestyna_llm_latency_seconds_bucket{intent=\"refund\",organization=\"glo\\\"bex\",le=\"6\"} 0\n"));
-        assert!(out.contains("hestyna_llm_latency_seconds_bucket{intent=\"refund\",organization=\"glo\\\"bex\",le=\"+Inf\"} 1\n"));
-        assert!(out.contains(
-            "hestyna_llm_latency_seconds_sum{intent=\"billing\",organization=\"acme\"} 7.2\n"
-        ));
-        assert!(out.contains(
-            "hestyna_llm_latency_seconds_count{intent=\"billing\",organization=\"acme\"} 2\n"
-        ));
-        assert!(out.contains("# TYPE hestyna_requests_resolution_seconds histogram\n"));
+    /// The window quantiles as JSON (for `/api/v1/quantiles`).
+    pub fn quantiles_json(&self) -> serde_json::Value {
+        use serde_json::{json, Map, Value};
+        let metrics: Vec<Value> = self
+            .window_quantiles()
+            .into_iter()
+            .map(|(family, series)| {
+                let def = &family.def;
+                let series: Vec<Value> = series
+                    .into_iter()
+                    .map(|(key, count, values)| {
+                        let labels: Map<String, Value> = def
+                            .label_names
+                            .iter()
+                            .zip(key.0.iter())
+                            .map(|(k, v)| (k.clone(), json!(v.as_ref())))
+                            .collect();
+                        let quantiles: Map<String, Value> = def
+                            .quantiles
+                            .iter()
+                            .zip(values)
+                            .map(|((_, q), v)| (q.clone(), json!(v)))
+                            .collect();
+                        json!({ "labels": labels, "count": count, "quantiles": quantiles })
+                    })
+                    .collect();
+                json!({ "name": def.name, "window_seconds": def.seconds, "series": series })
+            })
+            .collect();
+        json!({ "metrics": metrics })
     }
 }

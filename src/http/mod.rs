@@ -1,10 +1,11 @@
-//! HTTP: `/metrics` (basic auth), `/livez` and `/readyz` (open, no data).
+//! HTTP: `/metrics` (basic auth; Prometheus text or OpenMetrics, as the scraper asks) and
+//! `/api/v1/quantiles` (same auth), `/livez` and `/readyz` (open, no data).
 
 mod auth;
 
 pub use auth::{BasicAuth, DEMO_PASSWORD, DEMO_USER};
 
-use crate::derive::Store;
+use crate::derive::{Format, Store};
 use crate::pipeline::{Health, Shutdown};
 use crate::telemetry::SelfMetrics;
 use axum::extract::State;
@@ -14,9 +15,6 @@ use axum::routing::get;
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-/// The content type of the Prometheus text format.
-pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -47,6 +45,7 @@ pub enum HttpError {
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/api/v1/quantiles", get(quantiles))
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(state)
@@ -82,12 +81,12 @@ async fn readyz(State(state): State<HttpState>) -> Response {
     }
 }
 
-/// Renders every derived series, then the self metrics.
-pub fn render(store: &parking_lot::Mutex<Store>, metrics: &SelfMetrics) -> String {
+/// Renders every derived series, then the self metrics, in `format`.
+pub fn render(store: &parking_lot::Mutex<Store>, metrics: &SelfMetrics, format: Format) -> String {
     let mut out = String::with_capacity(64 * 1024);
     {
         let store = store.lock();
-        store.render(&mut out);
+        store.render(&mut out, format);
         for (name, count) in store.series_counts() {
             metrics
                 .derived_series
@@ -95,7 +94,8 @@ pub fn render(store: &parking_lot::Mutex<Store>, metrics: &SelfMetrics) -> Strin
                 .set(count as i64);
         }
     }
-    metrics.render(&mut out);
+    metrics.render(&mut out, format);
+    crate::derive::exposition::Writer::new(&mut out, format).finish();
     out
 }
 
@@ -103,6 +103,16 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response
     if let Err(refusal) = state.auth.check(headers.get(header::AUTHORIZATION)).await {
         return refusal;
     }
-    let body = render(&state.store, &state.metrics);
-    ([(header::CONTENT_TYPE, TEXT_FORMAT)], body).into_response()
+    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let body = render(&state.store, &state.metrics, format);
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}
+
+/// The window quantiles as JSON (same credentials as `/metrics`).
+async fn quantiles(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    if let Err(refusal) = state.auth.check(headers.get(header::AUTHORIZATION)).await {
+        return refusal;
+    }
+    let body = state.store.lock().quantiles_json().to_string();
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

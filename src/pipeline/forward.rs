@@ -4,7 +4,7 @@ use super::metrics::write_dead_letters;
 use super::{decode_batch, retry, Progress, Shutdown};
 use crate::deadletter::{DeadLetter, DeadLetterItem};
 use crate::forward::{Enricher, Sink, SinkError};
-use crate::source::BatchRef;
+use crate::source::{BatchRef, SourceMessage};
 use crate::telemetry::events::{EventsIgnored, SinkDelivered, SinkFailed};
 use crate::telemetry::SelfMetrics;
 use serde_json::{Map, Value};
@@ -31,8 +31,12 @@ pub struct ForwardPipeline {
 
 impl ForwardPipeline {
     /// Processes batches until the source closes the channel (or the drain deadline stops a retry).
-    pub async fn run(self, mut rx: mpsc::Receiver<BatchRef>) {
-        while let Some(batch) = rx.recv().await {
+    pub async fn run(self, mut rx: mpsc::Receiver<SourceMessage>) {
+        while let Some(message) = rx.recv().await {
+            // Assignments matter only to the metrics side's state.
+            let SourceMessage::Batch(batch) = message else {
+                continue;
+            };
             if self.process(&batch).await.is_err() {
                 tracing::warn!(
                     pipeline = NAME,

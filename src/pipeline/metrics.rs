@@ -1,17 +1,29 @@
-//! The metrics pipeline: decode -> derive; invalid records are dead-lettered.
+//! The metrics pipeline: decode -> (intake join) -> derive; invalid records are dead-lettered.
 
 use super::{decode_batch, retry, Progress, Shutdown};
 use crate::deadletter::{DeadLetter, DeadLetterItem};
-use crate::derive::{Plan, Store};
-use crate::source::BatchRef;
-use crate::telemetry::events::{DeadLetterFailed, DeadLettered, EventsIgnored, RuleSkipped};
+use crate::decode::EventType;
+use crate::derive::changelog::Changelog;
+use crate::derive::join::{Change, IntakeJoin, Partition};
+use crate::derive::{wall_clock, Plan, Store};
+use crate::source::{BatchRef, Origin, SourceMessage};
+use crate::telemetry::events::{
+    DeadLetterFailed, DeadLettered, DerivedCounts, EventsIgnored, JoinCounted,
+};
 use crate::telemetry::SelfMetrics;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// The pipeline's label value.
 pub const NAME: &str = "metrics";
+
+/// The intake join and, for a Kafka source, its changelog.
+pub struct JoinState {
+    pub join: IntakeJoin,
+    pub changelog: Option<Arc<Changelog>>,
+}
 
 /// decode -> derive.
 pub struct MetricsPipeline {
@@ -20,51 +32,159 @@ pub struct MetricsPipeline {
     /// Where invalid records go; `None` when the forward pipeline dead-letters instead (it never is while
     /// this pipeline runs, see `app`).
     pub dead_letter: Option<Arc<DeadLetter>>,
+    /// The intake join, when enabled.
+    pub join: Option<JoinState>,
     pub metrics: Arc<SelfMetrics>,
     pub progress: Arc<Progress>,
     pub shutdown: Shutdown,
 }
 
 impl MetricsPipeline {
-    /// Processes batches until the source closes the channel (or the drain deadline stops a retry).
-    pub async fn run(self, mut rx: mpsc::Receiver<BatchRef>) {
-        while let Some(batch) = rx.recv().await {
-            if self.process(&batch).await.is_err() {
+    /// Processes messages until the source closes the channel (or the drain deadline stops a retry).
+    pub async fn run(mut self, mut rx: mpsc::Receiver<SourceMessage>) {
+        let mut expiry = tokio::time::interval(Duration::from_secs(60));
+        expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let message = tokio::select! {
+                message = rx.recv() => match message {
+                    Some(m) => m,
+                    None => return,
+                },
+                _ = expiry.tick() => {
+                    if self.expire_intakes().await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let outcome = match message {
+                SourceMessage::Batch(batch) => match self.process(&batch).await {
+                    Ok(()) => {
+                        batch.done();
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
+                SourceMessage::Assigned(partitions) => self.restore(&partitions).await,
+                SourceMessage::Revoked(partitions) => {
+                    if let Some(state) = &mut self.join {
+                        for (topic, partition) in &partitions {
+                            state.join.drop_partition(topic, *partition);
+                        }
+                    }
+                    Ok(())
+                }
+            };
+            if outcome.is_err() {
                 tracing::warn!(
                     pipeline = NAME,
                     "drain deadline passed: unfinished records will be read again"
                 );
                 return;
             }
-            batch.done();
         }
     }
 
-    async fn process(&self, batch: &BatchRef) -> Result<(), super::Stopped> {
-        let records = batch.records();
-        let decoded = decode_batch(NAME, records, &self.metrics, &self.progress);
-        let mut unknown = 0u64;
-        let skipped = {
-            let mut store = self.store.lock();
-            for (_, ev) in &decoded.events {
-                if ev.event_type() == crate::decode::EventType::Unknown {
-                    unknown += 1;
-                }
-                self.plan.observe(&mut store, ev);
-            }
-            let skipped = store.take_skipped();
-            skipped
-                .into_iter()
-                .map(|(rule, reason, n)| (store.metric_name(rule).to_owned(), reason, n))
-                .collect::<Vec<_>>()
+    /// Reads the join state of newly assigned partitions from the changelog, before their records.
+    async fn restore(&mut self, partitions: &[(Arc<str>, i32)]) -> Result<(), super::Stopped> {
+        let Some(JoinState {
+            join,
+            changelog: Some(changelog),
+        }) = &mut self.join
+        else {
+            return Ok(());
         };
-        for (metric, reason, count) in &skipped {
-            RuleSkipped {
-                metric,
-                reason: reason.as_str(),
-                count: *count,
+        for (topic, partition) in partitions {
+            let started = std::time::Instant::now();
+            let changes = retry(
+                &self.shutdown,
+                || changelog.read(topic, *partition),
+                |error, attempt| {
+                    tracing::warn!(%error, attempt, topic = topic.as_ref(), partition, "reading the intake changelog failed; retrying")
+                },
+            )
+            .await?;
+            let read = changes.len();
+            join.drop_partition(topic, *partition);
+            let now = chrono::Utc::now();
+            for change in changes {
+                join.restore(change, now);
+            }
+            tracing::info!(
+                topic = topic.as_ref(),
+                partition,
+                records = read,
+                pending = join.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "intake state restored"
+            );
+        }
+        Ok(())
+    }
+
+    async fn expire_intakes(&mut self) -> Result<(), super::Stopped> {
+        let Some(state) = &mut self.join else {
+            return Ok(());
+        };
+        let mut changes = Vec::new();
+        state.join.expire(chrono::Utc::now(), &mut changes);
+        let counts = state.join.take_counts();
+        JoinCounted {
+            counts,
+            pending: state.join.len(),
+        }
+        .emit(&self.metrics);
+        if let (Some(changelog), false) = (&state.changelog, changes.is_empty()) {
+            retry(&self.shutdown, || changelog.write(&changes), |error, attempt| {
+                tracing::warn!(%error, attempt, "writing the intake changelog failed; retrying")
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn process(&mut self, batch: &BatchRef) -> Result<(), super::Stopped> {
+        let records = batch.records();
+        let mut decoded = decode_batch(NAME, records, &self.metrics, &self.progress);
+        let mut changes: Vec<Change> = Vec::new();
+        if let Some(state) = &mut self.join {
+            let now = chrono::Utc::now();
+            for (i, ev) in decoded.events.iter_mut() {
+                if ev.event_type() == EventType::RequestLifecycle {
+                    let partition: Partition = match &records[*i].origin {
+                        Origin::Kafka {
+                            topic, partition, ..
+                        } => Some((topic.clone(), *partition)),
+                        _ => None,
+                    };
+                    state.join.apply(ev, &partition, now, &mut changes);
+                }
+            }
+            JoinCounted {
+                counts: state.join.take_counts(),
+                pending: state.join.len(),
             }
             .emit(&self.metrics);
+        }
+        let unknown = decoded
+            .events
+            .iter()
+            .filter(|(_, ev)| ev.event_type() == EventType::Unknown)
+            .count() as u64;
+        let counts = {
+            let mut store = self.store.lock();
+            store.set_now(wall_clock());
+            for (_, ev) in &decoded.events {
+                self.plan.observe(&mut store, ev);
+            }
+            store
+                .take_counts()
+                .into_iter()
+                .map(|(name, c)| (name.to_owned(), c))
+                .collect::<Vec<_>>()
+        };
+        for (metric, counts) in &counts {
+            DerivedCounts { metric, counts }.emit(&self.metrics);
         }
         if unknown > 0 {
             EventsIgnored {
@@ -88,6 +208,18 @@ impl MetricsPipeline {
             self.progress
                 .dead_letters
                 .fetch_add(items.len() as u64, Ordering::Relaxed);
+        }
+        if let Some(JoinState {
+            changelog: Some(changelog),
+            ..
+        }) = &self.join
+        {
+            if !changes.is_empty() {
+                retry(&self.shutdown, || changelog.write(&changes), |error, attempt| {
+                    tracing::warn!(%error, attempt, "writing the intake changelog failed; retrying")
+                })
+                .await?;
+            }
         }
         self.progress
             .records

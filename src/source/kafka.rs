@@ -7,7 +7,9 @@
 //! [`OffsetTracker`], after every pipeline stage is done with the record.
 
 use super::offsets::{OffsetTracker, Segment, TopicPartition};
-use super::{Acknowledge, Batch, BatchRef, Origin, Outputs, Record, SourceError, SourceSummary};
+use super::{
+    Acknowledge, Batch, BatchRef, Origin, Record, SourceError, SourceMessage, SourceSummary,
+};
 use crate::telemetry::events::KafkaClientError;
 use crate::telemetry::SelfMetrics;
 use parking_lot::Mutex;
@@ -22,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::{self, error::TrySendError};
 
 /// Everything the Kafka source needs to know.
 #[derive(Debug, Clone)]
@@ -76,12 +78,17 @@ pub fn consumer_properties(
 struct Shared {
     tracker: OffsetTracker,
     acks: std_mpsc::Receiver<Vec<Segment>>,
+    /// Partitions revoked since the poll loop last looked: records of theirs it still holds must go
+    /// (the new owner reads them).
+    revoked: Vec<TopicPartition>,
 }
 
 /// The consumer's context: rebalance and statistics callbacks.
 pub struct SourceContext {
     pipeline: &'static str,
     shared: Mutex<Shared>,
+    /// The pipeline's channel, for `Assigned`/`Revoked`; taken at shutdown so that the channel closes.
+    tx: Mutex<Option<mpsc::Sender<SourceMessage>>>,
     metrics: Arc<SelfMetrics>,
     ready: Arc<AtomicBool>,
     revoke_drain: Duration,
@@ -154,6 +161,9 @@ impl ConsumerContext for SourceContext {
                 &tp.1.to_string(),
             ]);
         }
+        shared.revoked.extend(revoked.iter().cloned());
+        drop(shared);
+        self.send(SourceMessage::Revoked(revoked.clone()));
         // librdkafka commits the stored offsets of revoked partitions itself (auto commit is on); commit
         // here too so that it happens before the new owner fetches.
         if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
@@ -179,10 +189,19 @@ impl ConsumerContext for SourceContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {
+                let assigned: Vec<TopicPartition> = list
+                    .elements()
+                    .iter()
+                    .map(|e| (Arc::from(e.topic()), e.partition()))
+                    .collect();
                 let mut shared = self.shared.lock();
-                for e in list.elements() {
-                    shared.tracker.assign((Arc::from(e.topic()), e.partition()));
+                for tp in &assigned {
+                    shared.tracker.assign(tp.clone());
                 }
+                shared.revoked.retain(|tp| !assigned.contains(tp));
+                drop(shared);
+                // Before any batch with records of these partitions: the pipeline restores their state.
+                self.send(SourceMessage::Assigned(assigned));
                 let count = consumer.assignment().map(|a| a.count()).unwrap_or(0);
                 self.metrics
                     .assigned_partitions
@@ -210,6 +229,17 @@ impl ConsumerContext for SourceContext {
                 }
                 .emit(&self.metrics);
             }
+        }
+    }
+}
+
+impl SourceContext {
+    /// Sends a control message to the pipeline, waiting for room (the pipeline drains without this
+    /// thread's help). Nothing is sent once shutdown has taken the channel.
+    fn send(&self, message: SourceMessage) {
+        let tx = self.tx.lock().clone();
+        if let Some(tx) = tx {
+            let _ = tx.blocking_send(message);
         }
     }
 }
@@ -274,14 +304,17 @@ pub struct KafkaSource {
     consumer: BaseConsumer<SourceContext>,
     acks_tx: std_mpsc::Sender<Vec<Segment>>,
     metrics: Arc<SelfMetrics>,
+    tx: mpsc::Sender<SourceMessage>,
 }
 
 impl KafkaSource {
-    /// Creates the consumer and subscribes; `ready` turns true at the first assignment.
+    /// Creates the consumer and subscribes; `ready` turns true at the first assignment. Everything goes
+    /// to `tx`, the channel of the one pipeline this source serves.
     pub fn new(
         settings: KafkaSourceSettings,
         metrics: Arc<SelfMetrics>,
         ready: Arc<AtomicBool>,
+        tx: mpsc::Sender<SourceMessage>,
     ) -> Result<Self, SourceError> {
         let (acks_tx, acks) = std_mpsc::channel();
         let context = SourceContext {
@@ -289,7 +322,9 @@ impl KafkaSource {
             shared: Mutex::new(Shared {
                 tracker: OffsetTracker::new(),
                 acks,
+                revoked: Vec::new(),
             }),
+            tx: Mutex::new(Some(tx.clone())),
             metrics: metrics.clone(),
             ready,
             revoke_drain: settings.revoke_drain,
@@ -306,23 +341,19 @@ impl KafkaSource {
             consumer,
             acks_tx,
             metrics,
+            tx,
         })
     }
 
     /// Polls until `stop` is set, then drains and commits. Runs on the calling thread.
-    pub fn run(
-        self,
-        outputs: Outputs,
-        stop: Arc<AtomicBool>,
-    ) -> Result<SourceSummary, SourceError> {
+    pub fn run(self, stop: Arc<AtomicBool>) -> Result<SourceSummary, SourceError> {
         let KafkaSource {
             settings,
             consumer,
             acks_tx,
             metrics,
+            tx,
         } = self;
-        let tx = outputs.single().clone();
-        drop(outputs);
         let mut topics: HashMap<String, Arc<str>> = HashMap::new();
         let mut current: Vec<Record> = Vec::with_capacity(settings.batch_max_records);
         let mut first_at = Instant::now();
@@ -336,7 +367,7 @@ impl KafkaSource {
 
             // A full pipeline: keep the group alive, fetch nothing, retry the hand-over.
             if let Some(batch) = pending.take() {
-                match tx.try_send(batch) {
+                match tx.try_send(SourceMessage::Batch(batch)) {
                     Ok(()) => {
                         if paused {
                             if let Ok(assignment) = consumer.assignment() {
@@ -345,8 +376,8 @@ impl KafkaSource {
                             paused = false;
                         }
                     }
-                    Err(TrySendError::Full(batch)) => {
-                        pending = Some(batch);
+                    Err(TrySendError::Full(message)) => {
+                        pending = unwrap_batch(message);
                         if !paused {
                             if let Ok(assignment) = consumer.assignment() {
                                 let _ = consumer.pause(&assignment);
@@ -413,6 +444,7 @@ impl KafkaSource {
                 .emit(&metrics),
                 None => {}
             }
+            forget_revoked(&consumer, &mut current, &mut pending);
 
             let cut = current.len() >= settings.batch_max_records
                 || (!current.is_empty() && first_at.elapsed() >= settings.batch_max_wait);
@@ -434,16 +466,18 @@ impl KafkaSource {
             pending = begin_batch(&consumer, &acks_tx, batch_seq, std::mem::take(&mut current));
         }
         while let Some(batch) = pending.take() {
-            match tx.try_send(batch) {
+            match tx.try_send(SourceMessage::Batch(batch)) {
                 Ok(()) => {}
-                Err(TrySendError::Full(batch)) if Instant::now() < deadline => {
-                    pending = Some(batch);
+                Err(TrySendError::Full(message)) if Instant::now() < deadline => {
+                    pending = unwrap_batch(message);
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Err(_) => break,
             }
         }
+        // Close the channel: the pipeline ends once it has drained it.
         drop(tx);
+        consumer.context().tx.lock().take();
         drain_acks(
             &consumer,
             &mut consumer.context().shared.lock(),
@@ -473,6 +507,43 @@ impl KafkaSource {
             "kafka source stopped"
         );
         Ok(summary)
+    }
+}
+
+fn unwrap_batch(message: SourceMessage) -> Option<BatchRef> {
+    match message {
+        SourceMessage::Batch(batch) => Some(batch),
+        _ => None,
+    }
+}
+
+fn is_revoked(record: &Record, revoked: &[TopicPartition]) -> bool {
+    match &record.origin {
+        Origin::Kafka {
+            topic, partition, ..
+        } => revoked.iter().any(|(t, p)| t == topic && p == partition),
+        _ => false,
+    }
+}
+
+/// Drops the records of partitions revoked since the last look from what this thread still holds: the
+/// batch being cut and the batch waiting for room. The new owner reads them from the committed offset;
+/// keeping them would count them twice.
+fn forget_revoked(
+    consumer: &BaseConsumer<SourceContext>,
+    current: &mut Vec<Record>,
+    pending: &mut Option<BatchRef>,
+) {
+    let revoked = std::mem::take(&mut consumer.context().shared.lock().revoked);
+    if revoked.is_empty() {
+        return;
+    }
+    current.retain(|r| !is_revoked(r, &revoked));
+    if let Some(batch) = pending.as_mut() {
+        // Not handed over yet, so this thread holds the only reference.
+        if let Some(inner) = Arc::get_mut(&mut batch.0) {
+            inner.records.retain(|r| !is_revoked(r, &revoked));
+        }
     }
 }
 

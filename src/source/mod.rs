@@ -131,13 +131,23 @@ impl BatchRef {
     }
 }
 
+/// What a source sends a pipeline, in order.
+pub enum SourceMessage {
+    /// Records to process.
+    Batch(BatchRef),
+    /// Kafka partitions now assigned to this pipeline; sent before any batch holding their records.
+    Assigned(Vec<offsets::TopicPartition>),
+    /// Kafka partitions taken away; sent after the last batch holding their records.
+    Revoked(Vec<offsets::TopicPartition>),
+}
+
 /// The sending side a source writes to: one channel per pipeline it serves.
 #[derive(Clone)]
-pub struct Outputs(Vec<mpsc::Sender<BatchRef>>);
+pub struct Outputs(Vec<mpsc::Sender<SourceMessage>>);
 
 impl Outputs {
     /// Outputs to these pipelines.
-    pub fn new(senders: Vec<mpsc::Sender<BatchRef>>) -> Self {
+    pub fn new(senders: Vec<mpsc::Sender<SourceMessage>>) -> Self {
         Outputs(senders)
     }
 
@@ -155,14 +165,10 @@ impl Outputs {
     /// gone away (shutdown).
     pub fn send_blocking(&self, records: Vec<Record>, ack: Option<Box<dyn Acknowledge>>) -> bool {
         let batch = Batch::new(records, self.0.len(), ack);
-        self.0
-            .iter()
-            .all(|tx| tx.blocking_send(BatchRef(batch.clone())).is_ok())
-    }
-
-    /// The first sender (the Kafka source serves exactly one pipeline).
-    pub(crate) fn single(&self) -> &mpsc::Sender<BatchRef> {
-        &self.0[0]
+        self.0.iter().all(|tx| {
+            tx.blocking_send(SourceMessage::Batch(BatchRef(batch.clone())))
+                .is_ok()
+        })
     }
 }
 

@@ -13,6 +13,7 @@ static INVALID_LOG: LazyLock<RateLimit> = LazyLock::new(|| RateLimit::new(LOG_IN
 static DEAD_LETTER_LOG: LazyLock<RateLimit> = LazyLock::new(|| RateLimit::new(LOG_INTERVAL));
 static SINK_LOG: LazyLock<RateLimit> = LazyLock::new(|| RateLimit::new(LOG_INTERVAL));
 static KAFKA_LOG: LazyLock<RateLimit> = LazyLock::new(|| RateLimit::new(LOG_INTERVAL));
+static OVERFLOW_LOG: LazyLock<RateLimit> = LazyLock::new(|| RateLimit::new(LOG_INTERVAL));
 
 /// Records were read by a pipeline.
 pub struct EventsReceived<'a> {
@@ -70,21 +71,6 @@ impl EventsIgnored<'_> {
     pub fn emit(&self, m: &SelfMetrics) {
         m.events_ignored
             .with_label_values(&[self.pipeline, self.reason])
-            .inc_by(self.count);
-    }
-}
-
-/// A metric rule matched events but could not take its value from them.
-pub struct RuleSkipped<'a> {
-    pub metric: &'a str,
-    pub reason: &'a str,
-    pub count: u64,
-}
-
-impl RuleSkipped<'_> {
-    pub fn emit(&self, m: &SelfMetrics) {
-        m.rule_skipped
-            .with_label_values(&[self.metric, self.reason])
             .inc_by(self.count);
     }
 }
@@ -164,5 +150,79 @@ impl KafkaClientError<'_> {
         if let Some(suppressed) = KAFKA_LOG.allow() {
             tracing::warn!(pipeline = self.pipeline, error = %self.error, suppressed, "kafka client error");
         }
+    }
+}
+
+/// What the derive stage counted for one metric during a batch.
+pub struct DerivedCounts<'a> {
+    pub metric: &'a str,
+    pub counts: &'a crate::derive::FamilyCounts,
+}
+
+impl DerivedCounts<'_> {
+    pub fn emit(&self, m: &SelfMetrics) {
+        let c = self.counts;
+        if c.overflowed > 0 {
+            m.series_overflow
+                .with_label_values(&[self.metric])
+                .inc_by(c.overflowed);
+            if let Some(suppressed) = OVERFLOW_LOG.allow() {
+                tracing::warn!(
+                    metric = self.metric,
+                    folded = c.overflowed,
+                    suppressed,
+                    "series limit reached: new label sets are folded into __overflow__"
+                );
+            }
+        }
+        if c.sanitized > 0 {
+            m.label_values_sanitized
+                .with_label_values(&[self.metric])
+                .inc_by(c.sanitized);
+        }
+        if c.expired > 0 {
+            m.series_expired
+                .with_label_values(&[self.metric])
+                .inc_by(c.expired);
+        }
+        for (reason, n) in [
+            crate::derive::SkipReason::MissingValue,
+            crate::derive::SkipReason::NegativeValue,
+        ]
+        .iter()
+        .zip(c.skipped)
+        {
+            if n > 0 {
+                m.rule_skipped
+                    .with_label_values(&[self.metric, reason.as_str()])
+                    .inc_by(n);
+            }
+        }
+    }
+}
+
+/// What the intake join counted.
+pub struct JoinCounted {
+    pub counts: crate::derive::join::JoinCounts,
+    pub pending: usize,
+}
+
+impl JoinCounted {
+    pub fn emit(&self, m: &SelfMetrics) {
+        let c = self.counts;
+        if c.joined > 0 {
+            m.intake_joined.inc_by(c.joined);
+        }
+        if c.evicted_ttl > 0 {
+            m.intake_evicted
+                .with_label_values(&["ttl"])
+                .inc_by(c.evicted_ttl);
+        }
+        if c.evicted_capacity > 0 {
+            m.intake_evicted
+                .with_label_values(&["capacity"])
+                .inc_by(c.evicted_capacity);
+        }
+        m.intake_pending.set(self.pending as i64);
     }
 }

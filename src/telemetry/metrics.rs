@@ -1,4 +1,6 @@
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use crate::derive::exposition::{format_value, FamilyType, Format, Writer};
+use prometheus::proto::MetricType;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// The daemon's own metrics (`hestyna_obsd_*`), in their own registry.
 pub struct SelfMetrics {
@@ -27,6 +29,18 @@ pub struct SelfMetrics {
     pub kafka_errors: IntCounterVec,
     /// Derived series currently held, by metric.
     pub derived_series: IntGaugeVec,
+    /// Observations folded into a rule's `__overflow__` series, by metric.
+    pub series_overflow: IntCounterVec,
+    /// Label values cut to the length limit or cleaned of control characters, by metric.
+    pub label_values_sanitized: IntCounterVec,
+    /// Series removed after their rule's idle time, by metric.
+    pub series_expired: IntCounterVec,
+    /// `resolved` events whose intake time came from the intake join.
+    pub intake_joined: IntCounter,
+    /// Pending intakes dropped, by reason (`ttl`, `capacity`).
+    pub intake_evicted: IntCounterVec,
+    /// Pending intakes held.
+    pub intake_pending: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -136,18 +150,73 @@ impl SelfMetrics {
                 "Derived series currently held.",
                 &["metric"],
             ),
+            series_overflow: counter(
+                &r,
+                "hestyna_obsd_series_overflow_total",
+                "Observations folded into a rule's __overflow__ series once its series limit was reached.",
+                &["metric"],
+            ),
+            label_values_sanitized: counter(
+                &r,
+                "hestyna_obsd_label_values_sanitized_total",
+                "Label values cut to the length limit or cleaned of control characters.",
+                &["metric"],
+            ),
+            series_expired: counter(
+                &r,
+                "hestyna_obsd_series_expired_total",
+                "Series removed after their rule's idle time.",
+                &["metric"],
+            ),
+            intake_joined: {
+                let c = IntCounter::new(
+                    "hestyna_obsd_intake_joined_total",
+                    "Resolved events whose intake time came from the intake join.",
+                )
+                .expect("self metric definitions are valid");
+                r.register(Box::new(c.clone())).expect("self metric names are unique");
+                c
+            },
+            intake_evicted: counter(
+                &r,
+                "hestyna_obsd_intake_evicted_total",
+                "Pending intakes dropped from the join state.",
+                &["reason"],
+            ),
+            intake_pending: {
+                let g = IntGauge::new("hestyna_obsd_intake_pending", "Pending intakes held by the intake join.")
+                    .expect("self metric definitions are valid");
+                r.register(Box::new(g.clone())).expect("self metric names are unique");
+                g
+            },
             registry: r,
         }
     }
 
-    /// Appends the Prometheus text exposition of every self metric.
-    pub fn render(&self, out: &mut String) {
-        let families = self.registry.gather();
-        // The text encoder only fails on invalid metric families, which `new` cannot build.
-        let text = prometheus::TextEncoder::new()
-            .encode_to_string(&families)
-            .unwrap_or_default();
-        out.push_str(&text);
+    /// Appends every self metric in `format` (without the OpenMetrics `# EOF`).
+    pub fn render(&self, out: &mut String, format: Format) {
+        let mut w = Writer::new(out, format);
+        for family in self.registry.gather() {
+            let kind = match family.get_field_type() {
+                MetricType::COUNTER => FamilyType::Counter,
+                MetricType::GAUGE => FamilyType::Gauge,
+                // Only counters and gauges are registered.
+                _ => continue,
+            };
+            w.family(family.name(), family.help(), kind);
+            for metric in family.get_metric() {
+                let labels: Vec<(&str, &str)> = metric
+                    .get_label()
+                    .iter()
+                    .map(|l| (l.name(), l.value()))
+                    .collect();
+                let value = match kind {
+                    FamilyType::Counter => metric.get_counter().get_value(),
+                    _ => metric.get_gauge().get_value(),
+                };
+                w.sample(family.name(), &labels, None, &format_value(value));
+            }
+        }
     }
 }
 

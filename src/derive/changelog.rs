@@ -1,0 +1,318 @@
+//! The intake join's changelog: a compacted Kafka topic that persists [`super::join::IntakeJoin`] per input partition,
+//! so that the state survives a restart and follows a partition to another replica (the approach of
+//! Kafka Streams' state stores).
+//!
+//! A record's key is the JSON array `[topic, partition, organization, request_id]`, its value the intake
+//! time (RFC 3339), or nothing (a tombstone) once the request is resolved or evicted. The state of input
+//! partition `p` lives in changelog partition `p % partitions`. When the source is assigned a partition,
+//! the metrics pipeline reads that changelog partition to its end before it processes any record of the
+//! input partition; the writes of a batch are acknowledged before the batch's offsets are stored.
+
+use super::join::{Change, JoinKey};
+use chrono::{DateTime, Utc};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why the changelog could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangelogError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("cannot create the changelog topic {topic}: {message}")]
+    Create { topic: String, message: String },
+    #[error("the changelog topic {0} has no partitions")]
+    NoPartitions(String),
+    #[error("restoring {topic} partition {partition} took longer than {seconds} s")]
+    RestoreTimeout {
+        topic: String,
+        partition: i32,
+        seconds: u64,
+    },
+    #[error("the restore task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// The changelog topic, ready to write and read.
+pub struct Changelog {
+    producer: FutureProducer,
+    topic: String,
+    partitions: i32,
+    consumer_properties: Vec<(String, String)>,
+}
+
+fn config(properties: &[(String, String)]) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for (k, v) in properties {
+        c.set(k, v);
+    }
+    c
+}
+
+fn encode_key(topic: &str, partition: i32, key: &JoinKey) -> Vec<u8> {
+    serde_json::to_vec(&(
+        topic,
+        partition,
+        key.organization.as_ref(),
+        key.request_id.as_ref(),
+    ))
+    .expect("strings serialize")
+}
+
+fn decode_record(key: &[u8], value: Option<&[u8]>) -> Option<Change> {
+    let (topic, partition, organization, request_id): (String, i32, String, String) =
+        serde_json::from_slice(key).ok()?;
+    let partition = Some((Arc::from(topic.as_str()), partition));
+    let key = JoinKey {
+        organization: organization.into(),
+        request_id: request_id.into(),
+    };
+    match value {
+        None => Some(Change::Delete { partition, key }),
+        Some(v) => {
+            let at = DateTime::parse_from_rfc3339(std::str::from_utf8(v).ok()?)
+                .ok()?
+                .with_timezone(&Utc);
+            Some(Change::Put {
+                partition,
+                key,
+                intake_at: at,
+            })
+        }
+    }
+}
+
+impl Changelog {
+    /// Opens the changelog topic, creating it (compacted, with as many partitions as the most partitioned
+    /// input topic) when it does not exist. `producer_properties` and `consumer_properties` include
+    /// `bootstrap.servers` and the user's properties.
+    pub async fn open(
+        producer_properties: &[(String, String)],
+        consumer_properties: &[(String, String)],
+        topic: &str,
+        inputs: &[String],
+    ) -> Result<Changelog, ChangelogError> {
+        let probe: BaseConsumer = config(consumer_properties).create()?;
+        let timeout = Duration::from_secs(10);
+        let metadata = probe.fetch_metadata(None, timeout)?;
+        let partitions_of = |name: &str| {
+            metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == name && t.error().is_none())
+                .map(|t| t.partitions().len() as i32)
+        };
+        if partitions_of(topic).is_none_or(|n| n == 0) {
+            let wanted = inputs
+                .iter()
+                .filter_map(|t| partitions_of(t))
+                .max()
+                .unwrap_or(1)
+                .max(1);
+            let admin: AdminClient<DefaultClientContext> = config(producer_properties).create()?;
+            let new = NewTopic::new(topic, wanted, TopicReplication::Fixed(-1))
+                .set("cleanup.policy", "compact");
+            let results = admin
+                .create_topics(
+                    &[new],
+                    &AdminOptions::new().operation_timeout(Some(timeout)),
+                )
+                .await?;
+            for result in results {
+                match result {
+                    Ok(_) => tracing::info!(
+                        topic,
+                        partitions = wanted,
+                        "created the intake changelog topic"
+                    ),
+                    Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((_, code)) => {
+                        return Err(ChangelogError::Create {
+                            topic: topic.into(),
+                            message: code.to_string(),
+                        })
+                    }
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let partitions = loop {
+            let md = probe.fetch_metadata(Some(topic), timeout)?;
+            let n = md
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic && t.error().is_none())
+                .map_or(0, |t| t.partitions().len() as i32);
+            if n > 0 {
+                break n;
+            }
+            if Instant::now() > deadline {
+                return Err(ChangelogError::NoPartitions(topic.into()));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let mut producer_config = config(producer_properties);
+        producer_config.set("acks", "all").set("linger.ms", "5");
+        Ok(Changelog {
+            producer: producer_config.create()?,
+            topic: topic.into(),
+            partitions,
+            consumer_properties: consumer_properties.to_vec(),
+        })
+    }
+
+    /// Writes changes and waits until every one is acknowledged. Changes of non-Kafka records are skipped.
+    pub async fn write(&self, changes: &[Change]) -> Result<(), ChangelogError> {
+        let mut deliveries = Vec::with_capacity(changes.len());
+        for change in changes {
+            let (partition, key, value) = match change {
+                Change::Put {
+                    partition: Some(p),
+                    key,
+                    intake_at,
+                } => (p, key, Some(intake_at.to_rfc3339())),
+                Change::Delete {
+                    partition: Some(p),
+                    key,
+                } => (p, key, None),
+                _ => continue,
+            };
+            let record_key = encode_key(&partition.0, partition.1, key);
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic)
+                .key(record_key.as_slice())
+                .partition(partition.1 % self.partitions);
+            if let Some(v) = &value {
+                record = record.payload(v.as_bytes());
+            }
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        deliveries.push(delivery);
+                        break;
+                    }
+                    Err((
+                        rdkafka::error::KafkaError::MessageProduction(
+                            rdkafka::types::RDKafkaErrorCode::QueueFull,
+                        ),
+                        back,
+                    )) => {
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => return Err(e.into()),
+                }
+            }
+        }
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(e.into()),
+                Err(_) => return Err(rdkafka::error::KafkaError::Canceled.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the state of input partition (`topic`, `partition`): every change, to the changelog's end,
+    /// in order, for [`super::join::IntakeJoin::restore`].
+    pub async fn read(&self, topic: &str, partition: i32) -> Result<Vec<Change>, ChangelogError> {
+        let properties = self.consumer_properties.clone();
+        let changelog = self.topic.clone();
+        let source = (topic.to_owned(), partition);
+        let target = partition % self.partitions;
+        let changes =
+            tokio::task::spawn_blocking(move || -> Result<Vec<Change>, ChangelogError> {
+                let mut c = config(&properties);
+                c.set("enable.auto.commit", "false")
+                    .set("group.id", "hestyna-obsd-changelog-restore");
+                let consumer: BaseConsumer = c.create()?;
+                let (low, high) =
+                    consumer.fetch_watermarks(&changelog, target, Duration::from_secs(10))?;
+                if high <= low {
+                    return Ok(Vec::new());
+                }
+                let mut list = TopicPartitionList::new();
+                list.add_partition_offset(&changelog, target, Offset::Beginning)?;
+                consumer.assign(&list)?;
+                let deadline = Instant::now() + Duration::from_secs(120);
+                let mut changes = Vec::new();
+                loop {
+                    if Instant::now() > deadline {
+                        return Err(ChangelogError::RestoreTimeout {
+                            topic: changelog,
+                            partition: target,
+                            seconds: 120,
+                        });
+                    }
+                    match consumer.poll(Duration::from_millis(100)) {
+                        Some(Ok(m)) => {
+                            if let Some(change) =
+                                m.key().and_then(|k| decode_record(k, m.payload()))
+                            {
+                                let mine = match &change {
+                                    Change::Put {
+                                        partition: Some((t, p)),
+                                        ..
+                                    }
+                                    | Change::Delete {
+                                        partition: Some((t, p)),
+                                        ..
+                                    } => t.as_ref() == source.0 && *p == source.1,
+                                    _ => false,
+                                };
+                                if mine {
+                                    changes.push(change);
+                                }
+                            }
+                            if m.offset() + 1 >= high {
+                                return Ok(changes);
+                            }
+                        }
+                        Some(Err(e)) => return Err(e.into()),
+                        None => {}
+                    }
+                }
+            })
+            .await??;
+        Ok(changes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let key = JoinKey {
+            organization: "ac\"me".into(),
+            request_id: "r-1".into(),
+        };
+        let bytes = encode_key("events", 3, &key);
+        let at = DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let put = decode_record(&bytes, Some(at.to_rfc3339().as_bytes())).unwrap();
+        assert_eq!(
+            put,
+            Change::Put {
+                partition: Some((Arc::from("events"), 3)),
+                key: key.clone(),
+                intake_at: at
+            }
+        );
+        let delete = decode_record(&bytes, None).unwrap();
+        assert_eq!(
+            delete,
+            Change::Delete {
+                partition: Some((Arc::from("events"), 3)),
+                key
+            }
+        );
+        assert_eq!(decode_record(b"garbage", None), None);
+    }
+}

@@ -1,0 +1,175 @@
+//! Writing series in the Prometheus text format (0.0.4) or OpenMetrics 1.0, for the derived series and
+//! the self metrics alike.
+
+use std::fmt::Write as _;
+
+/// The exposition format a scraper asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `text/plain; version=0.0.4`.
+    Text,
+    /// `application/openmetrics-text; version=1.0.0`.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for: OpenMetrics when it names it, else text.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Text,
+        }
+    }
+
+    /// The response's content type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// The Prometheus type of a family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FamilyType {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Appends families and samples to a string.
+pub struct Writer<'a> {
+    out: &'a mut String,
+    format: Format,
+}
+
+impl<'a> Writer<'a> {
+    /// A writer appending to `out`.
+    pub fn new(out: &'a mut String, format: Format) -> Self {
+        Writer { out, format }
+    }
+
+    /// The format being written.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// `# HELP` and `# TYPE` of a family. In OpenMetrics a counter family is named without `_total`.
+    pub fn family(&mut self, name: &str, help: &str, kind: FamilyType) {
+        let name = match (self.format, kind) {
+            (Format::OpenMetrics, FamilyType::Counter) => {
+                name.strip_suffix("_total").unwrap_or(name)
+            }
+            _ => name,
+        };
+        let kind = match kind {
+            FamilyType::Counter => "counter",
+            FamilyType::Gauge => "gauge",
+            FamilyType::Histogram => "histogram",
+        };
+        let _ = write!(self.out, "# HELP {name} ");
+        escape(help, false, self.out);
+        let _ = writeln!(self.out, "\n# TYPE {name} {kind}");
+    }
+
+    /// One sample: `name{labels,extra} value`.
+    pub fn sample(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        extra: Option<(&str, &str)>,
+        value: &str,
+    ) {
+        self.out.push_str(name);
+        if !labels.is_empty() || extra.is_some() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().chain(extra.iter()).enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                self.out.push_str(k);
+                self.out.push_str("=\"");
+                escape(v, true, self.out);
+                self.out.push('"');
+            }
+            self.out.push('}');
+        }
+        self.out.push(' ');
+        self.out.push_str(value);
+        self.out.push('\n');
+    }
+
+    /// Ends the exposition (`# EOF` in OpenMetrics).
+    pub fn finish(self) {
+        if self.format == Format::OpenMetrics {
+            self.out.push_str("# EOF\n");
+        }
+    }
+}
+
+/// A sample value: integers without a fraction, `+Inf`, `-Inf`, `NaN`, never an exponent.
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Escapes `\` and newlines (and `"` in label values).
+fn escape(text: &str, quote: bool, out: &mut String) {
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if quote => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_both_formats() {
+        let mut text = String::new();
+        let mut w = Writer::new(&mut text, Format::Text);
+        w.family("x_total", "Things\\n\nmore.", FamilyType::Counter);
+        w.sample("x_total", &[("a", "q\"uo\\te\n")], None, "3");
+        w.finish();
+        assert_eq!(text, "# HELP x_total Things\\\\n\\nmore.\n# TYPE x_total counter\nx_total{a=\"q\\\"uo\\\\te\\n\"} 3\n");
+
+        let mut om = String::new();
+        let mut w = Writer::new(&mut om, Format::OpenMetrics);
+        w.family("x_total", "Things.", FamilyType::Counter);
+        w.sample("x_total", &[], None, "3");
+        w.family("lat", "L.", FamilyType::Histogram);
+        w.sample("lat_bucket", &[("a", "b")], Some(("le", "+Inf")), "1");
+        w.finish();
+        assert_eq!(om, "# HELP x Things.\n# TYPE x counter\nx_total 3\n# HELP lat L.\n# TYPE lat histogram\nlat_bucket{a=\"b\",le=\"+Inf\"} 1\n# EOF\n");
+    }
+
+    #[test]
+    fn negotiates() {
+        assert_eq!(Format::negotiate(None), Format::Text);
+        assert_eq!(
+            Format::negotiate(Some(
+                "application/openmetrics-text; version=1.0.0,text/plain;q=0.5"
+            )),
+            Format::OpenMetrics
+        );
+        assert_eq!(Format::negotiate(Some("text/plain")), Format::Text);
+        assert_eq!(format_value(6.0), "6");
+        assert_eq!(format_value(0.25), "0.25");
+        assert_eq!(format_value(f64::INFINITY), "+Inf");
+    }
+}

@@ -1,0 +1,358 @@
+use super::*;
+use crate::decode::decode;
+use crate::derive::store::OVERFLOW;
+use crate::derive::{default_rules, LabelSource};
+
+fn spec(name: &str) -> RuleSpec {
+    default_rules()
+        .into_iter()
+        .find(|r| r.name == name)
+        .unwrap()
+}
+
+fn render(store: &Store) -> String {
+    let mut out = String::new();
+    store.render(&mut out, crate::derive::Format::Text);
+    out
+}
+
+fn llm(org: &str, intent: &str, outcome: &str, latency: f64) -> String {
+    format!(
+        r#"{{"event_id":"e","type":"llm_run","occurred_at":"2026-01-01T00:00:00Z","organization":{},"run_id":"r","intent":"{intent}","outcome":"{outcome}","latency_ms":{latency},"tokens_prompt":100,"tokens_completion":7}}"#,
+        serde_json::to_string(org).unwrap()
+    )
+}
+
+fn feed(plan: &Plan, store: &mut Store, text: &str) {
+    plan.observe(store, &decode(text.as_bytes(), None).unwrap());
+}
+
+#[test]
+fn the_default_rules_compile() {
+    Plan::compile(&default_rules()).unwrap();
+}
+
+#[test]
+fn reports_every_fault_of_every_rule_with_its_key() {
+    let mut bad = spec("hestyna_llm_latency_seconds");
+    bad.name = "bad name".into();
+    bad.labels
+        .insert("x".into(), LabelSource::Field("no_such_field".into()));
+    bad.buckets = vec![2.0, 1.0];
+    let mut counter = spec("hestyna_llm_runs_total");
+    counter.event_type = "nope".into();
+    let errors = Plan::compile(&[bad, counter]).unwrap_err();
+    let keys: Vec<(usize, &str)> = errors.iter().map(|e| (e.rule, e.key.as_str())).collect();
+    assert_eq!(
+        keys,
+        vec![
+            (0, "name"),
+            (0, "labels.x"),
+            (0, "buckets"),
+            (1, "event_type")
+        ],
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn a_condition_selects_events() {
+    let plan = Plan::compile(&[spec("hestyna_integration_failures_total")]).unwrap();
+    let mut store = plan.new_store();
+    for outcome in ["failure", "success", "failure"] {
+        feed(
+            &plan,
+            &mut store,
+            &format!(
+                r#"{{"event_id":"e","type":"integration_call","occurred_at":"2026-01-01T00:00:00Z","organization":"o","integration":"stripe","outcome":"{outcome}"}}"#
+            ),
+        );
+    }
+    assert!(render(&store).contains(
+        "hestyna_integration_failures_total{integration=\"stripe\",organization=\"o\"} 2\n"
+    ));
+}
+
+#[test]
+fn a_duration_without_its_start_is_skipped_and_counted() {
+    let plan = Plan::compile(&[spec("hestyna_requests_resolution_seconds")]).unwrap();
+    let mut store = plan.new_store();
+    let ev = |extra: &str| {
+        format!(
+            r#"{{"event_id":"e","type":"request_lifecycle","occurred_at":"2026-01-01T01:00:00Z","organization":"o","request_id":"r","stage":"resolved","channel":"chat"{extra}}}"#
+        )
+    };
+    feed(&plan, &mut store, &ev(""));
+    feed(
+        &plan,
+        &mut store,
+        &ev(r#","intake_at":"2026-01-01T02:00:00Z""#),
+    );
+    feed(
+        &plan,
+        &mut store,
+        &ev(r#","intake_at":"2026-01-01T00:00:00+00:00""#),
+    );
+    let counts = store.take_counts();
+    assert_eq!(counts.len(), 1);
+    assert_eq!(counts[0].1.skipped, [1, 1]);
+    let out = render(&store);
+    assert!(out.contains("hestyna_requests_resolution_seconds_bucket{channel=\"chat\",organization=\"o\",le=\"3600\"} 1\n"), "{out}");
+    assert!(out.contains("hestyna_requests_resolution_seconds_bucket{channel=\"chat\",organization=\"o\",le=\"1800\"} 0\n"), "{out}");
+    assert!(
+        out.contains(
+            "hestyna_requests_resolution_seconds_sum{channel=\"chat\",organization=\"o\"} 3600\n"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn renders_the_exact_exposition() {
+    let plan = Plan::compile(&[
+        spec("hestyna_llm_runs_total"),
+        spec("hestyna_llm_latency_seconds"),
+    ])
+    .unwrap();
+    let mut store = plan.new_store();
+    feed(
+        &plan,
+        &mut store,
+        &llm("acme", "billing", "success", 1200.0),
+    );
+    feed(
+        &plan,
+        &mut store,
+        &llm("acme", "billing", "failure", 6000.0),
+    );
+    feed(
+        &plan,
+        &mut store,
+        &llm("glo\"bex", "refund", "success", 6001.0),
+    );
+    let out = render(&store);
+    let runs = "\
+# HELP hestyna_llm_runs_total LLM runs by intent and outcome.
+# TYPE hestyna_llm_runs_total counter
+hestyna_llm_runs_total{intent=\"billing\",organization=\"acme\",outcome=\"failure\"} 1
+hestyna_llm_runs_total{intent=\"billing\",organization=\"acme\",outcome=\"success\"} 1
+hestyna_llm_runs_total{intent=\"refund\",organization=\"glo\\\"bex\",outcome=\"success\"} 1
+# HELP hestyna_llm_latency_seconds Model latency of LLM runs; the P95 objective is 6 seconds.
+# TYPE hestyna_llm_latency_seconds histogram
+";
+    assert!(out.starts_with(runs), "{out}");
+    assert!(out.contains(
+        "hestyna_llm_latency_seconds_bucket{intent=\"billing\",organization=\"acme\",le=\"5\"} 1\n"
+    ));
+    assert!(out.contains("hestyna_llm_latency_seconds_bucket{intent=\"billing\",organization=\"acme\",le=\"6\"} 2\n"), "6000 ms lands in le=6");
+    assert!(out.contains("hestyna_llm_latency_seconds_bucket{intent=\"refund\",organization=\"glo\\\"bex\",le=\"6\"} 0\n"));
+    assert!(out.contains("hestyna_llm_latency_seconds_bucket{intent=\"refund\",organization=\"glo\\\"bex\",le=\"+Inf\"} 1\n"));
+    assert!(out.contains(
+        "hestyna_llm_latency_seconds_sum{intent=\"billing\",organization=\"acme\"} 7.2\n"
+    ));
+    assert!(out.contains(
+        "hestyna_llm_latency_seconds_count{intent=\"billing\",organization=\"acme\"} 2\n"
+    ));
+    assert!(out.contains("# TYPE hestyna_llm_latency_window_seconds gauge\n"));
+}
+
+#[test]
+fn rules_with_constant_labels_share_a_family() {
+    let plan = Plan::compile(&default_rules()).unwrap();
+    let mut store = plan.new_store();
+    feed(&plan, &mut store, &llm("acme", "billing", "success", 10.0));
+    feed(&plan, &mut store, &llm("acme", "billing", "success", 10.0));
+    let out = render(&store);
+    assert_eq!(
+        out.matches("# TYPE hestyna_llm_tokens_total counter")
+            .count(),
+        1
+    );
+    assert!(out.contains("hestyna_llm_tokens_total{intent=\"billing\",kind=\"completion\",organization=\"acme\"} 14\n"), "{out}");
+    assert!(out.contains("hestyna_llm_tokens_total{intent=\"billing\",kind=\"prompt\",organization=\"acme\"} 200\n"), "{out}");
+}
+
+#[test]
+fn a_label_default_fills_an_absent_field() {
+    let plan = Plan::compile(&[spec("hestyna_llm_failures_total")]).unwrap();
+    let mut store = plan.new_store();
+    feed(
+        &plan,
+        &mut store,
+        &llm("acme", "billing", "timeout", 30000.0),
+    );
+    feed(&plan, &mut store, &llm("acme", "billing", "success", 30.0));
+    let with_reason = llm("acme", "billing", "failure", 30.0).replace(
+        "\"run_id\"",
+        "\"failure_reason\":\"rate_limited\",\"run_id\"",
+    );
+    feed(&plan, &mut store, &with_reason);
+    let out = render(&store);
+    assert!(out.contains("hestyna_llm_failures_total{intent=\"billing\",organization=\"acme\",reason=\"unspecified\"} 1\n"), "{out}");
+    assert!(out.contains("hestyna_llm_failures_total{intent=\"billing\",organization=\"acme\",reason=\"rate_limited\"} 1\n"), "{out}");
+}
+
+#[test]
+fn label_sets_past_the_limit_fold_into_one_overflow_series_and_totals_stay_exact() {
+    let mut rule = spec("hestyna_llm_runs_total");
+    rule.max_series = 10;
+    let plan = Plan::compile(&[rule]).unwrap();
+    let mut store = plan.new_store();
+    for i in 0..1000 {
+        feed(
+            &plan,
+            &mut store,
+            &llm(&format!("org-{i}"), "billing", "success", 1.0),
+        );
+    }
+    assert_eq!(
+        store.series_counts()[0].1,
+        11,
+        "ten series and the overflow series"
+    );
+    let out = render(&store);
+    assert!(out.contains(&format!("hestyna_llm_runs_total{{intent=\"{OVERFLOW}\",organization=\"{OVERFLOW}\",outcome=\"{OVERFLOW}\"}} 990\n")), "{out}");
+    let total: f64 = out
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(total, 1000.0);
+    assert_eq!(store.take_counts()[0].1.overflowed, 990);
+    // An existing series keeps counting; it is not folded.
+    feed(&plan, &mut store, &llm("org-0", "billing", "success", 1.0));
+    assert!(render(&store).contains("organization=\"org-0\",outcome=\"success\"} 2\n"));
+}
+
+#[test]
+fn a_million_organizations_stay_within_the_limits() {
+    let plan = Plan::compile(&default_rules()).unwrap();
+    let mut store = plan.new_store();
+    for i in 0..1_000_000u32 {
+        feed(
+            &plan,
+            &mut store,
+            &llm(&format!("org-{i}"), "billing", "success", 1.0),
+        );
+    }
+    for (name, count) in store.series_counts() {
+        let limit = if name.contains("window") { 500 } else { 10_000 };
+        assert!(count <= limit + 1, "{name}: {count}");
+    }
+}
+
+#[test]
+fn label_values_are_sanitised() {
+    let mut rule = spec("hestyna_llm_runs_total");
+    rule.max_label_length = 8;
+    let plan = Plan::compile(&[rule]).unwrap();
+    let mut store = plan.new_store();
+    feed(
+        &plan,
+        &mut store,
+        &llm("ac\u{0007}me\nco", "billing", "success", 1.0),
+    );
+    feed(&plan, &mut store, &llm("ééééé", "billing", "success", 1.0));
+    let out = render(&store);
+    assert!(
+        out.contains("organization=\"ac\u{fffd}me\""),
+        "cleaned, then cut to 8 bytes: {out}"
+    );
+    assert!(
+        out.contains("organization=\"éééé\""),
+        "cut at a character boundary: {out}"
+    );
+    assert_eq!(store.take_counts()[0].1.sanitized, 2);
+    let (same, changed) = sanitize(Cow::Borrowed("plain"), 8);
+    assert!(matches!(same, Cow::Borrowed(_)) && !changed);
+}
+
+#[test]
+fn idle_series_expire_and_come_back_from_zero() {
+    let mut rule = spec("hestyna_llm_runs_total");
+    rule.expire_after_secs = 60;
+    let plan = Plan::compile(&[rule, spec("hestyna_integration_failures_total")]).unwrap();
+    let mut store = plan.new_store();
+    store.set_now(1000);
+    feed(&plan, &mut store, &llm("a", "billing", "success", 1.0));
+    feed(&plan, &mut store, &llm("a", "billing", "success", 1.0));
+    store.set_now(1030);
+    feed(&plan, &mut store, &llm("b", "billing", "success", 1.0));
+    assert_eq!(store.sweep(1059), 0);
+    assert_eq!(store.sweep(1060), 1, "a has been idle for 60 s");
+    assert!(!render(&store).contains("organization=\"a\""));
+    assert!(render(&store).contains("organization=\"b\""));
+    feed(&plan, &mut store, &llm("a", "billing", "success", 1.0));
+    assert!(render(&store).contains(
+        "hestyna_llm_runs_total{intent=\"billing\",organization=\"a\",outcome=\"success\"} 1\n"
+    ));
+    assert_eq!(store.take_counts()[0].1.expired, 1);
+}
+
+#[test]
+fn window_quantiles_match_exact_ones_within_the_precision() {
+    let plan = Plan::compile(&[spec("hestyna_llm_latency_seconds")]).unwrap();
+    let mut store = plan.new_store();
+    let t0 = 1_000_000;
+    // 3 minutes of latencies, then 4 more minutes of a different distribution. The window is the current
+    // (partial) one-minute slice and the four before it: only observations in those slices count.
+    let mut inside = Vec::new();
+    let mut state = 12345u64;
+    for second in 0..420u64 {
+        store.set_now(t0 + second);
+        for _ in 0..20 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let base = if second < 180 { 200.0 } else { 1500.0 };
+            let ms = (base + (state >> 33) as f64 % 9000.0).round();
+            feed(&plan, &mut store, &llm("acme", "billing", "success", ms));
+            if (t0 + second) / 60 + 5 > (t0 + 419) / 60 {
+                inside.push(ms / 1000.0);
+            }
+        }
+    }
+    store.set_now(t0 + 419);
+    inside.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let json = store.quantiles_json();
+    let series = &json["metrics"][0]["series"][0];
+    assert_eq!(
+        series["count"],
+        inside.len() as u64,
+        "only the window's observations"
+    );
+    for q in [0.5, 0.95, 0.99] {
+        let rank = ((q * inside.len() as f64).ceil() as usize).max(1) - 1;
+        let exact = inside[rank];
+        let got = series["quantiles"][crate::derive::format_value(q)]
+            .as_f64()
+            .unwrap();
+        assert!(
+            (got - exact).abs() <= exact * 1e-3 + 0.001,
+            "p{q}: {got} vs exact {exact}"
+        );
+    }
+    let out = render(&store);
+    assert!(out.contains("hestyna_llm_latency_window_seconds{intent=\"billing\",organization=\"acme\",quantile=\"0.95\"} "), "{out}");
+    // Once the window has passed, the series goes.
+    store.sweep(t0 + 419 + 400);
+    assert_eq!(
+        store
+            .series_counts()
+            .iter()
+            .find(|(n, _)| n.contains("window"))
+            .unwrap()
+            .1,
+        0
+    );
+}
+
+#[test]
+fn open_metrics_rendering() {
+    let plan = Plan::compile(&[spec("hestyna_llm_runs_total")]).unwrap();
+    let mut store = plan.new_store();
+    feed(&plan, &mut store, &llm("acme", "billing", "success", 1.0));
+    let mut out = String::new();
+    store.render(&mut out, crate::derive::Format::OpenMetrics);
+    assert!(out.starts_with("# HELP hestyna_llm_runs LLM runs by intent and outcome.\n# TYPE hestyna_llm_runs counter\nhestyna_llm_runs_total{"), "{out}");
+}
