@@ -228,6 +228,7 @@ impl Changelog {
             tokio::task::spawn_blocking(move || -> Result<Vec<Change>, ChangelogError> {
                 let mut c = config(&properties);
                 c.set("enable.auto.commit", "false")
+                    .set("fetch.wait.max.ms", "50")
                     .set("group.id", "hestyna-obsd-changelog-restore");
                 let consumer: BaseConsumer = c.create()?;
                 let (low, high) =
@@ -240,6 +241,11 @@ impl Changelog {
                 consumer.assign(&list)?;
                 let deadline = Instant::now() + Duration::from_secs(120);
                 let mut changes = Vec::new();
+                // Done once past the high watermark and nothing more arrives for a moment: tansu (the
+                // test broker) reports a high watermark below the partition's real end, so the mark
+                // alone would stop a restore early.
+                let mut reached = false;
+                let mut last_record = Instant::now();
                 loop {
                     if Instant::now() > deadline {
                         return Err(ChangelogError::RestoreTimeout {
@@ -268,12 +274,14 @@ impl Changelog {
                                     changes.push(change);
                                 }
                             }
-                            if m.offset() + 1 >= high {
-                                return Ok(changes);
-                            }
+                            last_record = Instant::now();
+                            reached |= m.offset() + 1 >= high;
                         }
                         Some(Err(e)) => return Err(e.into()),
                         None => {}
+                    }
+                    if reached && last_record.elapsed() >= Duration::from_millis(500) {
+                        return Ok(changes);
                     }
                 }
             })

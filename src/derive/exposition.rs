@@ -36,6 +36,7 @@ pub enum FamilyType {
     Counter,
     Gauge,
     Histogram,
+    Summary,
 }
 
 /// Appends families and samples to a string.
@@ -67,6 +68,7 @@ impl<'a> Writer<'a> {
             FamilyType::Counter => "counter",
             FamilyType::Gauge => "gauge",
             FamilyType::Histogram => "histogram",
+            FamilyType::Summary => "summary",
         };
         let _ = write!(self.out, "# HELP {name} ");
         escape(help, false, self.out);

@@ -188,9 +188,9 @@ struct WindowFamily {
     overflowed: u64,
 }
 
-/// One windowed series at render time: its labels, how many observations the window holds, and the
-/// value of each configured quantile.
-type WindowRow<'a> = (&'a LabelKey, u64, Vec<f64>);
+/// One windowed series at render time: its labels, how many observations the window holds, their sum,
+/// and the value of each configured quantile.
+type WindowRow<'a> = (&'a LabelKey, u64, f64, Vec<f64>);
 
 /// Every derived series.
 #[derive(Debug, Clone)]
@@ -265,7 +265,7 @@ impl Store {
         let scaled = (value / w.def.resolution).round().max(0.0) as u64;
         let key_ref = LabelRef(labels);
         if let Some(series) = w.series.get_mut(&key_ref) {
-            series.record(epoch, scaled, w.def.significant_digits);
+            series.record(epoch, value, scaled, w.def.significant_digits);
             return;
         }
         let live = w.series.len() - w.has_overflow as usize;
@@ -279,7 +279,7 @@ impl Store {
         w.series
             .entry(key)
             .or_insert_with(|| SlidingWindow::new(w.def.slices))
-            .record(epoch, scaled, w.def.significant_digits);
+            .record(epoch, value, scaled, w.def.significant_digits);
     }
 
     pub(super) fn skip(&mut self, family: usize, reason: SkipReason) {
@@ -413,8 +413,12 @@ impl Store {
         }
         for (family, series) in self.window_quantiles() {
             let def = &family.def;
-            w.family(&def.name, &def.help, FamilyType::Gauge);
-            for (key, _, values) in series {
+            // A summary: the Prometheus type for quantiles computed by the exporter (a gauge may not
+            // carry a `quantile` label).
+            w.family(&def.name, &def.help, FamilyType::Summary);
+            let (sum_name, count_name) =
+                (format!("{}_sum", def.name), format!("{}_count", def.name));
+            for (key, count, sum, values) in series {
                 pairs.clear();
                 pairs.extend(
                     def.label_names
@@ -425,11 +429,13 @@ impl Store {
                 for ((_, q), v) in def.quantiles.iter().zip(values) {
                     w.sample(&def.name, &pairs, Some(("quantile", q)), &format_value(v));
                 }
+                w.sample(&sum_name, &pairs, None, &format_value(sum));
+                w.sample(&count_name, &pairs, None, &count.to_string());
             }
         }
     }
 
-    /// Per window family, its live series sorted: (labels, count, quantile values).
+    /// Per window family, its live series sorted.
     fn window_quantiles(&self) -> Vec<(&WindowFamily, Vec<WindowRow<'_>>)> {
         self.windows
             .iter()
@@ -440,13 +446,13 @@ impl Store {
                     .series
                     .iter()
                     .filter_map(|(key, window)| {
-                        let h = window.merged(epoch)?;
+                        let (h, sum) = window.merged(epoch)?;
                         let values = def
                             .quantiles
                             .iter()
                             .map(|(q, _)| h.value_at_quantile(*q) as f64 * def.resolution)
                             .collect();
-                        Some((key, h.len(), values))
+                        Some((key, h.len(), sum, values))
                     })
                     .collect();
                 series.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -465,7 +471,7 @@ impl Store {
                 let def = &family.def;
                 let series: Vec<Value> = series
                     .into_iter()
-                    .map(|(key, count, values)| {
+                    .map(|(key, count, sum, values)| {
                         let labels: Map<String, Value> = def
                             .label_names
                             .iter()
@@ -478,7 +484,7 @@ impl Store {
                             .zip(values)
                             .map(|((_, q), v)| (q.clone(), json!(v)))
                             .collect();
-                        json!({ "labels": labels, "count": count, "quantiles": quantiles })
+                        json!({ "labels": labels, "count": count, "sum": sum, "quantiles": quantiles })
                     })
                     .collect();
                 json!({ "name": def.name, "window_seconds": def.seconds, "series": series })

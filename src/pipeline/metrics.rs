@@ -110,6 +110,11 @@ impl MetricsPipeline {
             for change in changes {
                 join.restore(change, now);
             }
+            JoinCounted {
+                counts: join.take_counts(),
+                pending: join.len(),
+            }
+            .emit(&self.metrics);
             tracing::info!(
                 topic = topic.as_ref(),
                 partition,

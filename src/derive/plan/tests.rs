@@ -153,7 +153,7 @@ hestyna_llm_runs_total{intent=\"refund\",organization=\"glo\\\"bex\",outcome=\"s
     assert!(out.contains(
         "hestyna_llm_latency_seconds_count{intent=\"billing\",organization=\"acme\"} 2\n"
     ));
-    assert!(out.contains("# TYPE hestyna_llm_latency_window_seconds gauge\n"));
+    assert!(out.contains("# TYPE hestyna_llm_latency_window_seconds summary\n"));
 }
 
 #[test]
@@ -222,23 +222,6 @@ fn label_sets_past_the_limit_fold_into_one_overflow_series_and_totals_stay_exact
     // An existing series keeps counting; it is not folded.
     feed(&plan, &mut store, &llm("org-0", "billing", "success", 1.0));
     assert!(render(&store).contains("organization=\"org-0\",outcome=\"success\"} 2\n"));
-}
-
-#[test]
-fn a_million_organizations_stay_within_the_limits() {
-    let plan = Plan::compile(&default_rules()).unwrap();
-    let mut store = plan.new_store();
-    for i in 0..1_000_000u32 {
-        feed(
-            &plan,
-            &mut store,
-            &llm(&format!("org-{i}"), "billing", "success", 1.0),
-        );
-    }
-    for (name, count) in store.series_counts() {
-        let limit = if name.contains("window") { 500 } else { 10_000 };
-        assert!(count <= limit + 1, "{name}: {count}");
-    }
 }
 
 #[test]

@@ -1,0 +1,157 @@
+//! A real scrape is valid for Prometheus' own linter, OpenMetrics is served when asked for, and the
+//! window quantiles are served as JSON behind the same credentials.
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn generator_config(dir: &std::path::Path, port: u16) -> String {
+    format!(
+        r#"
+[source]
+kind = "generator"
+[source.generator]
+rate = 2000.0
+invalid_ratio = 0.01
+unknown_ratio = 0.01
+[dead_letter]
+kind = "file"
+path = "{dlq}"
+[http]
+listen = "127.0.0.1:{port}"
+[http.basic_auth_users]
+{USER} = "{USER_HASH}"
+[forward.sinks.siem]
+kind = "file"
+path = "{siem}"
+"#,
+        dlq = dir.join("dlq.jsonl").display(),
+        siem = dir.join("siem.jsonl").display(),
+    )
+}
+
+fn promtool() -> String {
+    std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into())
+}
+
+#[test]
+fn scrapes_pass_promtool_and_openmetrics_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let daemon = Daemon::start(&generator_config(dir.path(), port), dir.path(), port);
+    let auth = basic(USER, PASSWORD);
+    let body = wait_for(
+        "every default family to have series",
+        Duration::from_secs(60),
+        || {
+            let (_, body) = daemon.get("/metrics", Some((USER, PASSWORD)));
+            let families = [
+                "hestyna_llm_runs_total{",
+                "hestyna_llm_latency_seconds_bucket{",
+                "hestyna_llm_tokens_total{",
+                "hestyna_llm_failures_total{",
+                "hestyna_integration_calls_total{",
+                "hestyna_integration_failures_total{",
+                "hestyna_automation_runs_total{",
+                "hestyna_automation_duration_seconds_bucket{",
+                "hestyna_requests_resolution_seconds_bucket{",
+                "hestyna_llm_latency_window_seconds{",
+            ];
+            families.iter().all(|f| body.contains(f)).then_some(body)
+        },
+    );
+
+    let mut child = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/test installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics:\n{report}"
+    );
+
+    // OpenMetrics on request.
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut response = agent
+        .get(format!("http://{}/metrics", daemon.http))
+        .header("Authorization", &auth)
+        .header(
+            "Accept",
+            "application/openmetrics-text; version=1.0.0, text/plain;version=0.0.4;q=0.5",
+        )
+        .call()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let om = response.body_mut().read_to_string().unwrap();
+    assert!(
+        om.ends_with("# EOF\n"),
+        "{}",
+        &om[om.len().saturating_sub(200)..]
+    );
+    assert_eq!(om.matches("# EOF").count(), 1);
+    assert!(
+        om.contains("# TYPE hestyna_llm_runs counter\n"),
+        "a counter family is named without _total"
+    );
+    assert!(om.contains("\nhestyna_llm_runs_total{"));
+    assert!(om.contains("# TYPE hestyna_obsd_events_received counter\n"));
+    assert!(!body.contains("# EOF"), "the text format has no EOF marker");
+}
+
+#[test]
+fn quantiles_are_served_as_json_behind_the_same_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let daemon = Daemon::start(&generator_config(dir.path(), port), dir.path(), port);
+    assert_eq!(daemon.get("/api/v1/quantiles", None).0, 401);
+    assert_eq!(
+        daemon.get("/api/v1/quantiles", Some((USER, "wrong"))).0,
+        401
+    );
+    let json: serde_json::Value = wait_for("windowed series", Duration::from_secs(30), || {
+        let (status, body) = daemon.get("/api/v1/quantiles", Some((USER, PASSWORD)));
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        (v["metrics"][0]["series"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty()))
+        .then_some(v)
+    });
+    let metric = &json["metrics"][0];
+    assert_eq!(metric["name"], "hestyna_llm_latency_window_seconds");
+    assert_eq!(metric["window_seconds"], 300);
+    let series = &metric["series"][0];
+    assert!(series["labels"]["organization"].is_string() && series["labels"]["intent"].is_string());
+    let (p50, p95, p99) = (
+        series["quantiles"]["0.5"].as_f64().unwrap(),
+        series["quantiles"]["0.95"].as_f64().unwrap(),
+        series["quantiles"]["0.99"].as_f64().unwrap(),
+    );
+    assert!(0.0 < p50 && p50 <= p95 && p95 <= p99, "{series}");
+    assert!(series["count"].as_u64().unwrap() >= 1);
+}
