@@ -14,7 +14,7 @@ use crate::derive::changelog::Changelog;
 use crate::derive::join::IntakeJoin;
 use crate::derive::{DeriveError, Plan, Store};
 use crate::forward::{build_sinks, Enricher, HostInfo};
-use crate::http::{BasicAuth, HttpError, HttpState, DEMO_PASSWORD};
+use crate::http::{HttpError, HttpState, Security, DEMO_PASSWORD};
 use crate::pipeline::forward::ForwardPipeline;
 use crate::pipeline::metrics::JoinState;
 use crate::pipeline::metrics::MetricsPipeline;
@@ -35,6 +35,10 @@ pub enum AppError {
     Config(#[from] crate::config::ConfigError),
     #[error("invalid metric rules:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
     Rules(Vec<DeriveError>),
+    #[error("/metrics on the non-loopback address {addr} would be open to anyone: the web configuration file sets no users, tokens, allowed networks or client certificates (or set http.allow_unauthenticated = true)")]
+    Unprotected { addr: std::net::SocketAddr },
+    #[error("web configuration: {0}")]
+    Security(#[from] crate::http::SecurityError),
     #[error("the public demo password is configured for {users:?} while /metrics listens on {addr}, which is not loopback: set real credentials")]
     DemoPasswordExposed {
         users: Vec<String>,
@@ -70,7 +74,9 @@ impl AppError {
             AppError::Config(_)
             | AppError::Rules(_)
             | AppError::Usage(_)
-            | AppError::DemoPasswordExposed { .. } => 64,
+            | AppError::DemoPasswordExposed { .. }
+            | AppError::Unprotected { .. }
+            | AppError::Security(_) => 64,
             _ => 1,
         }
     }
@@ -154,8 +160,25 @@ pub async fn run_observed(
     let plan = Arc::new(compile_rules(&config)?);
     let store = Arc::new(parking_lot::Mutex::new(plan.new_store()));
 
-    let auth = Arc::new(BasicAuth::new(config.http.basic_auth_users.clone()));
-    let demo_users: Vec<String> = auth.demo_users().into_iter().map(str::to_owned).collect();
+    let security = match &config.http.web_config_file {
+        Some(path) => Security::load(path)?,
+        None => Security::basic(config.http.basic_auth_users.clone()),
+    };
+    let must_protect = !config.http.listen.ip().is_loopback() && !config.http.allow_unauthenticated;
+    if options.http && must_protect && !security.is_protected() {
+        return Err(AppError::Unprotected {
+            addr: config.http.listen,
+        });
+    }
+    let demo_users: Vec<String> = security
+        .auth
+        .demo_users()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let auth_required = security.auth.requires_credentials();
+    let security: crate::http::LiveSecurity =
+        Arc::new(parking_lot::RwLock::new(Arc::new(security)));
     if options.http && !demo_users.is_empty() && !config.http.listen.ip().is_loopback() {
         return Err(AppError::DemoPasswordExposed {
             users: demo_users,
@@ -180,6 +203,10 @@ pub async fn run_observed(
     let listener = match options.http {
         true => Some(crate::http::bind(config.http.listen).await?),
         false => None,
+    };
+    let health_listener = match (options.http, config.http.health_listen) {
+        (true, Some(addr)) => Some(crate::http::bind(addr).await?),
+        _ => None,
     };
     let shutdown = Shutdown::new(Duration::from_secs(config.shutdown.drain_timeout_secs));
     let health = Arc::new(Health::default());
@@ -279,17 +306,39 @@ pub async fn run_observed(
         self_metrics.clone(),
         shutdown.clone(),
     ));
-    let server = listener.map(|listener| {
-        let state = HttpState {
-            store: store.clone(),
-            metrics: self_metrics.clone(),
-            health: health.clone(),
-            auth: auth.clone(),
-        };
-        tokio::spawn(crate::http::serve(listener, state, shutdown.clone()))
-    });
+    let state = HttpState::new(
+        store.clone(),
+        self_metrics.clone(),
+        health.clone(),
+        security.clone(),
+    );
+    let mut servers = Vec::new();
+    if let Some(listener) = listener {
+        servers.push(tokio::spawn(crate::http::serve(
+            listener,
+            state.clone(),
+            shutdown.clone(),
+        )));
+    }
+    if let Some(listener) = health_listener {
+        servers.push(tokio::spawn(crate::http::serve_health(
+            listener,
+            state.clone(),
+            shutdown.clone(),
+        )));
+    }
+    if let (Some(path), true) = (&config.http.web_config_file, options.http) {
+        let watcher = crate::http::watch_security(
+            path.clone(),
+            security.clone(),
+            self_metrics.clone(),
+            must_protect,
+            shutdown.clone(),
+        );
+        servers.push(tokio::spawn(watcher));
+    }
     if options.banner {
-        print_banner(&config, &demo_users, auth.is_enabled(), &dead_letter);
+        print_banner(&config, &demo_users, auth_required, &dead_letter);
     }
     tracing::info!(
         source = ?config.source.kind,
@@ -344,11 +393,9 @@ pub async fn run_observed(
     }
     let _ = sweeper.await;
     dead_letter.flush(Duration::from_secs(5));
-    if let Some(server) = server {
-        match server.await {
-            Ok(Err(e)) => tracing::error!(error = %e, "http server failed"),
-            Err(e) => tracing::error!(error = %e, "http server task failed"),
-            Ok(Ok(())) => {}
+    for server in servers {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "http server task failed");
         }
     }
     tracing::info!(records = source_records, "stopped");

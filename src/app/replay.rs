@@ -143,6 +143,7 @@ pub fn summary(report: &RunReport, print_metrics: bool) -> String {
             &report.store,
             &report.self_metrics,
             crate::derive::Format::Text,
+            None,
         ));
     }
     out

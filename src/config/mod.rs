@@ -353,6 +353,13 @@ pub struct HttpConfig {
     pub basic_auth_users: BTreeMap<String, String>,
     /// Serve `/metrics` with no credentials on a non-loopback address. Off: the daemon refuses to start.
     pub allow_unauthenticated: bool,
+    /// A Prometheus exporter-toolkit web configuration file (TLS, mTLS, basic auth users, response
+    /// headers) with hestyna-obsd's extensions (bearer tokens, organization scopes, allowed networks,
+    /// trusted proxies). Re-read on SIGHUP and on change. Replaces `basic_auth_users`.
+    pub web_config_file: Option<PathBuf>,
+    /// A second, plain listener serving only `/livez` and `/readyz` (for probes when the main listener
+    /// needs client certificates). They stay on the main listener too.
+    pub health_listen: Option<SocketAddr>,
 }
 
 impl Default for HttpConfig {
@@ -361,6 +368,8 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 9464)),
             basic_auth_users: BTreeMap::new(),
             allow_unauthenticated: false,
+            web_config_file: None,
+            health_listen: None,
         }
     }
 }

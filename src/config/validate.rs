@@ -300,7 +300,26 @@ fn check(c: &Config) -> Vec<Issue> {
             );
         }
     }
-    if c.http.basic_auth_users.is_empty()
+    if c.http.web_config_file.is_some() && !c.http.basic_auth_users.is_empty() {
+        fault(
+            "http.basic_auth_users",
+            "set the users in http.web_config_file instead (one source of credentials)".into(),
+        );
+    }
+    if let Some(path) = &c.http.web_config_file {
+        if !path.is_file() {
+            fault(
+                "http.web_config_file",
+                format!("{} is not a readable file", path.display()),
+            );
+        }
+    }
+    if c.http.health_listen.is_some_and(|h| h == c.http.listen) {
+        fault("http.health_listen", "must differ from http.listen".into());
+    }
+    // With a web configuration file, whether it protects /metrics is checked when it is loaded.
+    if c.http.web_config_file.is_none()
+        && c.http.basic_auth_users.is_empty()
         && !c.http.listen.ip().is_loopback()
         && !c.http.allow_unauthenticated
     {

@@ -22,7 +22,7 @@ pub use exposition::{format_value, Format};
 pub use field::Field;
 pub use plan::{Plan, SkipReason};
 pub use rules::{default_rules, LabelSource, MetricKind, RuleSpec, Unit, ValueSpec, WindowSpec};
-pub use store::{wall_clock, FamilyCounts, Store, OVERFLOW};
+pub use store::{wall_clock, FamilyCounts, Scope, Snapshot, Store, OVERFLOW};
 
 /// Why a rule cannot be compiled.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -6,14 +6,16 @@ use super::rules::{MetricKind, WindowSpec};
 use super::window::SlidingWindow;
 use hashbrown::{Equivalent, HashMap};
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 /// The label value of the series that label sets past a rule's limit are folded into.
 pub const OVERFLOW: &str = "__overflow__";
 
 /// Owned label values of one series, in the family's label order.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct LabelKey(Box<[Box<str>]>);
+struct LabelKey(Arc<[Box<str>]>);
 
 impl Hash for LabelKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
@@ -141,7 +143,7 @@ pub struct FamilyCounts {
 
 #[derive(Debug, Clone)]
 struct Family {
-    def: FamilyDef,
+    def: Arc<FamilyDef>,
     series: HashMap<LabelKey, Series>,
     has_overflow: bool,
     counts: FamilyCounts,
@@ -182,15 +184,11 @@ impl Family {
 
 #[derive(Debug, Clone)]
 struct WindowFamily {
-    def: WindowDef,
+    def: Arc<WindowDef>,
     series: HashMap<LabelKey, SlidingWindow>,
     has_overflow: bool,
     overflowed: u64,
 }
-
-/// One windowed series at render time: its labels, how many observations the window holds, their sum,
-/// and the value of each configured quantile.
-type WindowRow<'a> = (&'a LabelKey, u64, f64, Vec<f64>);
 
 /// Every derived series.
 #[derive(Debug, Clone)]
@@ -214,7 +212,7 @@ impl Store {
             families: families
                 .iter()
                 .map(|def| Family {
-                    def: def.clone(),
+                    def: Arc::new(def.clone()),
                     series: HashMap::new(),
                     has_overflow: false,
                     counts: FamilyCounts::default(),
@@ -223,7 +221,7 @@ impl Store {
             windows: windows
                 .iter()
                 .map(|def| WindowFamily {
-                    def: def.clone(),
+                    def: Arc::new(def.clone()),
                     series: HashMap::new(),
                     has_overflow: false,
                     overflowed: 0,
@@ -358,12 +356,110 @@ impl Store {
             .collect()
     }
 
-    /// Appends every family in `format`, series sorted by labels (without the OpenMetrics `# EOF`).
+    /// Appends every family in `format` (without the OpenMetrics `# EOF`). Holding the store while
+    /// formatting: the HTTP endpoint uses [`Store::snapshot`] instead, which does not.
     pub fn render(&self, out: &mut String, format: Format) {
+        self.snapshot().render(out, format, None);
+    }
+
+    /// The window quantiles as JSON.
+    pub fn quantiles_json(&self) -> serde_json::Value {
+        self.snapshot().quantiles_json(None)
+    }
+
+    /// A copy of every series, cheap to take (label keys are shared, not copied) and rendered after the
+    /// lock on the store is released, so that a scrape never holds up event processing for longer than
+    /// the copy. Window quantiles are computed here.
+    pub fn snapshot(&self) -> Snapshot {
+        let families = self
+            .families
+            .iter()
+            .map(|f| FamilySnapshot {
+                def: f.def.clone(),
+                series: f
+                    .series
+                    .iter()
+                    .map(|(k, s)| (k.clone(), s.value.clone()))
+                    .collect(),
+            })
+            .collect();
+        let windows = self
+            .windows
+            .iter()
+            .map(|family| {
+                let def = &family.def;
+                let epoch = self.now / def.slice_secs;
+                let rows = family
+                    .series
+                    .iter()
+                    .filter_map(|(key, window)| {
+                        let (h, sum) = window.merged(epoch)?;
+                        let values = def
+                            .quantiles
+                            .iter()
+                            .map(|(q, _)| h.value_at_quantile(*q) as f64 * def.resolution)
+                            .collect();
+                        Some((key.clone(), h.len(), sum, values))
+                    })
+                    .collect();
+                WindowSnapshot {
+                    def: def.clone(),
+                    rows,
+                }
+            })
+            .collect();
+        Snapshot { families, windows }
+    }
+}
+
+struct FamilySnapshot {
+    def: Arc<FamilyDef>,
+    series: Vec<(LabelKey, Value)>,
+}
+
+struct WindowSnapshot {
+    def: Arc<WindowDef>,
+    /// (labels, observations in the window, their sum, the value of each quantile).
+    rows: Vec<(LabelKey, u64, f64, Vec<f64>)>,
+}
+
+/// Every series at one moment; see [`Store::snapshot`].
+pub struct Snapshot {
+    families: Vec<FamilySnapshot>,
+    windows: Vec<WindowSnapshot>,
+}
+
+/// Which series a reader may see: `None` all; `Some(orgs)` only series whose `organization` label is
+/// one of `orgs` (families without that label are hidden).
+pub type Scope<'a> = Option<&'a BTreeSet<String>>;
+
+/// The position of the `organization` label, and whether a key passes the scope.
+fn visible<'a>(
+    label_names: &[String],
+    scope: Scope<'a>,
+) -> Option<Box<dyn Fn(&LabelKey) -> bool + 'a>> {
+    match scope {
+        None => Some(Box::new(|_| true)),
+        Some(orgs) => {
+            let at = label_names.iter().position(|n| n == "organization")?;
+            Some(Box::new(move |key: &LabelKey| {
+                orgs.contains(key.0[at].as_ref())
+            }))
+        }
+    }
+}
+
+impl Snapshot {
+    /// Appends every visible family in `format`, series sorted by labels (without the OpenMetrics
+    /// `# EOF`).
+    pub fn render(mut self, out: &mut String, format: Format, scope: Scope<'_>) {
         let mut w = Writer::new(out, format);
         let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(super::plan::MAX_LABELS);
-        for family in &self.families {
+        for family in &mut self.families {
             let def = &family.def;
+            let Some(visible) = visible(&def.label_names, scope) else {
+                continue;
+            };
             let kind = match def.kind {
                 MetricKind::Counter => FamilyType::Counter,
                 MetricKind::Histogram => FamilyType::Histogram,
@@ -380,9 +476,8 @@ impl Store {
                 format!("{}_sum", def.name),
                 format!("{}_count", def.name),
             );
-            let mut series: Vec<(&LabelKey, &Series)> = family.series.iter().collect();
-            series.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            for (key, s) in series {
+            family.series.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (key, value) in family.series.iter().filter(|(k, _)| visible(k)) {
                 pairs.clear();
                 pairs.extend(
                     def.label_names
@@ -390,7 +485,7 @@ impl Store {
                         .map(String::as_str)
                         .zip(key.0.iter().map(|v| v.as_ref())),
                 );
-                match &s.value {
+                match value {
                     Value::Counter(total) => {
                         w.sample(&def.name, &pairs, None, &format_value(*total))
                     }
@@ -411,14 +506,18 @@ impl Store {
                 }
             }
         }
-        for (family, series) in self.window_quantiles() {
-            let def = &family.def;
+        for window in &mut self.windows {
+            let def = &window.def;
+            let Some(visible) = visible(&def.label_names, scope) else {
+                continue;
+            };
             // A summary: the Prometheus type for quantiles computed by the exporter (a gauge may not
             // carry a `quantile` label).
             w.family(&def.name, &def.help, FamilyType::Summary);
             let (sum_name, count_name) =
                 (format!("{}_sum", def.name), format!("{}_count", def.name));
-            for (key, count, sum, values) in series {
+            window.rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (key, count, sum, values) in window.rows.iter().filter(|r| visible(&r.0)) {
                 pairs.clear();
                 pairs.extend(
                     def.label_names
@@ -427,69 +526,47 @@ impl Store {
                         .zip(key.0.iter().map(|v| v.as_ref())),
                 );
                 for ((_, q), v) in def.quantiles.iter().zip(values) {
-                    w.sample(&def.name, &pairs, Some(("quantile", q)), &format_value(v));
+                    w.sample(&def.name, &pairs, Some(("quantile", q)), &format_value(*v));
                 }
-                w.sample(&sum_name, &pairs, None, &format_value(sum));
+                w.sample(&sum_name, &pairs, None, &format_value(*sum));
                 w.sample(&count_name, &pairs, None, &count.to_string());
             }
         }
     }
 
-    /// Per window family, its live series sorted.
-    fn window_quantiles(&self) -> Vec<(&WindowFamily, Vec<WindowRow<'_>>)> {
-        self.windows
-            .iter()
-            .map(|family| {
-                let def = &family.def;
-                let epoch = self.now / def.slice_secs;
-                let mut series: Vec<WindowRow<'_>> = family
-                    .series
-                    .iter()
-                    .filter_map(|(key, window)| {
-                        let (h, sum) = window.merged(epoch)?;
-                        let values = def
-                            .quantiles
-                            .iter()
-                            .map(|(q, _)| h.value_at_quantile(*q) as f64 * def.resolution)
-                            .collect();
-                        Some((key, h.len(), sum, values))
-                    })
-                    .collect();
-                series.sort_unstable_by(|a, b| a.0.cmp(b.0));
-                (family, series)
-            })
-            .collect()
-    }
-
-    /// The window quantiles as JSON (for `/api/v1/quantiles`).
-    pub fn quantiles_json(&self) -> serde_json::Value {
+    /// The window quantiles as JSON (for `/api/v1/quantiles`), within `scope`.
+    pub fn quantiles_json(mut self, scope: Scope<'_>) -> serde_json::Value {
         use serde_json::{json, Map, Value};
-        let metrics: Vec<Value> = self
-            .window_quantiles()
-            .into_iter()
-            .map(|(family, series)| {
-                let def = &family.def;
-                let series: Vec<Value> = series
-                    .into_iter()
-                    .map(|(key, count, sum, values)| {
-                        let labels: Map<String, Value> = def
-                            .label_names
-                            .iter()
-                            .zip(key.0.iter())
-                            .map(|(k, v)| (k.clone(), json!(v.as_ref())))
-                            .collect();
-                        let quantiles: Map<String, Value> = def
-                            .quantiles
-                            .iter()
-                            .zip(values)
-                            .map(|((_, q), v)| (q.clone(), json!(v)))
-                            .collect();
-                        json!({ "labels": labels, "count": count, "sum": sum, "quantiles": quantiles })
-                    })
-                    .collect();
-                json!({ "name": def.name, "window_seconds": def.seconds, "series": series })
-            })
-            .collect();
+        let mut metrics = Vec::new();
+        for window in &mut self.windows {
+            let def = &window.def;
+            let Some(visible) = visible(&def.label_names, scope) else {
+                continue;
+            };
+            window.rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let series: Vec<Value> = window
+                .rows
+                .iter()
+                .filter(|r| visible(&r.0))
+                .map(|(key, count, sum, values)| {
+                    let labels: Map<String, Value> = def
+                        .label_names
+                        .iter()
+                        .zip(key.0.iter())
+                        .map(|(k, v)| (k.clone(), json!(v.as_ref())))
+                        .collect();
+                    let quantiles: Map<String, Value> = def
+                        .quantiles
+                        .iter()
+                        .zip(values)
+                        .map(|((_, q), v)| (q.clone(), json!(v)))
+                        .collect();
+                    json!({ "labels": labels, "count": count, "sum": sum, "quantiles": quantiles })
+                })
+                .collect();
+            metrics
+                .push(json!({ "name": def.name, "window_seconds": def.seconds, "series": series }));
+        }
         json!({ "metrics": metrics })
     }
 }

@@ -1,20 +1,45 @@
-//! HTTP: `/metrics` (basic auth; Prometheus text or OpenMetrics, as the scraper asks) and
-//! `/api/v1/quantiles` (same auth), `/livez` and `/readyz` (open, no data).
+//! HTTP: `/metrics` (Prometheus text, or OpenMetrics when asked) and `/api/v1/quantiles`, behind the
+//! listener's [`Security`]; `/livez` and `/readyz`, open and revealing nothing (also on an optional
+//! separate plain listener, for probes when the main one needs client certificates).
+//!
+//! Each connection: the peer's address is checked first (allowlist, with `X-Forwarded-For` believed only
+//! from trusted proxies), then TLS (with a handshake deadline), then HTTP/1.1 with a header deadline and a
+//! header size limit. Each request: throttled addresses get 429, then credentials (401 with
+//! `WWW-Authenticate`), then the answer, limited to the principal's organizations. Failures are counted
+//! by reason and never log secrets.
 
 mod auth;
+pub mod security;
 
-pub use auth::{BasicAuth, DEMO_PASSWORD, DEMO_USER};
+pub use auth::{Access, AuthFailure, Authenticator, FailureLimiter, DEMO_PASSWORD, DEMO_USER};
+pub use security::{Security, SecurityError};
 
 use crate::derive::{Format, Store};
 use crate::pipeline::{Health, Shutdown};
 use crate::telemetry::SelfMetrics;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
-use std::net::SocketAddr;
+use axum::{Extension, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Limits of a careful server.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+const MAX_CONNECTIONS: usize = 512;
+/// Failed attempts an address may make per minute before 429.
+const MAX_FAILURES: u32 = 10;
+
+/// The security in force, replaced whole on reload.
+pub type LiveSecurity = Arc<parking_lot::RwLock<Arc<Security>>>;
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -25,9 +50,33 @@ pub struct HttpState {
     pub metrics: Arc<SelfMetrics>,
     /// Readiness.
     pub health: Arc<Health>,
-    /// Credentials for `/metrics`.
-    pub auth: Arc<BasicAuth>,
+    /// Security in force.
+    pub security: LiveSecurity,
+    /// The throttle on failed attempts.
+    pub limiter: Arc<FailureLimiter>,
 }
+
+impl HttpState {
+    /// State with a fresh throttle.
+    pub fn new(
+        store: Arc<parking_lot::Mutex<Store>>,
+        metrics: Arc<SelfMetrics>,
+        health: Arc<Health>,
+        security: LiveSecurity,
+    ) -> Self {
+        HttpState {
+            store,
+            metrics,
+            health,
+            security,
+            limiter: Arc::new(FailureLimiter::new(MAX_FAILURES, Duration::from_secs(60))),
+        }
+    }
+}
+
+/// The connection a request came on.
+#[derive(Debug, Clone, Copy)]
+struct Peer(SocketAddr);
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -37,40 +86,156 @@ pub enum HttpError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("server: {0}")]
-    Serve(std::io::Error),
 }
 
-/// The router.
+/// The router of the main listener.
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/api/v1/quantiles", get(quantiles))
-        .route("/livez", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
+        .merge(health_routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard_body_and_headers,
+        ))
         .with_state(state)
 }
 
-/// Binds the listener (so a busy port fails start-up, before anything is consumed).
+fn health_routes() -> Router<HttpState> {
+    Router::new()
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+}
+
+/// Binds a listener (so a busy port fails start-up, before anything is consumed).
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, HttpError> {
     tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| HttpError::Bind { addr, source })
 }
 
-/// Serves until shutdown.
-pub async fn serve(
+/// Serves the main listener until shutdown: TLS and the allowlist as the security in force says.
+pub async fn serve(listener: tokio::net::TcpListener, state: HttpState, shutdown: Shutdown) {
+    accept_loop(listener, router(state.clone()), Some(state), shutdown).await
+}
+
+/// Serves `/livez` and `/readyz` alone, plain HTTP, until shutdown.
+pub async fn serve_health(listener: tokio::net::TcpListener, state: HttpState, shutdown: Shutdown) {
+    accept_loop(listener, health_routes().with_state(state), None, shutdown).await
+}
+
+async fn accept_loop(
     listener: tokio::net::TcpListener,
-    state: HttpState,
+    app: Router,
+    secured: Option<HttpState>,
     shutdown: Shutdown,
-) -> Result<(), HttpError> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.wait().await })
-    .await
-    .map_err(HttpError::Serve)
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.wait() => return,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Full: refuse by closing rather than queueing without bound.
+            drop(stream);
+            continue;
+        };
+        let (app, secured, shutdown) = (app.clone(), secured.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _ = stream.set_nodelay(true);
+            let tls = secured.as_ref().and_then(|s| s.security.read().tls.clone());
+            match tls {
+                None => connection(TokioIo::new(stream), peer, app, shutdown).await,
+                Some(config) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => connection(TokioIo::new(tls), peer, app, shutdown).await,
+                        Ok(Err(error)) => {
+                            if let Some(s) = &secured {
+                                s.metrics.tls_handshake_failures.inc();
+                            }
+                            tracing::debug!(%error, %peer, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            if let Some(s) = &secured {
+                                s.metrics.tls_handshake_failures.inc();
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn connection<I>(io: TokioIo<I>, peer: SocketAddr, app: Router, shutdown: Shutdown)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service =
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(Peer(peer));
+            let app = app.clone();
+            async move {
+                use tower::ServiceExt;
+                let response = match tokio::time::timeout(
+                    REQUEST_TIMEOUT,
+                    app.oneshot(request.map(axum::body::Body::new)),
+                )
+                .await
+                {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(never)) => match never {},
+                    Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                };
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = shutdown.wait() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
+    }
+}
+
+/// Refuses request bodies (nothing here takes one) and adds the configured response headers.
+async fn guard_body_and_headers(
+    State(state): State<HttpState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let has_body = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v != "0")
+        || request.headers().contains_key(header::TRANSFER_ENCODING);
+    let mut response = if has_body {
+        StatusCode::PAYLOAD_TOO_LARGE.into_response()
+    } else {
+        next.run(request).await
+    };
+    let security = state.security.read().clone();
+    for (name, value) in &security.headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
 }
 
 async fn readyz(State(state): State<HttpState>) -> Response {
@@ -81,38 +246,177 @@ async fn readyz(State(state): State<HttpState>) -> Response {
     }
 }
 
-/// Renders every derived series, then the self metrics, in `format`.
-pub fn render(store: &parking_lot::Mutex<Store>, metrics: &SelfMetrics, format: Format) -> String {
-    let mut out = String::with_capacity(64 * 1024);
+/// Network, throttle and credentials, in that order; the refusal to send otherwise.
+async fn admit(
+    state: &HttpState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<Access, Response> {
+    let security = state.security.read().clone();
+    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let client: IpAddr = security.client_ip(peer.ip(), forwarded);
+    let refuse = |reason: AuthFailure| {
+        state
+            .metrics
+            .http_auth_failures
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    };
+    if !security.network_allows(client) {
+        refuse(AuthFailure::ForbiddenNetwork);
+        return Err((StatusCode::FORBIDDEN, "forbidden\n").into_response());
+    }
+    if let Some(wait) = state.limiter.blocked(client) {
+        refuse(AuthFailure::RateLimited);
+        return Err((
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, wait.to_string())],
+            "too many failed attempts\n",
+        )
+            .into_response());
+    }
+    match security
+        .auth
+        .authenticate(headers.get(header::AUTHORIZATION))
+        .await
     {
+        Ok(access) => Ok(access),
+        Err(reason) => {
+            refuse(reason);
+            state.limiter.failed(client);
+            let challenge = if security.auth.accepts_tokens() {
+                "Basic realm=\"hestyna-obsd\", charset=\"UTF-8\", Bearer realm=\"hestyna-obsd\""
+            } else {
+                "Basic realm=\"hestyna-obsd\", charset=\"UTF-8\""
+            };
+            Err((
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, challenge)],
+                "unauthorized\n",
+            )
+                .into_response())
+        }
+    }
+}
+
+/// Renders the series a reader may see, then (for unscoped readers) the self metrics, in `format`. The
+/// store is held only while it is copied.
+pub fn render(
+    store: &parking_lot::Mutex<Store>,
+    metrics: &SelfMetrics,
+    format: Format,
+    access: Option<&Access>,
+) -> String {
+    let snapshot = {
         let store = store.lock();
-        store.render(&mut out, format);
         for (name, count) in store.series_counts() {
             metrics
                 .derived_series
                 .with_label_values(&[name])
                 .set(count as i64);
         }
+        store.snapshot()
+    };
+    let scope = access.and_then(|a| a.organizations.as_deref());
+    let mut out = String::with_capacity(64 * 1024);
+    snapshot.render(&mut out, format, scope);
+    if scope.is_none() {
+        metrics.render(&mut out, format);
     }
-    metrics.render(&mut out, format);
     crate::derive::exposition::Writer::new(&mut out, format).finish();
     out
 }
 
-async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = state.auth.check(headers.get(header::AUTHORIZATION)).await {
-        return refusal;
-    }
+async fn metrics(
+    State(state): State<HttpState>,
+    Extension(Peer(peer)): Extension<Peer>,
+    headers: HeaderMap,
+) -> Response {
+    let access = match admit(&state, peer, &headers).await {
+        Ok(a) => a,
+        Err(refusal) => return refusal,
+    };
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let body = render(&state.store, &state.metrics, format);
+    let (store, metrics) = (state.store.clone(), state.metrics.clone());
+    // Formatting a large exposition is CPU work: off the async workers.
+    let body = tokio::task::spawn_blocking(move || render(&store, &metrics, format, Some(&access)))
+        .await
+        .unwrap_or_default();
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
-/// The window quantiles as JSON (same credentials as `/metrics`).
-async fn quantiles(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = state.auth.check(headers.get(header::AUTHORIZATION)).await {
-        return refusal;
-    }
-    let body = state.store.lock().quantiles_json().to_string();
+/// The window quantiles as JSON, within the reader's organizations.
+async fn quantiles(
+    State(state): State<HttpState>,
+    Extension(Peer(peer)): Extension<Peer>,
+    headers: HeaderMap,
+) -> Response {
+    let access = match admit(&state, peer, &headers).await {
+        Ok(a) => a,
+        Err(refusal) => return refusal,
+    };
+    let snapshot = state.store.lock().snapshot();
+    let body = snapshot
+        .quantiles_json(access.organizations.as_deref())
+        .to_string();
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Re-reads the web configuration file on SIGHUP and when it, or a file it names, changes. A file that
+/// does not load (or would leave a non-loopback listener unprotected when that is not allowed) keeps the
+/// security in force; either way the outcome is logged and counted.
+pub async fn watch_security(
+    path: PathBuf,
+    live: LiveSecurity,
+    metrics: Arc<SelfMetrics>,
+    must_protect: bool,
+    shutdown: Shutdown,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).ok();
+    let mut poll = tokio::time::interval(Duration::from_secs(2));
+    let mut seen = security::fingerprint(&live.read().files);
+    loop {
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let forced = tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = hangup => true,
+            _ = poll.tick() => false,
+        };
+        let now = security::fingerprint(&live.read().files);
+        if !forced && now == seen {
+            continue;
+        }
+        seen = now;
+        match Security::load(&path) {
+            Ok(new) if must_protect && !new.is_protected() => {
+                metrics
+                    .web_config_reloads
+                    .with_label_values(&["failure"])
+                    .inc();
+                tracing::error!(path = %path.display(), "the new web configuration leaves /metrics open on a non-loopback address; keeping the old one");
+            }
+            Ok(new) => {
+                seen = security::fingerprint(&new.files);
+                *live.write() = Arc::new(new);
+                metrics
+                    .web_config_reloads
+                    .with_label_values(&["success"])
+                    .inc();
+                tracing::info!(path = %path.display(), "web configuration reloaded");
+            }
+            Err(error) => {
+                metrics
+                    .web_config_reloads
+                    .with_label_values(&["failure"])
+                    .inc();
+                tracing::error!(%error, "the new web configuration is invalid; keeping the old one");
+            }
+        }
+    }
 }

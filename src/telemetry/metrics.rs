@@ -41,6 +41,12 @@ pub struct SelfMetrics {
     pub intake_evicted: IntCounterVec,
     /// Pending intakes held.
     pub intake_pending: IntGauge,
+    /// Refused requests to /metrics and /api/v1/quantiles, by reason.
+    pub http_auth_failures: IntCounterVec,
+    /// TLS handshakes that failed or timed out.
+    pub tls_handshake_failures: IntCounter,
+    /// Reloads of the web configuration file, by result.
+    pub web_config_reloads: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -189,6 +195,24 @@ impl SelfMetrics {
                 r.register(Box::new(g.clone())).expect("self metric names are unique");
                 g
             },
+            http_auth_failures: counter(
+                &r,
+                "hestyna_obsd_http_auth_failures_total",
+                "Refused requests to /metrics and /api/v1/quantiles.",
+                &["reason"],
+            ),
+            tls_handshake_failures: {
+                let c = IntCounter::new("hestyna_obsd_tls_handshake_failures_total", "TLS handshakes that failed or timed out.")
+                    .expect("self metric definitions are valid");
+                r.register(Box::new(c.clone())).expect("self metric names are unique");
+                c
+            },
+            web_config_reloads: counter(
+                &r,
+                "hestyna_obsd_web_config_reloads_total",
+                "Reloads of the web configuration file.",
+                &["result"],
+            ),
             registry: r,
         }
     }
