@@ -433,18 +433,28 @@ pub struct Snapshot {
 /// one of `orgs` (families without that label are hidden).
 pub type Scope<'a> = Option<&'a BTreeSet<String>>;
 
-/// The position of the `organization` label, and whether a key passes the scope.
-fn visible<'a>(
-    label_names: &[String],
-    scope: Scope<'a>,
-) -> Option<Box<dyn Fn(&LabelKey) -> bool + 'a>> {
+/// A scope applied to one family.
+struct Visible<'a> {
+    /// `None`: everything; else (the position of the `organization` label, the organizations).
+    filter: Option<(usize, &'a BTreeSet<String>)>,
+}
+
+impl Visible<'_> {
+    fn key(&self, key: &LabelKey) -> bool {
+        self.filter
+            .is_none_or(|(at, orgs)| orgs.contains(key.0[at].as_ref()))
+    }
+}
+
+/// How `scope` applies to a family with these labels; `None` when the family is hidden altogether.
+fn visible<'a>(label_names: &[String], scope: Scope<'a>) -> Option<Visible<'a>> {
     match scope {
-        None => Some(Box::new(|_| true)),
+        None => Some(Visible { filter: None }),
         Some(orgs) => {
             let at = label_names.iter().position(|n| n == "organization")?;
-            Some(Box::new(move |key: &LabelKey| {
-                orgs.contains(key.0[at].as_ref())
-            }))
+            Some(Visible {
+                filter: Some((at, orgs)),
+            })
         }
     }
 }
@@ -477,7 +487,7 @@ impl Snapshot {
                 format!("{}_count", def.name),
             );
             family.series.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            for (key, value) in family.series.iter().filter(|(k, _)| visible(k)) {
+            for (key, value) in family.series.iter().filter(|(k, _)| visible.key(k)) {
                 pairs.clear();
                 pairs.extend(
                     def.label_names
@@ -517,7 +527,7 @@ impl Snapshot {
             let (sum_name, count_name) =
                 (format!("{}_sum", def.name), format!("{}_count", def.name));
             window.rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            for (key, count, sum, values) in window.rows.iter().filter(|r| visible(&r.0)) {
+            for (key, count, sum, values) in window.rows.iter().filter(|r| visible.key(&r.0)) {
                 pairs.clear();
                 pairs.extend(
                     def.label_names
@@ -547,7 +557,7 @@ impl Snapshot {
             let series: Vec<Value> = window
                 .rows
                 .iter()
-                .filter(|r| visible(&r.0))
+                .filter(|r| visible.key(&r.0))
                 .map(|(key, count, sum, values)| {
                     let labels: Map<String, Value> = def
                         .label_names

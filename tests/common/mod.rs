@@ -421,6 +421,50 @@ impl Daemon {
         daemon
     }
 
+    /// Wraps a daemon started elsewhere; waits until `ready` answers 200 on its listener (`PATH@health`:
+    /// on the plain health listener, found in the log; empty: no wait).
+    pub fn adopt(child: Child, http: SocketAddr, dir: &Path, ready: &str) -> Daemon {
+        let stderr = dir.join(format!("daemon-{}.log", http.port()));
+        let mut daemon = Daemon {
+            child: Some(child),
+            http,
+            dir: dir.to_owned(),
+            stderr,
+        };
+        if ready.is_empty() {
+            wait_for("the daemon to start", Duration::from_secs(60), || {
+                daemon.log().contains("started").then_some(())
+            });
+            return daemon;
+        }
+        wait_for(
+            &format!("the daemon's {ready}"),
+            Duration::from_secs(60),
+            || {
+                if let Some(status) = daemon
+                    .child
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten())
+                {
+                    panic!("the daemon exited with {status}:\n{}", daemon.log());
+                }
+                if ready.ends_with("@health") {
+                    return daemon.log().contains("started").then_some(());
+                }
+                (daemon.get(ready, None).0 == 200).then_some(())
+            },
+        );
+        daemon
+    }
+
+    /// Sends a signal to the daemon.
+    pub fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) with a pid we own; no memory is touched.
+            unsafe { libc::kill(child.id() as i32, signal) };
+        }
+    }
+
     /// GET `path`, with basic credentials if given: (status, body).
     pub fn get(&self, path: &str, credentials: Option<(&str, &str)>) -> (u16, String) {
         http_get(
