@@ -9,6 +9,7 @@
 //! - [`forward`]: events -> enriched JSON documents -> SIEM sinks.
 //! - [`deadletter`]: where invalid (and rejected) records go, before their offsets are stored.
 //! - [`pipeline`]: the metrics and forward pipelines that run those stages on each batch.
+//! - [`produce`]: Kafka producing shared by the dead letters, the intake changelog and `generate`.
 //! - [`http`]: `/metrics`, `/livez`, `/readyz`.
 //! - [`config`], [`telemetry`], [`app`] (wiring and subcommands), [`cli`].
 
@@ -21,5 +22,6 @@ pub mod derive;
 pub mod forward;
 pub mod http;
 pub mod pipeline;
+pub mod produce;
 pub mod source;
 pub mod telemetry;

@@ -8,31 +8,6 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn generator_config(dir: &std::path::Path, port: u16) -> String {
-    format!(
-        r#"
-[source]
-kind = "generator"
-[source.generator]
-rate = 2000.0
-invalid_ratio = 0.01
-unknown_ratio = 0.01
-[dead_letter]
-kind = "file"
-path = "{dlq}"
-[http]
-listen = "127.0.0.1:{port}"
-[http.basic_auth_users]
-{USER} = "{USER_HASH}"
-[forward.sinks.siem]
-kind = "file"
-path = "{siem}"
-"#,
-        dlq = dir.join("dlq.jsonl").display(),
-        siem = dir.join("siem.jsonl").display(),
-    )
-}
-
 fn promtool() -> String {
     std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into())
 }
@@ -41,7 +16,15 @@ fn promtool() -> String {
 fn scrapes_pass_promtool_and_openmetrics_is_served() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let daemon = Daemon::start(&generator_config(dir.path(), port), dir.path(), port);
+    let daemon = Daemon::start(
+        &generator_config(
+            dir.path(),
+            port,
+            "rate = 2000.0\ninvalid_ratio = 0.01\nunknown_ratio = 0.01",
+        ),
+        dir.path(),
+        port,
+    );
     let auth = basic(USER, PASSWORD);
     let body = wait_for(
         "every default family to have series",
@@ -127,7 +110,15 @@ fn scrapes_pass_promtool_and_openmetrics_is_served() {
 fn quantiles_are_served_as_json_behind_the_same_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let daemon = Daemon::start(&generator_config(dir.path(), port), dir.path(), port);
+    let daemon = Daemon::start(
+        &generator_config(
+            dir.path(),
+            port,
+            "rate = 2000.0\ninvalid_ratio = 0.01\nunknown_ratio = 0.01",
+        ),
+        dir.path(),
+        port,
+    );
     assert_eq!(daemon.get("/api/v1/quantiles", None).0, 401);
     assert_eq!(
         daemon.get("/api/v1/quantiles", Some((USER, "wrong"))).0,

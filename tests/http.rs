@@ -5,34 +5,15 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-fn generator_config(dir: &std::path::Path, port: u16) -> String {
-    format!(
-        r#"
-[source]
-kind = "generator"
-[source.generator]
-rate = 500.0
-[dead_letter]
-kind = "file"
-path = "{dlq}"
-[http]
-listen = "127.0.0.1:{port}"
-[http.basic_auth_users]
-{USER} = "{USER_HASH}"
-[forward.sinks.siem]
-kind = "file"
-path = "{siem}"
-"#,
-        dlq = dir.join("dlq.jsonl").display(),
-        siem = dir.join("siem.jsonl").display(),
-    )
-}
-
 #[test]
 fn metrics_needs_the_right_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let daemon = Daemon::start(&generator_config(dir.path(), port), dir.path(), port);
+    let daemon = Daemon::start(
+        &generator_config(dir.path(), port, "rate = 500.0"),
+        dir.path(),
+        port,
+    );
     let addr = daemon.http;
 
     let (status, headers, body) = http_get_full(addr, "/metrics", None);
@@ -88,7 +69,7 @@ fn metrics_needs_the_right_credentials() {
 #[test]
 fn unprotected_metrics_off_loopback_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let config = generator_config(dir.path(), free_port())
+    let config = generator_config(dir.path(), free_port(), "rate = 500.0")
         .replace("listen = \"127.0.0.1:", "listen = \"0.0.0.0:")
         .replace(&format!("{USER} = \"{USER_HASH}\""), "");
     let path = dir.path().join("open.toml");

@@ -118,26 +118,12 @@ fn pending_intakes_follow_their_partition_to_another_instance() {
         port_b,
         "/readyz",
     );
-    wait_for(
-        "the partitions to be shared",
-        Duration::from_secs(60),
-        || {
-            let (ma, mb) = (a.scrape(), b.scrape());
-            let with = ["pipeline=\"metrics\""];
-            let (pa, pb) = (
-                sum(&ma, "hestyna_obsd_assigned_partitions", &with),
-                sum(&mb, "hestyna_obsd_assigned_partitions", &with),
-            );
-            let pending = ma
-                .get("hestyna_obsd_intake_pending{}")
-                .copied()
-                .unwrap_or(0.0)
-                + mb.get("hestyna_obsd_intake_pending{}")
-                    .copied()
-                    .unwrap_or(0.0);
-            (pa >= 1.0 && pb >= 1.0 && pa + pb == 4.0 && pending == 400.0).then_some(())
-        },
-    );
+    let pending = |m: &std::collections::BTreeMap<String, f64>| {
+        m.get("hestyna_obsd_intake_pending{}")
+            .copied()
+            .unwrap_or(0.0)
+    };
+    wait_shared(&a, &b, 4.0, |ma, mb| pending(ma) + pending(mb) == 400.0);
 
     broker.produce(&topic, &resolutions);
     let (ma, mb) = wait_for(

@@ -32,27 +32,16 @@ fn two_instances_share_the_partitions_and_sum_to_the_truth() {
     );
 
     // Both pipelines of both instances settle on a share of the four partitions.
-    wait_for(
-        "the partitions to be shared",
-        Duration::from_secs(60),
-        || {
-            let (ma, mb) = (a.scrape(), b.scrape());
-            let shares: Vec<f64> = ["metrics", "forward"]
-                .iter()
-                .flat_map(|p| {
-                    let with = format!("pipeline=\"{p}\"");
-                    [
-                        sum(&ma, "hestyna_obsd_assigned_partitions", &[&with]),
-                        sum(&mb, "hestyna_obsd_assigned_partitions", &[&with]),
-                    ]
-                })
-                .collect();
-            (shares.iter().all(|s| *s >= 1.0)
-                && shares[0] + shares[1] == 4.0
-                && shares[2] + shares[3] == 4.0)
-                .then_some(())
-        },
-    );
+    let forward = |m: &std::collections::BTreeMap<String, f64>| {
+        sum(
+            m,
+            "hestyna_obsd_assigned_partitions",
+            &["pipeline=\"forward\""],
+        )
+    };
+    wait_shared(&a, &b, 4.0, |ma, mb| {
+        forward(ma) >= 1.0 && forward(mb) >= 1.0 && forward(ma) + forward(mb) == 4.0
+    });
 
     let records = generated(11, 8_000, 0.0);
     broker.produce(&topic, &records);

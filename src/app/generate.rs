@@ -77,25 +77,11 @@ pub fn generate(
                         value: Some(v.as_bytes()),
                     });
                 }
-                let mut record = BaseRecord::to(&topic)
+                let record = BaseRecord::to(&topic)
                     .key(key.as_bytes())
                     .payload(payload.as_slice())
                     .headers(owned);
-                loop {
-                    match producer.send(record) {
-                        Ok(()) => break,
-                        Err((
-                            rdkafka::error::KafkaError::MessageProduction(
-                                rdkafka::types::RDKafkaErrorCode::QueueFull,
-                            ),
-                            back,
-                        )) => {
-                            record = back;
-                            std::thread::sleep(Duration::from_millis(2));
-                        }
-                        Err((e, _)) => return Err(e.into()),
-                    }
-                }
+                crate::produce::send_blocking(&producer, record)?;
                 n += 1;
                 if n.is_multiple_of(256) {
                     bar.set_position(n);

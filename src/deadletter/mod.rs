@@ -78,6 +78,30 @@ fn origin_headers(origin: &Origin) -> Vec<(&'static str, String)> {
     }
 }
 
+/// The original headers, then `hestyna.dlq.*`.
+fn dead_letter_headers(item: &DeadLetterItem<'_>, pipeline: &str) -> OwnedHeaders {
+    let mut headers = OwnedHeaders::new_with_capacity(item.record.headers.len() + 6);
+    for (k, v) in &item.record.headers {
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v.as_slice()),
+        });
+    }
+    let mut extra = vec![
+        ("hestyna.dlq.reason", item.reason.to_owned()),
+        ("hestyna.dlq.detail", item.detail.clone()),
+        ("hestyna.dlq.pipeline", pipeline.to_owned()),
+    ];
+    extra.extend(origin_headers(&item.record.origin));
+    for (k, v) in &extra {
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        });
+    }
+    headers
+}
+
 impl DeadLetter {
     /// A Kafka destination with these producer properties.
     pub fn kafka(properties: &[(String, String)], topic: &str) -> Result<Self, DeadLetterError> {
@@ -135,63 +159,20 @@ impl DeadLetter {
         }
         match self {
             DeadLetter::Kafka { producer, topic } => {
-                let mut deliveries = Vec::with_capacity(items.len());
-                for item in items {
-                    let mut headers =
-                        OwnedHeaders::new_with_capacity(item.record.headers.len() + 6);
-                    for (k, v) in &item.record.headers {
-                        headers = headers.insert(Header {
-                            key: k,
-                            value: Some(v.as_slice()),
-                        });
-                    }
-                    let mut extra = vec![
-                        ("hestyna.dlq.reason", item.reason.to_owned()),
-                        ("hestyna.dlq.detail", item.detail.clone()),
-                        ("hestyna.dlq.pipeline", pipeline.to_owned()),
-                    ];
-                    extra.extend(origin_headers(&item.record.origin));
-                    for (k, v) in &extra {
-                        headers = headers.insert(Header {
-                            key: k,
-                            value: Some(v.as_bytes()),
-                        });
-                    }
-                    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+                let headers: Vec<OwnedHeaders> = items
+                    .iter()
+                    .map(|item| dead_letter_headers(item, pipeline))
+                    .collect();
+                let records = items.iter().zip(headers).map(|(item, headers)| {
+                    let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
                         .payload(item.record.payload.as_slice())
                         .headers(headers);
-                    if let Some(key) = &item.record.key {
-                        record = record.key(key.as_slice());
+                    match &item.record.key {
+                        Some(key) => record.key(key.as_slice()),
+                        None => record,
                     }
-                    loop {
-                        match producer.send_result(record) {
-                            Ok(delivery) => {
-                                deliveries.push(delivery);
-                                break;
-                            }
-                            Err((
-                                rdkafka::error::KafkaError::MessageProduction(
-                                    rdkafka::types::RDKafkaErrorCode::QueueFull,
-                                ),
-                                back,
-                            )) => {
-                                record = back;
-                                tokio::time::sleep(Duration::from_millis(5)).await;
-                            }
-                            Err((error, _)) => return Err(error.into()),
-                        }
-                    }
-                }
-                for delivery in deliveries {
-                    match delivery.await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err((error, _))) => return Err(error.into()),
-                        Err(_cancelled) => {
-                            return Err(rdkafka::error::KafkaError::Canceled.into());
-                        }
-                    }
-                }
-                Ok(())
+                });
+                Ok(crate::produce::send_all(producer, records.collect()).await?)
             }
             DeadLetter::File { path, file } => {
                 let mut buf = Vec::with_capacity(items.len() * 256);

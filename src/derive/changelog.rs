@@ -167,54 +167,36 @@ impl Changelog {
 
     /// Writes changes and waits until every one is acknowledged. Changes of non-Kafka records are skipped.
     pub async fn write(&self, changes: &[Change]) -> Result<(), ChangelogError> {
-        let mut deliveries = Vec::with_capacity(changes.len());
-        for change in changes {
-            let (partition, key, value) = match change {
+        // Keys and values first: the records borrow them.
+        let encoded: Vec<(i32, Vec<u8>, Option<String>)> = changes
+            .iter()
+            .filter_map(|change| match change {
                 Change::Put {
                     partition: Some(p),
                     key,
                     intake_at,
-                } => (p, key, Some(intake_at.to_rfc3339())),
+                } => Some((
+                    p.1,
+                    encode_key(&p.0, p.1, key),
+                    Some(intake_at.to_rfc3339()),
+                )),
                 Change::Delete {
                     partition: Some(p),
                     key,
-                } => (p, key, None),
-                _ => continue,
-            };
-            let record_key = encode_key(&partition.0, partition.1, key);
-            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic)
-                .key(record_key.as_slice())
-                .partition(partition.1 % self.partitions);
-            if let Some(v) = &value {
-                record = record.payload(v.as_bytes());
+                } => Some((p.1, encode_key(&p.0, p.1, key), None)),
+                _ => None,
+            })
+            .collect();
+        let records = encoded.iter().map(|(partition, key, value)| {
+            let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic)
+                .key(key.as_slice())
+                .partition(partition % self.partitions);
+            match value {
+                Some(v) => record.payload(v.as_bytes()),
+                None => record,
             }
-            loop {
-                match self.producer.send_result(record) {
-                    Ok(delivery) => {
-                        deliveries.push(delivery);
-                        break;
-                    }
-                    Err((
-                        rdkafka::error::KafkaError::MessageProduction(
-                            rdkafka::types::RDKafkaErrorCode::QueueFull,
-                        ),
-                        back,
-                    )) => {
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    Err((e, _)) => return Err(e.into()),
-                }
-            }
-        }
-        for delivery in deliveries {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(e.into()),
-                Err(_) => return Err(rdkafka::error::KafkaError::Canceled.into()),
-            }
-        }
-        Ok(())
+        });
+        Ok(crate::produce::send_all(&self.producer, records.collect()).await?)
     }
 
     /// Reads the state of input partition (`topic`, `partition`): every change, to the changelog's end,

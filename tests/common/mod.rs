@@ -255,21 +255,13 @@ pub fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, r:
             value: Some(v.as_bytes()),
         });
     }
-    let mut record = BaseRecord::<str, [u8]>::to(topic)
+    let mut record = BaseRecord::<[u8], [u8]>::to(topic)
         .payload(r.payload.as_slice())
         .headers(headers);
     if let Some(key) = &r.key {
-        record = record.key(key.as_str());
+        record = record.key(key.as_bytes());
     }
-    loop {
-        match producer.send(record) {
-            Ok(()) => return,
-            Err((_, back)) => {
-                record = back;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-    }
+    hestyna_obsd::produce::send_blocking(producer, record).unwrap();
 }
 
 /// A record read back.
@@ -398,27 +390,12 @@ impl Daemon {
             )
             .spawn()
             .unwrap();
-        let mut daemon = Daemon {
-            child: Some(child),
-            http: SocketAddr::from(([127, 0, 0, 1], http_port)),
-            dir: dir.to_owned(),
-            stderr,
-        };
-        wait_for(
-            &format!("the daemon's {ready_path}"),
-            Duration::from_secs(60),
-            || {
-                if let Some(status) = daemon
-                    .child
-                    .as_mut()
-                    .and_then(|c| c.try_wait().ok().flatten())
-                {
-                    panic!("the daemon exited with {status}:\n{}", daemon.log());
-                }
-                (daemon.get(ready_path, None).0 == 200).then_some(())
-            },
-        );
-        daemon
+        Daemon::adopt(
+            child,
+            SocketAddr::from(([127, 0, 0, 1], http_port)),
+            dir,
+            ready_path,
+        )
     }
 
     /// Wraps a daemon started elsewhere; waits until `ready` answers 200 on its listener (`PATH@health`:
@@ -619,4 +596,54 @@ pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
+}
+
+/// A generator-fed daemon's configuration: file dead letters and SIEM file under `dir`, basic auth.
+pub fn generator_config(dir: &Path, port: u16, generator: &str) -> String {
+    format!(
+        r#"
+[source]
+kind = "generator"
+[source.generator]
+{generator}
+[dead_letter]
+kind = "file"
+path = "{dlq}"
+[http]
+listen = "127.0.0.1:{port}"
+[http.basic_auth_users]
+{USER} = "{USER_HASH}"
+[forward.sinks.siem]
+kind = "file"
+path = "{siem}"
+"#,
+        dlq = dir.join("dlq.jsonl").display(),
+        siem = dir.join("siem.jsonl").display(),
+    )
+}
+
+/// Waits until two instances of one group share `partitions` partitions of the metrics pipeline, each
+/// holding at least one, and `also` holds for their scrapes.
+pub fn wait_shared(
+    a: &Daemon,
+    b: &Daemon,
+    partitions: f64,
+    also: impl Fn(&BTreeMap<String, f64>, &BTreeMap<String, f64>) -> bool,
+) {
+    wait_for(
+        "the partitions to be shared",
+        Duration::from_secs(60),
+        || {
+            let (ma, mb) = (a.scrape(), b.scrape());
+            let share = |m: &BTreeMap<String, f64>, p: &str| {
+                sum(
+                    m,
+                    "hestyna_obsd_assigned_partitions",
+                    &[&format!("pipeline=\"{p}\"")],
+                )
+            };
+            let (pa, pb) = (share(&ma, "metrics"), share(&mb, "metrics"));
+            (pa >= 1.0 && pb >= 1.0 && pa + pb == partitions && also(&ma, &mb)).then_some(())
+        },
+    );
 }
