@@ -525,14 +525,13 @@ fn print_banner(config: &Config, demo_users: &[String], auth: bool, dead_letter:
     }
     if config.pipelines.forward.enabled {
         for (name, sink) in &config.forward.sinks {
-            if let crate::config::SinkConfig::File { path } = sink {
-                lines.push(format!(
-                    "  SIEM ({name})    {} (tail -f it)",
-                    path.display()
-                ));
-            } else {
-                lines.push(format!("  SIEM ({name})    standard output"));
-            }
+            let target = match sink {
+                crate::config::SinkConfig::File { path } => {
+                    format!("{} (tail -f it)", path.display())
+                }
+                crate::config::SinkConfig::Stdout {} => "standard output".into(),
+            };
+            lines.push(format!("  {:<14}{target}", format!("SIEM {name}")));
         }
     }
     lines.push(format!("  dead letters  {}", dead_letter.describe()));

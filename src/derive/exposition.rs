@@ -83,23 +83,52 @@ impl<'a> Writer<'a> {
         extra: Option<(&str, &str)>,
         value: &str,
     ) {
+        let labels = Labels::new(labels);
         self.out.push_str(name);
-        if !labels.is_empty() || extra.is_some() {
-            self.out.push('{');
-            for (i, (k, v)) in labels.iter().chain(extra.iter()).enumerate() {
-                if i > 0 {
-                    self.out.push(',');
-                }
-                self.out.push_str(k);
-                self.out.push_str("=\"");
-                escape(v, true, self.out);
-                self.out.push('"');
-            }
-            self.out.push('}');
-        }
+        self.labels(&labels, extra);
         self.out.push(' ');
         self.out.push_str(value);
         self.out.push('\n');
+    }
+
+    /// One sample of a series whose labels were escaped once: `name+suffix{labels,extra} value`.
+    pub fn series_sample(
+        &mut self,
+        name: &str,
+        suffix: &str,
+        labels: &Labels,
+        extra: Option<(&str, &str)>,
+        value: Number,
+    ) {
+        self.out.push_str(name);
+        self.out.push_str(suffix);
+        self.labels(labels, extra);
+        self.out.push(' ');
+        match value {
+            Number::Count(n) => {
+                let _ = write!(self.out, "{n}");
+            }
+            Number::Value(v) => write_value(v, self.out),
+        }
+        self.out.push('\n');
+    }
+
+    fn labels(&mut self, labels: &Labels, extra: Option<(&str, &str)>) {
+        if labels.0.is_empty() && extra.is_none() {
+            return;
+        }
+        self.out.push('{');
+        self.out.push_str(&labels.0);
+        if let Some((k, v)) = extra {
+            if !labels.0.is_empty() {
+                self.out.push(',');
+            }
+            self.out.push_str(k);
+            self.out.push_str("=\"");
+            escape(v, true, self.out);
+            self.out.push('"');
+        }
+        self.out.push('}');
     }
 
     /// Ends the exposition (`# EOF` in OpenMetrics).
@@ -110,23 +139,59 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// A series' labels, `name="value"` pairs escaped and joined once, for every sample of the series.
+pub struct Labels(String);
+
+impl Labels {
+    /// Escapes and joins the pairs.
+    pub fn new(pairs: &[(&str, &str)]) -> Self {
+        let mut text =
+            String::with_capacity(pairs.iter().map(|(k, v)| k.len() + v.len() + 4).sum());
+        for (i, (k, v)) in pairs.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(k);
+            text.push_str("=\"");
+            escape(v, true, &mut text);
+            text.push('"');
+        }
+        Labels(text)
+    }
+}
+
+/// A sample's value.
+#[derive(Debug, Clone, Copy)]
+pub enum Number {
+    /// A count, written as an integer.
+    Count(u64),
+    /// Any value.
+    Value(f64),
+}
+
 /// A sample value: integers without a fraction, `+Inf`, `-Inf`, `NaN`, never an exponent.
 pub fn format_value(v: f64) -> String {
+    let mut out = String::new();
+    write_value(v, &mut out);
+    out
+}
+
+fn write_value(v: f64, out: &mut String) {
     if v.is_nan() {
-        "NaN".into()
+        out.push_str("NaN");
     } else if v.is_infinite() {
-        if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        }
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
     } else {
-        format!("{v}")
+        let _ = write!(out, "{v}");
     }
 }
 
 /// Escapes `\` and newlines (and `"` in label values).
 fn escape(text: &str, quote: bool, out: &mut String) {
+    if !text.contains(['\\', '\n', '"']) {
+        out.push_str(text);
+        return;
+    }
     for c in text.chars() {
         match c {
             '\\' => out.push_str("\\\\"),

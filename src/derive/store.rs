@@ -1,6 +1,6 @@
 //! The series themselves: limits, expiry, windows, and their exposition.
 
-use super::exposition::{format_value, FamilyType, Format, Writer};
+use super::exposition::{format_value, FamilyType, Format, Labels, Number, Writer};
 use super::plan::SkipReason;
 use super::rules::{MetricKind, WindowSpec};
 use super::window::SlidingWindow;
@@ -481,11 +481,6 @@ impl Snapshot {
                 .map(|b| format_value(*b))
                 .chain([String::from("+Inf")])
                 .collect();
-            let (bucket_name, sum_name, count_name) = (
-                format!("{}_bucket", def.name),
-                format!("{}_sum", def.name),
-                format!("{}_count", def.name),
-            );
             family.series.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             for (key, value) in family.series.iter().filter(|(k, _)| visible.key(k)) {
                 pairs.clear();
@@ -495,23 +490,26 @@ impl Snapshot {
                         .map(String::as_str)
                         .zip(key.0.iter().map(|v| v.as_ref())),
                 );
+                // Escaped once per series, written once per sample.
+                let labels = Labels::new(&pairs);
                 match value {
                     Value::Counter(total) => {
-                        w.sample(&def.name, &pairs, None, &format_value(*total))
+                        w.series_sample(&def.name, "", &labels, None, Number::Value(*total))
                     }
                     Value::Histogram { counts, sum, count } => {
                         let mut cumulative = 0;
                         for (bound, n) in bounds.iter().zip(counts.iter()) {
                             cumulative += n;
-                            w.sample(
-                                &bucket_name,
-                                &pairs,
+                            w.series_sample(
+                                &def.name,
+                                "_bucket",
+                                &labels,
                                 Some(("le", bound)),
-                                &cumulative.to_string(),
+                                Number::Count(cumulative),
                             );
                         }
-                        w.sample(&sum_name, &pairs, None, &format_value(*sum));
-                        w.sample(&count_name, &pairs, None, &count.to_string());
+                        w.series_sample(&def.name, "_sum", &labels, None, Number::Value(*sum));
+                        w.series_sample(&def.name, "_count", &labels, None, Number::Count(*count));
                     }
                 }
             }
@@ -524,8 +522,6 @@ impl Snapshot {
             // A summary: the Prometheus type for quantiles computed by the exporter (a gauge may not
             // carry a `quantile` label).
             w.family(&def.name, &def.help, FamilyType::Summary);
-            let (sum_name, count_name) =
-                (format!("{}_sum", def.name), format!("{}_count", def.name));
             window.rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             for (key, count, sum, values) in window.rows.iter().filter(|r| visible.key(&r.0)) {
                 pairs.clear();
@@ -535,11 +531,18 @@ impl Snapshot {
                         .map(String::as_str)
                         .zip(key.0.iter().map(|v| v.as_ref())),
                 );
+                let labels = Labels::new(&pairs);
                 for ((_, q), v) in def.quantiles.iter().zip(values) {
-                    w.sample(&def.name, &pairs, Some(("quantile", q)), &format_value(*v));
+                    w.series_sample(
+                        &def.name,
+                        "",
+                        &labels,
+                        Some(("quantile", q)),
+                        Number::Value(*v),
+                    );
                 }
-                w.sample(&sum_name, &pairs, None, &format_value(*sum));
-                w.sample(&count_name, &pairs, None, &count.to_string());
+                w.series_sample(&def.name, "_sum", &labels, None, Number::Value(*sum));
+                w.series_sample(&def.name, "_count", &labels, None, Number::Count(*count));
             }
         }
     }

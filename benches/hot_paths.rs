@@ -1,0 +1,141 @@
+//! The hot paths on one core, on a corpus of realistic generated events (~300 bytes each), with the
+//! baseline that matters measured beside them: parsing each event into a `serde_json::Value`.
+//!
+//! `cargo bench --bench hot_paths`; throughput is in events per second.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use hestyna_obsd::decode::decode;
+use hestyna_obsd::derive::{default_rules, Format, Plan};
+use hestyna_obsd::forward::{Enricher, HostInfo};
+use hestyna_obsd::source::generator::{EventGenerator, GeneratorSettings};
+use hestyna_obsd::source::{Origin, Record};
+use std::hint::black_box;
+use std::sync::Arc;
+
+fn corpus(n: u64) -> Vec<Record> {
+    let settings = GeneratorSettings {
+        count: Some(n),
+        invalid_ratio: 0.005,
+        unknown_ratio: 0.005,
+        ..Default::default()
+    };
+    let topic: Arc<str> = Arc::from("hestyna.events");
+    EventGenerator::new(settings)
+        .enumerate()
+        .map(|(i, g)| {
+            let mut r = Record::new(
+                g.payload,
+                Origin::Kafka {
+                    topic: topic.clone(),
+                    partition: 0,
+                    offset: i as i64,
+                },
+            );
+            r.headers = g
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
+                .collect();
+            r
+        })
+        .collect()
+}
+
+fn hot_paths(c: &mut Criterion) {
+    let records = corpus(20_000);
+    let bytes: usize = records.iter().map(|r| r.payload.len()).sum();
+    eprintln!(
+        "corpus: {} events, {} bytes on average",
+        records.len(),
+        bytes / records.len()
+    );
+    let plan = Plan::compile(&default_rules()).unwrap();
+    let enricher = Enricher::new(HostInfo::from_env(), "hestyna", "bench");
+
+    let mut group = c.benchmark_group("events");
+    group.throughput(Throughput::Elements(records.len() as u64));
+    group.bench_function("baseline_parse_to_serde_json_value", |b| {
+        b.iter(|| {
+            for r in &records {
+                black_box(serde_json::from_slice::<serde_json::Value>(&r.payload).ok());
+            }
+        })
+    });
+    group.bench_function("decode", |b| {
+        b.iter(|| {
+            for r in &records {
+                black_box(decode(&r.payload, r.traceparent()).ok());
+            }
+        })
+    });
+    group.bench_function("metrics_decode_and_derive", |b| {
+        b.iter_batched_ref(
+            || plan.new_store(),
+            |store| {
+                for r in &records {
+                    if let Ok(ev) = decode(&r.payload, r.traceparent()) {
+                        plan.observe(store, &ev);
+                    }
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.bench_function("forward_decode_enrich_encode", |b| {
+        let now = chrono::Utc::now();
+        b.iter(|| {
+            let mut out = Vec::with_capacity(bytes * 3);
+            for r in &records {
+                if let Ok(ev) = decode(&r.payload, r.traceparent()) {
+                    let original = serde_json::from_slice(&r.payload).unwrap_or_default();
+                    let doc = enricher.enrich(&ev, r, original, now);
+                    serde_json::to_writer(&mut out, &doc).unwrap();
+                    out.push(b'\n');
+                }
+            }
+            black_box(out)
+        })
+    });
+    group.finish();
+
+    // Rendering /metrics with 100,000 time series (sample lines, as Prometheus counts them): the copy
+    // taken under the lock, and the formatting done after it.
+    let mut rules: Vec<_> = default_rules()
+        .into_iter()
+        .filter(|r| r.name == "hestyna_llm_runs_total")
+        .collect();
+    rules[0].max_series = 200_000;
+    let plan = Plan::compile(&rules).unwrap();
+    let mut store = plan.new_store();
+    for i in 0..100_000u32 {
+        let text = format!(
+            r#"{{"event_id":"e{i}","type":"llm_run","occurred_at":"2026-11-27T08:00:00Z","organization":"org-{}","run_id":"r","intent":"intent-{}","outcome":"success","latency_ms":{}}}"#,
+            i / 100,
+            i % 100,
+            i % 9000
+        );
+        plan.observe(&mut store, &decode(text.as_bytes(), None).unwrap());
+    }
+    let mut out = String::new();
+    store.snapshot().render(&mut out, Format::Text, None);
+    eprintln!(
+        "render: {} sample lines",
+        out.lines().filter(|l| !l.starts_with('#')).count()
+    );
+    let mut group = c.benchmark_group("render_100k_series");
+    group.sample_size(20);
+    group.bench_function("snapshot_under_lock", |b| {
+        b.iter(|| black_box(store.snapshot()))
+    });
+    group.bench_function("snapshot_and_format_text", |b| {
+        b.iter(|| {
+            let mut out = String::with_capacity(16 << 20);
+            store.snapshot().render(&mut out, Format::Text, None);
+            black_box(out.len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, hot_paths);
+criterion_main!(benches);
