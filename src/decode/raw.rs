@@ -259,13 +259,18 @@ fn hex_id<'a>(
     let Some(text) = opt_str(value, field)? else {
         return Ok(None);
     };
-    if text.len() != digits || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(bad(field, "expected lowercase hex of the W3C length"));
+    // One pass: every byte a hex digit, and whether any is upper case.
+    let mut upper = false;
+    let hex = text.len() == digits
+        && text.bytes().all(|b| {
+            upper |= b.is_ascii_uppercase();
+            b.is_ascii_hexdigit()
+        });
+    match (hex, upper) {
+        (false, _) => Err(bad(field, "expected lowercase hex of the W3C length")),
+        (true, true) => Ok(Some(Cow::Owned(text.to_ascii_lowercase()))),
+        (true, false) => Ok(Some(text)),
     }
-    if text.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Ok(Some(Cow::Owned(text.to_ascii_lowercase())));
-    }
-    Ok(Some(text))
 }
 
 impl<'a> RawEvent<'a> {

@@ -4,6 +4,7 @@ use super::exposition::{format_value, FamilyType, Format, Labels, Number, Writer
 use super::plan::SkipReason;
 use super::rules::{MetricKind, WindowSpec};
 use super::window::SlidingWindow;
+use hashbrown::hash_map::EntryRef;
 use hashbrown::{Equivalent, HashMap};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -35,6 +36,12 @@ impl Hash for LabelRef<'_, '_> {
         for value in self.0 {
             value.as_ref().hash(state);
         }
+    }
+}
+
+impl From<&LabelRef<'_, '_>> for LabelKey {
+    fn from(labels: &LabelRef<'_, '_>) -> Self {
+        LabelKey::from_ref(labels.0)
     }
 }
 
@@ -150,35 +157,55 @@ struct Family {
 }
 
 impl Family {
-    fn entry(&mut self, labels: &[Cow<'_, str>], now: u64) -> &mut Series {
-        let key_ref = LabelRef(labels);
-        if !self.series.contains_key(&key_ref) {
-            let value = match self.def.kind {
-                MetricKind::Counter => Value::Counter(0.0),
-                MetricKind::Histogram => Value::Histogram {
-                    counts: vec![0; self.def.buckets.len() + 1].into_boxed_slice(),
-                    sum: 0.0,
-                    count: 0,
-                },
-            };
-            let live = self.series.len() - self.has_overflow as usize;
-            let key = if live >= self.def.max_series {
-                self.counts.overflowed += 1;
-                self.has_overflow = true;
-                LabelKey::overflow(labels.len())
-            } else {
-                LabelKey::from_ref(labels)
-            };
-            let series = self.series.entry(key).or_insert(Series {
-                value,
+    fn new_value(kind: MetricKind, buckets: usize) -> Value {
+        match kind {
+            MetricKind::Counter => Value::Counter(0.0),
+            MetricKind::Histogram => Value::Histogram {
+                counts: vec![0; buckets + 1].into_boxed_slice(),
+                sum: 0.0,
+                count: 0,
+            },
+        }
+    }
+
+    /// Applies `change` to the series of these labels, creating it (or, past the limit, using the
+    /// overflow series). One hash and one probe for a series that exists.
+    fn update(&mut self, labels: &[Cow<'_, str>], now: u64, change: impl FnOnce(&mut Value)) {
+        let full = self.series.len() - self.has_overflow as usize >= self.def.max_series;
+        let (kind, buckets) = (self.def.kind, self.def.buckets.len());
+        match self.series.entry_ref(&LabelRef(labels)) {
+            EntryRef::Occupied(mut series) => {
+                let series = series.get_mut();
+                series.touched = now;
+                change(&mut series.value);
+                return;
+            }
+            EntryRef::Vacant(slot) if !full => {
+                let value = Self::new_value(kind, buckets);
+                change(
+                    &mut slot
+                        .insert(Series {
+                            value,
+                            touched: now,
+                        })
+                        .value,
+                );
+                return;
+            }
+            EntryRef::Vacant(_) => {}
+        }
+        let overflow = Self::new_value(kind, buckets);
+        self.counts.overflowed += 1;
+        self.has_overflow = true;
+        let series = self
+            .series
+            .entry(LabelKey::overflow(labels.len()))
+            .or_insert(Series {
+                value: overflow,
                 touched: now,
             });
-            series.touched = now;
-            return series;
-        }
-        let series = self.series.get_mut(&key_ref).expect("checked above");
         series.touched = now;
-        series
+        change(&mut series.value);
     }
 }
 
@@ -239,9 +266,11 @@ impl Store {
     /// Adds `value` to a counter.
     pub(super) fn add(&mut self, family: usize, labels: &[Cow<'_, str>], value: f64) {
         let now = self.now;
-        if let Value::Counter(total) = &mut self.families[family].entry(labels, now).value {
-            *total += value;
-        }
+        self.families[family].update(labels, now, |v| {
+            if let Value::Counter(total) = v {
+                *total += value;
+            }
+        });
     }
 
     /// Observes `value` in a histogram.
@@ -249,11 +278,13 @@ impl Store {
         let now = self.now;
         let family = &mut self.families[family];
         let bucket = family.def.buckets.partition_point(|bound| *bound < value);
-        if let Value::Histogram { counts, sum, count } = &mut family.entry(labels, now).value {
-            counts[bucket] += 1;
-            *sum += value;
-            *count += 1;
-        }
+        family.update(labels, now, |v| {
+            if let Value::Histogram { counts, sum, count } = v {
+                counts[bucket] += 1;
+                *sum += value;
+                *count += 1;
+            }
+        });
     }
 
     /// Records `value` in a sliding window.
