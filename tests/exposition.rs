@@ -8,6 +8,17 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// A daemon fed by the generator (2,000 events/s, some invalid, some of an unknown type).
+fn generator_daemon(dir: &std::path::Path) -> Daemon {
+    let port = free_port();
+    let config = generator_config(
+        dir,
+        port,
+        "rate = 2000.0\ninvalid_ratio = 0.01\nunknown_ratio = 0.01",
+    );
+    Daemon::start(&config, dir, port)
+}
+
 fn promtool() -> String {
     std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into())
 }
@@ -15,16 +26,7 @@ fn promtool() -> String {
 #[test]
 fn scrapes_pass_promtool_and_openmetrics_is_served() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let daemon = Daemon::start(
-        &generator_config(
-            dir.path(),
-            port,
-            "rate = 2000.0\ninvalid_ratio = 0.01\nunknown_ratio = 0.01",
-        ),
-        dir.path(),
-        port,
-    );
+    let daemon = generator_daemon(dir.path());
     let auth = basic(USER, PASSWORD);
     let body = wait_for(
         "every default family to have series",
@@ -109,16 +111,7 @@ fn scrapes_pass_promtool_and_openmetrics_is_served() {
 #[test]
 fn quantiles_are_served_as_json_behind_the_same_credentials() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let daemon = Daemon::start(
-        &generator_config(
-            dir.path(),
-            port,
-            "rate = 2000.0\ninvalid_ratio = 0.01\nunknown_ratio = 0.01",
-        ),
-        dir.path(),
-        port,
-    );
+    let daemon = generator_daemon(dir.path());
     assert_eq!(daemon.get("/api/v1/quantiles", None).0, 401);
     assert_eq!(
         daemon.get("/api/v1/quantiles", Some((USER, "wrong"))).0,

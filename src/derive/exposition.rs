@@ -145,9 +145,16 @@ pub struct Labels(String);
 impl Labels {
     /// Escapes and joins the pairs.
     pub fn new(pairs: &[(&str, &str)]) -> Self {
-        let mut text =
-            String::with_capacity(pairs.iter().map(|(k, v)| k.len() + v.len() + 4).sum());
-        for (i, (k, v)) in pairs.iter().enumerate() {
+        Self::zip(pairs.iter().map(|(k, _)| *k), pairs.iter().map(|(_, v)| *v))
+    }
+
+    /// Escapes and joins names and values, taken pairwise.
+    pub fn zip<'a>(
+        names: impl IntoIterator<Item = &'a str>,
+        values: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        let mut text = String::new();
+        for (i, (k, v)) in names.into_iter().zip(values).enumerate() {
             if i > 0 {
                 text.push(',');
             }

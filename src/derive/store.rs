@@ -61,6 +61,14 @@ impl LabelKey {
         LabelKey(labels.iter().map(|v| Box::from(v.as_ref())).collect())
     }
 
+    /// The series' labels, escaped for the exposition.
+    fn labels(&self, names: &[String]) -> Labels {
+        Labels::zip(
+            names.iter().map(String::as_str),
+            self.0.iter().map(|v| v.as_ref()),
+        )
+    }
+
     fn overflow(len: usize) -> Self {
         LabelKey((0..len).map(|_| Box::from(OVERFLOW)).collect())
     }
@@ -495,7 +503,6 @@ impl Snapshot {
     /// `# EOF`).
     pub fn render(mut self, out: &mut String, format: Format, scope: Scope<'_>) {
         let mut w = Writer::new(out, format);
-        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(super::plan::MAX_LABELS);
         for family in &mut self.families {
             let def = &family.def;
             let Some(visible) = visible(&def.label_names, scope) else {
@@ -514,15 +521,8 @@ impl Snapshot {
                 .collect();
             family.series.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             for (key, value) in family.series.iter().filter(|(k, _)| visible.key(k)) {
-                pairs.clear();
-                pairs.extend(
-                    def.label_names
-                        .iter()
-                        .map(String::as_str)
-                        .zip(key.0.iter().map(|v| v.as_ref())),
-                );
                 // Escaped once per series, written once per sample.
-                let labels = Labels::new(&pairs);
+                let labels = key.labels(&def.label_names);
                 match value {
                     Value::Counter(total) => {
                         w.series_sample(&def.name, "", &labels, None, Number::Value(*total))
@@ -555,14 +555,7 @@ impl Snapshot {
             w.family(&def.name, &def.help, FamilyType::Summary);
             window.rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             for (key, count, sum, values) in window.rows.iter().filter(|r| visible.key(&r.0)) {
-                pairs.clear();
-                pairs.extend(
-                    def.label_names
-                        .iter()
-                        .map(String::as_str)
-                        .zip(key.0.iter().map(|v| v.as_ref())),
-                );
-                let labels = Labels::new(&pairs);
+                let labels = key.labels(&def.label_names);
                 for ((_, q), v) in def.quantiles.iter().zip(values) {
                     w.series_sample(
                         &def.name,

@@ -331,18 +331,15 @@ async fn metrics(
     State(state): State<HttpState>,
     Extension(Peer(peer)): Extension<Peer>,
     headers: HeaderMap,
-) -> Response {
-    let access = match admit(&state, peer, &headers).await {
-        Ok(a) => a,
-        Err(refusal) => return refusal,
-    };
+) -> Result<Response, Response> {
+    let access = admit(&state, peer, &headers).await?;
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let (store, metrics) = (state.store.clone(), state.metrics.clone());
     // Formatting a large exposition is CPU work: off the async workers.
     let body = tokio::task::spawn_blocking(move || render(&store, &metrics, format, Some(&access)))
         .await
         .unwrap_or_default();
-    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
 }
 
 /// The window quantiles as JSON, within the reader's organizations.
@@ -350,16 +347,13 @@ async fn quantiles(
     State(state): State<HttpState>,
     Extension(Peer(peer)): Extension<Peer>,
     headers: HeaderMap,
-) -> Response {
-    let access = match admit(&state, peer, &headers).await {
-        Ok(a) => a,
-        Err(refusal) => return refusal,
-    };
+) -> Result<Response, Response> {
+    let access = admit(&state, peer, &headers).await?;
     let snapshot = state.store.lock().snapshot();
     let body = snapshot
         .quantiles_json(access.organizations.as_deref())
         .to_string();
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// Re-reads the web configuration file on SIGHUP and when it, or a file it names, changes. A file that
