@@ -49,22 +49,27 @@ pub struct SelfMetrics {
     pub web_config_reloads: IntCounterVec,
 }
 
-fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let metric = IntCounterVec::new(Opts::new(name, help), labels)
-        .expect("self metric definitions are valid");
+/// Registers a metric and hands it back.
+fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
     registry
         .register(Box::new(metric.clone()))
         .expect("self metric names are unique");
     metric
 }
 
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        registry,
+        IntCounterVec::new(Opts::new(name, help), labels)
+            .expect("self metric definitions are valid"),
+    )
+}
+
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let metric =
-        IntGaugeVec::new(Opts::new(name, help), labels).expect("self metric definitions are valid");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("self metric names are unique");
-    metric
+    register(
+        registry,
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("self metric definitions are valid"),
+    )
 }
 
 impl SelfMetrics {
@@ -174,39 +179,21 @@ impl SelfMetrics {
                 "Series removed after their rule's idle time.",
                 &["metric"],
             ),
-            intake_joined: {
-                let c = IntCounter::new(
-                    "hestyna_obsd_intake_joined_total",
-                    "Resolved events whose intake time came from the intake join.",
-                )
-                .expect("self metric definitions are valid");
-                r.register(Box::new(c.clone())).expect("self metric names are unique");
-                c
-            },
+            intake_joined: register(&r, IntCounter::new("hestyna_obsd_intake_joined_total", "Resolved events whose intake time came from the intake join.").expect("self metric definitions are valid")),
             intake_evicted: counter(
                 &r,
                 "hestyna_obsd_intake_evicted_total",
                 "Pending intakes dropped from the join state.",
                 &["reason"],
             ),
-            intake_pending: {
-                let g = IntGauge::new("hestyna_obsd_intake_pending", "Pending intakes held by the intake join.")
-                    .expect("self metric definitions are valid");
-                r.register(Box::new(g.clone())).expect("self metric names are unique");
-                g
-            },
+            intake_pending: register(&r, IntGauge::new("hestyna_obsd_intake_pending", "Pending intakes held by the intake join.").expect("self metric definitions are valid")),
             http_auth_failures: counter(
                 &r,
                 "hestyna_obsd_http_auth_failures_total",
                 "Refused requests to /metrics and /api/v1/quantiles.",
                 &["reason"],
             ),
-            tls_handshake_failures: {
-                let c = IntCounter::new("hestyna_obsd_tls_handshake_failures_total", "TLS handshakes that failed or timed out.")
-                    .expect("self metric definitions are valid");
-                r.register(Box::new(c.clone())).expect("self metric names are unique");
-                c
-            },
+            tls_handshake_failures: register(&r, IntCounter::new("hestyna_obsd_tls_handshake_failures_total", "TLS handshakes that failed or timed out.").expect("self metric definitions are valid")),
             web_config_reloads: counter(
                 &r,
                 "hestyna_obsd_web_config_reloads_total",
