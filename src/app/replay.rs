@@ -19,7 +19,8 @@ pub async fn replay(
     progress: bool,
     print_metrics: bool,
 ) -> Result<String, AppError> {
-    let lines = count_lines(path)?;
+    // The bar's total costs a pass over the file: only when there is a bar.
+    let lines = if progress { count_lines(path)? } else { 0 };
     config.source.kind = SourceKind::File;
     config.source.file.path = path.to_owned();
     let bar = if progress {
