@@ -87,7 +87,7 @@ fn hot_paths(c: &mut Criterion) {
             let mut out = Vec::with_capacity(bytes * 3);
             for r in &records {
                 if let Ok(ev) = decode(&r.payload, r.traceparent()) {
-                    let original = serde_json::from_slice(&r.payload).unwrap_or_default();
+                    let original = hestyna_obsd::forward::original_json(&r.payload).unwrap();
                     let doc = enricher.enrich(&ev, r, original, now);
                     serde_json::to_writer(&mut out, &doc).unwrap();
                     out.push(b'\n');

@@ -18,7 +18,48 @@
 use crate::decode::{Body, Event};
 use crate::source::{Origin, Record};
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
+
+/// A forwarded document: the enrichment fields, and the original event embedded as it was sent (not
+/// parsed into a tree and written again), under `hestyna`.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// Everything but the original, keyed by name.
+    pub fields: Map<String, Value>,
+    /// The original event, compact JSON.
+    pub original: Box<RawValue>,
+}
+
+impl Serialize for Document {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.fields.len() + 1))?;
+        for (k, v) in &self.fields {
+            map.serialize_entry(k, v)?;
+        }
+        map.serialize_entry("hestyna", &self.original)?;
+        map.end()
+    }
+}
+
+impl Document {
+    /// The document as a JSON tree (for sinks that rework it, and for tests).
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("a document is valid JSON")
+    }
+}
+
+/// The original event as compact JSON on one line: the bytes as they are, unless they hold a line break
+/// (pretty-printed by the producer), which JSON lines cannot carry: then parsed and written compact.
+pub fn original_json(payload: &[u8]) -> Result<Box<RawValue>, serde_json::Error> {
+    if payload.iter().any(|b| *b == b'\n' || *b == b'\r') {
+        let value: Value = serde_json::from_slice(payload)?;
+        return serde_json::value::to_raw_value(&value);
+    }
+    let text = std::str::from_utf8(payload).map_err(serde::de::Error::custom)?;
+    RawValue::from_string(text.trim().to_owned())
+}
 
 /// Where the daemon runs, read once from the environment (the Kubernetes downward API sets these).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,14 +127,14 @@ impl Enricher {
         }
     }
 
-    /// The document for one valid event. `original` is the record's payload parsed as an object.
+    /// The document for one valid event. `original` is the record's payload ([`original_json`]).
     pub fn enrich(
         &self,
         ev: &Event<'_>,
         record: &Record,
-        original: Map<String, Value>,
+        original: Box<RawValue>,
         ingested: DateTime<Utc>,
-    ) -> Map<String, Value> {
+    ) -> Document {
         let mut doc = Map::new();
         doc.insert("@timestamp".into(), ts(ev.occurred_at));
         let mut event = Map::new();
@@ -160,8 +201,10 @@ impl Enricher {
         put("kubernetes", self.kubernetes.clone());
         put("service", Some(self.service.clone()));
         put("environment", self.environment.clone());
-        put("hestyna", Some(Value::Object(original)));
-        doc
+        Document {
+            fields: doc,
+            original,
+        }
     }
 }
 
@@ -194,6 +237,13 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
+    fn a_pretty_printed_original_is_made_compact() {
+        let raw = original_json(b"{\n  \"a\": [1,\n 2]\n}").unwrap();
+        assert_eq!(raw.get(), r#"{"a":[1,2]}"#);
+        assert_eq!(original_json(b" {\"a\":1} ").unwrap().get(), r#"{"a":1}"#);
+    }
+
+    #[test]
     fn builds_the_documented_record() {
         let payload = br#"{"event_id":"e1","type":"llm_run","occurred_at":"2026-11-27T10:00:00+02:00","organization":"acme","run_id":"r1","intent":"billing","outcome":"timeout","latency_ms":30000,"automation_id":"a7","custom":{"x":1}}"#;
         let mut record = Record::new(
@@ -218,7 +268,7 @@ mod tests {
         let ingested = DateTime::parse_from_rfc3339("2026-11-27T08:00:01.5Z")
             .unwrap()
             .with_timezone(&Utc);
-        let original = serde_json::from_slice(payload).unwrap();
+        let original = original_json(payload).unwrap();
         let doc = Enricher::new(host, "hestyna", "prod").enrich(&ev, &record, original, ingested);
         let expected = json!({
             "@timestamp": "2026-11-27T08:00:00.000Z",
@@ -230,6 +280,14 @@ mod tests {
             "service": {"name": "hestyna"}, "environment": "prod",
             "hestyna": serde_json::from_slice::<Value>(payload).unwrap(),
         });
-        assert_eq!(Value::Object(doc), expected);
+        assert_eq!(doc.to_value(), expected);
+        let line = serde_json::to_string(&doc).unwrap();
+        assert!(
+            line.ends_with(&format!(
+                ",\"hestyna\":{}}}",
+                std::str::from_utf8(payload).unwrap()
+            )),
+            "embedded as sent: {line}"
+        );
     }
 }

@@ -7,5 +7,5 @@
 pub mod enrich;
 pub mod sink;
 
-pub use enrich::{Enricher, HostInfo};
+pub use enrich::{original_json, Document, Enricher, HostInfo};
 pub use sink::{build_sinks, Sink, SinkError};

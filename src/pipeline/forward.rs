@@ -3,11 +3,10 @@
 use super::metrics::write_dead_letters;
 use super::{decode_batch, retry, Progress, Shutdown};
 use crate::deadletter::{DeadLetter, DeadLetterItem};
-use crate::forward::{Enricher, Sink, SinkError};
+use crate::forward::{original_json, Document, Enricher, Sink, SinkError};
 use crate::source::{BatchRef, SourceMessage};
 use crate::telemetry::events::{EventsIgnored, SinkDelivered, SinkFailed};
 use crate::telemetry::SelfMetrics;
-use serde_json::{Map, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -52,12 +51,16 @@ impl ForwardPipeline {
         let records = batch.records();
         let decoded = decode_batch(NAME, records, &self.metrics, &self.progress);
         let ingested = chrono::Utc::now();
-        let mut docs: Vec<Map<String, Value>> = Vec::with_capacity(decoded.events.len());
+        let mut docs: Vec<Document> = Vec::with_capacity(decoded.events.len());
         let mut doc_records: Vec<usize> = Vec::with_capacity(decoded.events.len());
         for (i, ev) in &decoded.events {
-            // The payload decoded, so it is a JSON object.
-            let original = serde_json::from_slice::<Map<String, Value>>(&records[*i].payload)
-                .unwrap_or_default();
+            // The payload decoded, so it is one JSON object and embedding it cannot fail; were it to,
+            // the record still goes, with its bytes as a string.
+            let payload = &records[*i].payload;
+            let original = original_json(payload).unwrap_or_else(|_| {
+                serde_json::value::to_raw_value(&String::from_utf8_lossy(payload))
+                    .expect("a string is JSON")
+            });
             docs.push(self.enricher.enrich(ev, &records[*i], original, ingested));
             doc_records.push(*i);
         }

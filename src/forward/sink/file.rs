@@ -1,7 +1,7 @@
 //! JSONL sinks: a file (appended to) and standard output.
 
 use super::{encode_jsonl, Sink, SinkError, SinkFuture};
-use serde_json::{Map, Value};
+use crate::forward::Document;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,7 +36,7 @@ impl Sink for FileSink {
         &self.name
     }
 
-    fn send<'a>(&'a self, batch: &'a [Map<String, Value>]) -> SinkFuture<'a> {
+    fn send<'a>(&'a self, batch: &'a [Document]) -> SinkFuture<'a> {
         let bytes = encode_jsonl(batch);
         let file = self.file.clone();
         let path = self.path.clone();
@@ -72,7 +72,7 @@ impl Sink for StdoutSink {
         &self.name
     }
 
-    fn send<'a>(&'a self, batch: &'a [Map<String, Value>]) -> SinkFuture<'a> {
+    fn send<'a>(&'a self, batch: &'a [Document]) -> SinkFuture<'a> {
         let bytes = encode_jsonl(batch);
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {

@@ -10,7 +10,7 @@ mod file;
 pub use file::{FileSink, StdoutSink};
 
 use crate::config::SinkConfig;
-use serde_json::{Map, Value};
+use crate::forward::Document;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -23,7 +23,7 @@ pub trait Sink: Send + Sync {
     fn name(&self) -> &str;
     /// Delivers every document of the batch. `Ok` means all were accepted; `Rejected` names the ones
     /// refused for good (the rest were accepted).
-    fn send<'a>(&'a self, batch: &'a [Map<String, Value>]) -> SinkFuture<'a>;
+    fn send<'a>(&'a self, batch: &'a [Document]) -> SinkFuture<'a>;
 }
 
 /// How a delivery failed.
@@ -70,7 +70,7 @@ pub fn build_sinks(
 }
 
 /// Encodes a batch as JSON lines.
-pub fn encode_jsonl(batch: &[Map<String, Value>]) -> Vec<u8> {
+pub fn encode_jsonl(batch: &[Document]) -> Vec<u8> {
     let mut out = Vec::with_capacity(batch.len() * 512);
     for doc in batch {
         serde_json::to_writer(&mut out, doc).expect("writing JSON to a Vec cannot fail");
