@@ -10,14 +10,13 @@
 //! `hestyna.dlq.line`). File: one JSON object per line with the same fields and the payload as text (or
 //! base64 when it is not UTF-8).
 
+use crate::forward::sink::AppendFile;
 use crate::source::{Origin, Record};
 use base64::Engine as _;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// One record to dead-letter.
@@ -41,8 +40,6 @@ pub enum DeadLetterError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("the writer task failed: {0}")]
-    Join(#[from] tokio::task::JoinError),
 }
 
 /// Where dead letters go.
@@ -53,10 +50,7 @@ pub enum DeadLetter {
         topic: String,
     },
     /// A JSONL file.
-    File {
-        path: PathBuf,
-        file: Arc<parking_lot::Mutex<std::fs::File>>,
-    },
+    File(AppendFile),
 }
 
 fn origin_headers(origin: &Origin) -> Vec<(&'static str, String)> {
@@ -121,30 +115,19 @@ impl DeadLetter {
 
     /// A file destination (created if absent, appended to).
     pub fn file(path: &Path) -> Result<Self, DeadLetterError> {
-        let open = || -> std::io::Result<std::fs::File> {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-        };
-        let file = open().map_err(|source| DeadLetterError::File {
-            path: path.to_owned(),
-            source,
-        })?;
-        Ok(DeadLetter::File {
-            path: path.to_owned(),
-            file: Arc::new(parking_lot::Mutex::new(file)),
-        })
+        AppendFile::open(path)
+            .map(DeadLetter::File)
+            .map_err(|source| DeadLetterError::File {
+                path: path.to_owned(),
+                source,
+            })
     }
 
     /// A name for logs.
     pub fn describe(&self) -> String {
         match self {
             DeadLetter::Kafka { topic, .. } => format!("kafka topic {topic}"),
-            DeadLetter::File { path, .. } => format!("file {}", path.display()),
+            DeadLetter::File(file) => format!("file {}", file.path().display()),
         }
     }
 
@@ -174,7 +157,7 @@ impl DeadLetter {
                 });
                 Ok(crate::produce::send_all(producer, records.collect()).await?)
             }
-            DeadLetter::File { path, file } => {
+            DeadLetter::File(file) => {
                 let mut buf = Vec::with_capacity(items.len() * 256);
                 for item in items {
                     let mut line = serde_json::Map::new();
@@ -196,14 +179,12 @@ impl DeadLetter {
                     serde_json::to_writer(&mut buf, &line).expect("writing to a Vec cannot fail");
                     buf.push(b'\n');
                 }
-                let (file, path) = (file.clone(), path.clone());
-                tokio::task::spawn_blocking(move || {
-                    let mut f = file.lock();
-                    f.write_all(&buf)
-                        .and_then(|_| f.flush())
-                        .map_err(|source| DeadLetterError::File { path, source })
-                })
-                .await?
+                file.append(buf)
+                    .await
+                    .map_err(|source| DeadLetterError::File {
+                        path: file.path().to_owned(),
+                        source,
+                    })
             }
         }
     }

@@ -51,11 +51,6 @@ impl<'a> Writer<'a> {
         Writer { out, format }
     }
 
-    /// The format being written.
-    pub fn format(&self) -> Format {
-        self.format
-    }
-
     /// `# HELP` and `# TYPE` of a family. In OpenMetrics a counter family is named without `_total`.
     pub fn family(&mut self, name: &str, help: &str, kind: FamilyType) {
         let name = match (self.format, kind) {

@@ -39,11 +39,6 @@ impl Shutdown {
         self.tx.send_replace(true);
     }
 
-    /// Whether shutdown has started.
-    pub fn is_triggered(&self) -> bool {
-        self.flag.load(Ordering::Acquire)
-    }
-
     /// The flag, for source threads.
     pub fn flag(&self) -> Arc<AtomicBool> {
         self.flag.clone()

@@ -151,16 +151,6 @@ impl Outputs {
         Outputs(senders)
     }
 
-    /// How many pipelines get each batch.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether there is no pipeline at all.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// Sends a batch to every pipeline, waiting while a pipeline is full. Returns false when a pipeline has
     /// gone away (shutdown).
     pub fn send_blocking(&self, records: Vec<Record>, ack: Option<Box<dyn Acknowledge>>) -> bool {

@@ -128,11 +128,6 @@ impl OffsetTracker {
     pub fn total_in_flight(&self) -> usize {
         self.partitions.values().map(|p| p.in_flight.len()).sum()
     }
-
-    /// The assigned partitions.
-    pub fn assigned(&self) -> impl Iterator<Item = &TopicPartition> {
-        self.partitions.keys()
-    }
 }
 
 #[cfg(test)]

@@ -6,16 +6,18 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Appends JSON lines to a file; a batch is accepted once written and flushed to the kernel.
-pub struct FileSink {
-    name: String,
+/// A file opened for appending (its folder created if needed), written from the async side through a
+/// blocking thread: one `write_all` of the whole buffer (O_APPEND keeps it contiguous), then a flush to
+/// the kernel. Shared by the file sink and the file dead-letter destination.
+#[derive(Clone)]
+pub struct AppendFile {
     path: PathBuf,
     file: Arc<parking_lot::Mutex<std::fs::File>>,
 }
 
-impl FileSink {
+impl AppendFile {
     /// Opens (creating it and its folder if needed) `path` for appending.
-    pub fn open(name: &str, path: &Path) -> std::io::Result<Self> {
+    pub fn open(path: &Path) -> std::io::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
@@ -23,10 +25,41 @@ impl FileSink {
             .create(true)
             .append(true)
             .open(path)?;
-        Ok(FileSink {
-            name: name.to_owned(),
+        Ok(AppendFile {
             path: path.to_owned(),
             file: Arc::new(parking_lot::Mutex::new(file)),
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `bytes` and flushes them to the kernel.
+    pub async fn append(&self, bytes: Vec<u8>) -> std::io::Result<()> {
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut f = file.lock();
+            f.write_all(&bytes).and_then(|_| f.flush())
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+}
+
+/// Appends JSON lines to a file; a batch is accepted once written and flushed to the kernel.
+pub struct FileSink {
+    name: String,
+    file: AppendFile,
+}
+
+impl FileSink {
+    /// Opens (creating it and its folder if needed) `path` for appending.
+    pub fn open(name: &str, path: &Path) -> std::io::Result<Self> {
+        Ok(FileSink {
+            name: name.to_owned(),
+            file: AppendFile::open(path)?,
         })
     }
 }
@@ -38,17 +71,11 @@ impl Sink for FileSink {
 
     fn send<'a>(&'a self, batch: &'a [Document]) -> SinkFuture<'a> {
         let bytes = encode_jsonl(batch);
-        let file = self.file.clone();
-        let path = self.path.clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let mut f = file.lock();
-                // One write of the whole batch: O_APPEND keeps it contiguous.
-                f.write_all(&bytes).and_then(|_| f.flush())
-            })
-            .await
-            .map_err(|e| SinkError::Retriable(format!("writer task: {e}")))?
-            .map_err(|e| SinkError::Retriable(format!("{}: {e}", path.display())))
+            self.file
+                .append(bytes)
+                .await
+                .map_err(|e| SinkError::Retriable(format!("{}: {e}", self.file.path().display())))
         })
     }
 }

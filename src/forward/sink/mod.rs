@@ -7,7 +7,7 @@
 
 mod file;
 
-pub use file::{FileSink, StdoutSink};
+pub use file::{AppendFile, FileSink, StdoutSink};
 
 use crate::config::SinkConfig;
 use crate::forward::Document;
