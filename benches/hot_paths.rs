@@ -4,9 +4,12 @@
 //! `cargo bench --bench hot_paths`; throughput is in events per second.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use hestyna_obsd::config::RedactionConfig;
 use hestyna_obsd::decode::decode;
 use hestyna_obsd::derive::{default_rules, Format, Plan};
-use hestyna_obsd::forward::{Enricher, HostInfo};
+use hestyna_obsd::forward::enrich::BatchContext;
+use hestyna_obsd::forward::sink::encode_line;
+use hestyna_obsd::forward::{Enricher, HostInfo, OrganizationTable, Redactor};
 use hestyna_obsd::source::generator::{EventGenerator, GeneratorSettings};
 use hestyna_obsd::source::{Origin, Record};
 use std::hint::black_box;
@@ -50,7 +53,14 @@ fn hot_paths(c: &mut Criterion) {
         bytes / records.len()
     );
     let plan = Plan::compile(&default_rules()).unwrap();
-    let enricher = Enricher::new(HostInfo::from_env(), "hestyna", "bench");
+    let enricher = Enricher::new(
+        HostInfo::from_env(),
+        "hestyna",
+        "bench",
+        "https://traces.example/trace/{trace_id}",
+    );
+    let redactor = Redactor::new(&RedactionConfig::default()).unwrap();
+    let organizations = OrganizationTable::default();
 
     let mut group = c.benchmark_group("events");
     group.throughput(Throughput::Elements(records.len() as u64));
@@ -81,20 +91,37 @@ fn hot_paths(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
-    group.bench_function("forward_decode_enrich_encode", |b| {
-        let now = chrono::Utc::now();
+    group.bench_function("forward_decode_enrich_redact_encode", |b| {
+        let ctx = BatchContext::new(chrono::Utc::now(), &organizations);
+        let mut tally = vec![0; redactor.rule_names().len()];
         b.iter(|| {
             let mut out = Vec::with_capacity(bytes * 3);
             for r in &records {
                 if let Ok(ev) = decode(&r.payload, r.traceparent()) {
-                    let original = hestyna_obsd::forward::original_json(&r.payload).unwrap();
-                    let doc = enricher.enrich(&ev, r, original, now);
-                    serde_json::to_writer(&mut out, &doc).unwrap();
-                    out.push(b'\n');
+                    let mut doc = enricher.enrich(&ev, r, &ctx);
+                    redactor.redact(&mut doc, &mut tally);
+                    encode_line(&doc, &mut out);
                 }
             }
             black_box(out)
         })
+    });
+    let ctx = BatchContext::new(chrono::Utc::now(), &organizations);
+    let docs: Vec<_> = records
+        .iter()
+        .filter_map(|r| Some(enricher.enrich(&decode(&r.payload, r.traceparent()).ok()?, r, &ctx)))
+        .collect();
+    group.bench_function("redact_default_patterns", |b| {
+        let mut tally = vec![0; redactor.rule_names().len()];
+        b.iter_batched_ref(
+            || docs.clone(),
+            |docs| {
+                for doc in docs.iter_mut() {
+                    redactor.redact(doc, &mut tally);
+                }
+            },
+            BatchSize::LargeInput,
+        )
     });
     group.finish();
 

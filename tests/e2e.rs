@@ -283,7 +283,7 @@ fn events_in_exact_metrics_siem_records_and_dead_letters_out() {
                 &["pipeline=\"metrics\""],
             );
             let forwarded = read_jsonl(&siem).len();
-            (derived == total && forwarded >= valid.len()).then_some(m)
+            (derived == total && forwarded >= records.len()).then_some(m)
         },
     );
 
@@ -379,9 +379,26 @@ fn events_in_exact_metrics_siem_records_and_dead_letters_out() {
     );
     assert_eq!(sum(&metrics, "hestyna_obsd_build_info", &[]), 1.0);
 
-    // Exactly one enriched SIEM record per valid event (unknown types included), with the documented fields.
-    let docs = read_jsonl(&siem);
+    // Exactly one enriched SIEM record per valid event (unknown types included), with the documented
+    // fields; and one per invalid record, marked so, with its reason.
+    let (docs, invalid_docs): (Vec<Value>, Vec<Value>) = read_jsonl(&siem)
+        .into_iter()
+        .partition(|d| d["event"]["outcome"] != "invalid");
     assert_eq!(docs.len(), valid.len());
+    let mut want_reasons: Vec<&str> = invalid.iter().map(|(_, reason)| *reason).collect();
+    let mut got_reasons: Vec<&str> = invalid_docs
+        .iter()
+        .map(|d| d["event"]["reason"].as_str().unwrap())
+        .map(|r| by_reason.keys().find(|k| **k == r).copied().unwrap())
+        .collect();
+    want_reasons.sort();
+    got_reasons.sort();
+    assert_eq!(got_reasons, want_reasons, "invalid records forwarded too");
+    for d in &invalid_docs {
+        assert!(d["error"]["message"].is_string());
+        assert!(d["event"]["id"].as_str().unwrap().starts_with("invalid-"));
+        assert!(d.get("hestyna").is_some() || d.get("message").is_some());
+    }
     let by_id: HashMap<String, &Value> = valid_json.iter().map(|v| (s(v, "event_id"), v)).collect();
     let ids: BTreeSet<String> = docs
         .iter()

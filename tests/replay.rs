@@ -74,7 +74,12 @@ fn replay_derives_what_the_file_holds() {
         })
         .count();
     let dead = read_jsonl(&dir.path().join("dlq.jsonl")).len();
-    let forwarded = read_jsonl(&dir.path().join("siem.jsonl")).len();
+    let siem = read_jsonl(&dir.path().join("siem.jsonl"));
+    let forwarded = siem.len();
+    let forwarded_invalid = siem
+        .iter()
+        .filter(|d| d["event"]["outcome"] == "invalid")
+        .count();
 
     assert!(stdout.contains("records read        3000\n"), "{stdout}");
     assert!(
@@ -85,10 +90,10 @@ fn replay_derives_what_the_file_holds() {
         stdout.contains(&format!("forwarded           {forwarded}\n")),
         "{stdout}"
     );
+    assert_eq!(forwarded, 3000, "every line is forwarded");
     assert_eq!(
-        dead + forwarded,
-        3000,
-        "each line is either forwarded or dead-lettered"
+        forwarded_invalid, dead,
+        "invalid lines are dead-lettered and forwarded marked invalid"
     );
     assert!((30..=100).contains(&dead), "about 2% invalid: {dead}");
     let metrics = parse_metrics(stdout.split_once("\n\n").unwrap().1);

@@ -4,13 +4,10 @@
 
 mod common;
 
+use common::pki::{pki, Pki};
 use common::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair,
-};
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 const TOKEN: &str = "grafana-acme-3d1f0c9b8a7e6d5c";
@@ -21,57 +18,6 @@ fn sha256_hex(text: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate, as PEM files.
-struct Pki {
-    ca: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
-    client_cert: PathBuf,
-    client_key: PathBuf,
-}
-
-fn pki(dir: &Path) -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "hestyna-obsd test CA");
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let issue = |names: Vec<String>, usage: ExtendedKeyUsagePurpose, stem: &str| {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(names).unwrap();
-        params.distinguished_name.push(DnType::CommonName, stem);
-        params.extended_key_usages = vec![usage];
-        let cert = params.signed_by(&key, &ca).unwrap();
-        let (cert_path, key_path) = (
-            dir.join(format!("{stem}.pem")),
-            dir.join(format!("{stem}.key")),
-        );
-        std::fs::write(&cert_path, cert.pem()).unwrap();
-        std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        (cert_path, key_path)
-    };
-    let (server_cert, server_key) = issue(
-        vec!["localhost".into(), "127.0.0.1".into()],
-        ExtendedKeyUsagePurpose::ServerAuth,
-        "server",
-    );
-    let (client_cert, client_key) = issue(
-        vec!["prometheus".into()],
-        ExtendedKeyUsagePurpose::ClientAuth,
-        "client",
-    );
-    let ca_path = dir.join("ca.pem");
-    std::fs::write(&ca_path, ca.pem()).unwrap();
-    Pki {
-        ca: ca_path,
-        server_cert,
-        server_key,
-        client_cert,
-        client_key,
-    }
 }
 
 /// A generator-fed daemon whose listener is secured by `web_config` (YAML), on `listen`.

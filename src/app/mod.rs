@@ -13,7 +13,7 @@ use crate::deadletter::{DeadLetter, DeadLetterError};
 use crate::derive::changelog::Changelog;
 use crate::derive::join::IntakeJoin;
 use crate::derive::{DeriveError, Plan, Store};
-use crate::forward::{build_sinks, Enricher, HostInfo};
+use crate::forward::{build_sink, Enricher, HostInfo, OrganizationTable, Redactor};
 use crate::http::{HttpError, HttpState, Security, DEMO_PASSWORD};
 use crate::pipeline::forward::ForwardPipeline;
 use crate::pipeline::metrics::JoinState;
@@ -48,6 +48,10 @@ pub enum AppError {
     DeadLetter(#[from] DeadLetterError),
     #[error(transparent)]
     Sink(#[from] crate::forward::sink::SinkBuildError),
+    #[error("redaction: {0}")]
+    Redaction(#[from] crate::forward::redact::RedactError),
+    #[error("organization table: {0}")]
+    Organizations(#[from] crate::forward::organizations::OrganizationTableError),
     #[error("source: {0}")]
     Source(#[from] SourceError),
     #[error(transparent)]
@@ -194,10 +198,39 @@ pub async fn run_observed(
         DeadLetterKind::File => DeadLetter::file(&config.dead_letter.path)?,
     });
     let pipes = &config.pipelines;
-    let sinks = if pipes.forward.enabled {
-        build_sinks(&config.forward.sinks)?
-    } else {
-        Vec::new()
+    let shutdown = Shutdown::new(Duration::from_secs(config.shutdown.drain_timeout_secs));
+    let host = HostInfo::from_env();
+    let mut workers = Vec::new();
+    if pipes.forward.enabled {
+        for (index, (name, sink)) in config.forward.sinks.iter().enumerate() {
+            let (batch, retry) = sink.delivery();
+            workers.push(crate::pipeline::deliver::Worker {
+                sink: build_sink(name, sink, &config.kafka, &host)?,
+                index,
+                batch: batch.clone(),
+                retry: retry.clone(),
+                metrics: self_metrics.clone(),
+                shutdown: shutdown.clone(),
+            });
+        }
+    }
+    let redactor = Redactor::new(&config.forward.redaction)?;
+    let organizations = match &config.forward.organizations_file {
+        Some(path) => {
+            let (live, seen) = crate::forward::organizations::load_live(path)?;
+            tokio::spawn(crate::forward::organizations::watch(
+                path.clone(),
+                live.clone(),
+                seen,
+                Duration::from_secs(2),
+                self_metrics.clone(),
+                shutdown.clone(),
+            ));
+            live
+        }
+        None => Arc::new(parking_lot::RwLock::new(Arc::new(
+            OrganizationTable::default(),
+        ))),
     };
 
     let listener = match options.http {
@@ -208,7 +241,6 @@ pub async fn run_observed(
         (true, Some(addr)) => Some(crate::http::bind(addr).await?),
         _ => None,
     };
-    let shutdown = Shutdown::new(Duration::from_secs(config.shutdown.drain_timeout_secs));
     let health = Arc::new(Health::default());
 
     // Pipelines.
@@ -241,11 +273,15 @@ pub async fn run_observed(
         let (tx, rx) = mpsc::channel(queue);
         let pipeline = ForwardPipeline {
             enricher: Enricher::new(
-                HostInfo::from_env(),
+                host.clone(),
                 &config.forward.service_name,
                 &config.forward.environment,
+                &config.forward.trace_url_template,
             ),
-            sinks,
+            redactor,
+            organizations,
+            workers,
+            forward_invalid: config.forward.forward_invalid,
             dead_letter: dead_letter.clone(),
             owns_invalid: !pipes.metrics.enabled,
             metrics: self_metrics.clone(),
@@ -525,13 +561,11 @@ fn print_banner(config: &Config, demo_users: &[String], auth: bool, dead_letter:
     }
     if config.pipelines.forward.enabled {
         for (name, sink) in &config.forward.sinks {
-            let target = match sink {
-                crate::config::SinkConfig::File { path } => {
-                    format!("{} (tail -f it)", path.display())
-                }
-                crate::config::SinkConfig::Stdout {} => "standard output".into(),
-            };
-            lines.push(format!("  {:<14}{target}", format!("SIEM {name}")));
+            lines.push(format!(
+                "  {:<14}{}",
+                format!("SIEM {name}"),
+                sink.describe()
+            ));
         }
     }
     lines.push(format!("  dead letters  {}", dead_letter.describe()));

@@ -5,7 +5,10 @@
 //! (a test keeps the two equal). Unknown keys are refused. Loading reports every fault at once, each with
 //! its key path, rather than stopping at the first: see [`load`].
 
+mod forward;
 mod validate;
+
+pub use forward::*;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -374,41 +377,6 @@ impl Default for HttpConfig {
     }
 }
 
-/// `[forward]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ForwardConfig {
-    /// Sink name -> sink. Every record goes to every sink; its offset is stored when all accepted it.
-    pub sinks: BTreeMap<String, SinkConfig>,
-    /// Written as `service.name` on every record.
-    pub service_name: String,
-    /// Written as `environment` on every record (empty: left out).
-    pub environment: String,
-}
-
-impl Default for ForwardConfig {
-    fn default() -> Self {
-        ForwardConfig {
-            sinks: [("stdout".to_string(), SinkConfig::Stdout {})].into(),
-            service_name: "hestyna".into(),
-            environment: String::new(),
-        }
-    }
-}
-
-/// One SIEM sink.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SinkConfig {
-    /// JSONL appended to a file.
-    File {
-        /// The file.
-        path: PathBuf,
-    },
-    /// JSONL on standard output.
-    Stdout {},
-}
-
 /// `[telemetry]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -535,6 +503,32 @@ pub fn masked(config: &Config) -> Config {
     }
     for hash in out.http.basic_auth_users.values_mut() {
         *hash = "*** (bcrypt hash)".into();
+    }
+    let mask_secret = |secret: &mut Option<SecretConfig>| {
+        if let Some(SecretConfig { value: Some(v), .. }) = secret {
+            *v = "***".into();
+        }
+    };
+    mask_secret(&mut out.forward.redaction.hmac_key);
+    for sink in out.forward.sinks.values_mut() {
+        match sink {
+            SinkConfig::Http(http) => {
+                mask_secret(&mut http.auth.secret);
+                for (k, v) in http.headers.iter_mut() {
+                    if secretish(k) || k.eq_ignore_ascii_case("authorization") {
+                        *v = "***".into();
+                    }
+                }
+            }
+            SinkConfig::Kafka(kafka) => {
+                for (k, v) in kafka.properties.iter_mut() {
+                    if secretish(k) {
+                        *v = "***".into();
+                    }
+                }
+            }
+            _ => {}
+        }
     }
     out
 }

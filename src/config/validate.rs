@@ -332,22 +332,7 @@ fn check(c: &Config) -> Vec<Issue> {
         );
     }
 
-    if p.forward.enabled && c.forward.sinks.is_empty() {
-        fault(
-            "forward.sinks",
-            "at least one sink is required when pipelines.forward is enabled".into(),
-        );
-    }
-    for (name, sink) in &c.forward.sinks {
-        if let super::SinkConfig::File { path } = sink {
-            if path.as_os_str().is_empty() {
-                fault(
-                    &format!("forward.sinks.{name}.path"),
-                    "must not be empty".into(),
-                );
-            }
-        }
-    }
+    c.forward.check(p.forward.enabled, &c.kafka, &mut fault);
 
     if let Err(errors) = crate::derive::Plan::compile(&c.metrics.all_rules()) {
         let first_extra = c.metrics.rules.len();

@@ -1,11 +1,15 @@
-//! Forward: valid events -> enriched JSON records -> every configured SIEM sink.
+//! Forward: events -> enriched, redacted JSON records -> every configured SIEM sink.
 //!
-//! [`enrich::Enricher`] turns a decoded event and its record into the document security teams receive;
-//! [`sink::Sink`]s deliver a batch of documents and say when it is safe (the pipeline stores offsets only
-//! after every sink accepted the batch).
+//! [`enrich::Enricher`] writes the document security teams receive (with [`organizations`] for the
+//! organization table); [`redact::Redactor`] takes secrets out of it; [`sink::Sink`]s frame and deliver
+//! batches of documents. Batching, retries and acknowledgements are in `pipeline::deliver`.
 
 pub mod enrich;
+pub mod organizations;
+pub mod redact;
 pub mod sink;
 
-pub use enrich::{original_json, Document, Enricher, HostInfo};
-pub use sink::{build_sinks, Sink, SinkError};
+pub use enrich::{original_json, Document, Enricher, HostInfo, Outcome};
+pub use organizations::{LiveOrganizations, OrganizationTable};
+pub use redact::Redactor;
+pub use sink::{build_sink, Sink, SinkError};

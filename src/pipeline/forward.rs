@@ -1,11 +1,21 @@
-//! The forward pipeline: decode -> enrich -> every sink.
+//! The forward pipeline: decode -> enrich -> redact -> every sink's worker -> finisher.
+//!
+//! This task turns each source batch into documents (invalid records too, when forwarded) and hands
+//! the same [`Job`] to every sink's [`Worker`]; the workers batch, send and retry on their own tasks, so
+//! decoding the next batch overlaps delivering the last. A full worker queue blocks this task, which
+//! fills the source's queue, which pauses the Kafka partitions: a SIEM outage holds the forwarder's
+//! offsets back and never the metrics pipeline (its own consumer group). The finisher writes what the
+//! sinks refused for good to the dead letters, then reports the batch done.
 
+use super::deliver::{Job, Worker};
 use super::metrics::write_dead_letters;
-use super::{decode_batch, retry, Progress, Shutdown};
+use super::{decode_batch, Progress, Shutdown};
 use crate::deadletter::{DeadLetter, DeadLetterItem};
-use crate::forward::{original_json, Document, Enricher, Sink, SinkError};
+use crate::forward::enrich::BatchContext;
+use crate::forward::organizations::LiveOrganizations;
+use crate::forward::{Document, Enricher, Redactor};
 use crate::source::{BatchRef, SourceMessage};
-use crate::telemetry::events::{EventsIgnored, SinkDelivered, SinkFailed};
+use crate::telemetry::events::{EventsIgnored, Redacted};
 use crate::telemetry::SelfMetrics;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -14,11 +24,19 @@ use tokio::sync::mpsc;
 /// The pipeline's label value.
 pub const NAME: &str = "forward";
 
-/// decode -> enrich -> sinks.
+/// Jobs queued per sink worker before the pipeline waits.
+const WORKER_QUEUE: usize = 4;
+
+/// decode -> enrich -> redact -> sinks.
 pub struct ForwardPipeline {
     pub enricher: Enricher,
-    pub sinks: Vec<Box<dyn Sink>>,
-    /// Where invalid records go when the metrics pipeline is off, and where records a sink rejected for
+    pub redactor: Redactor,
+    pub organizations: LiveOrganizations,
+    /// One worker per sink (their `index` is their position here).
+    pub workers: Vec<Worker>,
+    /// Forward invalid records too (marked `event.outcome = "invalid"`).
+    pub forward_invalid: bool,
+    /// Where invalid records go when the metrics pipeline is off, and where records a sink refused for
     /// good always go.
     pub dead_letter: Arc<DeadLetter>,
     /// Whether this pipeline dead-letters invalid records (the metrics pipeline does, when it runs).
@@ -29,97 +47,151 @@ pub struct ForwardPipeline {
 }
 
 impl ForwardPipeline {
-    /// Processes batches until the source closes the channel (or the drain deadline stops a retry).
+    /// Processes batches until the source closes the channel; then lets the workers send what they
+    /// hold, and the finisher settle it.
     pub async fn run(self, mut rx: mpsc::Receiver<SourceMessage>) {
+        let ForwardPipeline {
+            enricher,
+            redactor,
+            organizations,
+            workers,
+            forward_invalid,
+            dead_letter,
+            owns_invalid,
+            metrics,
+            progress,
+            shutdown,
+        } = self;
+        let (finished_tx, finished_rx) = mpsc::unbounded_channel();
+        let finisher = tokio::spawn(finish(
+            finished_rx,
+            dead_letter.clone(),
+            metrics.clone(),
+            progress.clone(),
+            shutdown.clone(),
+        ));
+        let sinks = workers.len();
+        let mut queues = Vec::with_capacity(sinks);
+        let mut tasks = Vec::with_capacity(sinks);
+        for worker in workers {
+            let (tx, rx) = mpsc::channel(WORKER_QUEUE);
+            queues.push(tx);
+            tasks.push(tokio::spawn(worker.run(rx, finished_tx.clone())));
+        }
+        let stage = Stage {
+            sinks,
+            enricher,
+            redactor,
+            organizations,
+            forward_invalid,
+            dead_letter,
+            owns_invalid,
+            metrics,
+            progress,
+            shutdown,
+        };
         while let Some(message) = rx.recv().await {
             // Assignments matter only to the metrics side's state.
             let SourceMessage::Batch(batch) = message else {
                 continue;
             };
-            if self.process(&batch).await.is_err() {
+            let Some(job) = stage.prepare(batch).await else {
                 tracing::warn!(
                     pipeline = NAME,
                     "drain deadline passed: unfinished records will be read again"
                 );
-                return;
+                break;
+            };
+            let job = Arc::new(job);
+            if job.docs.is_empty() {
+                let _ = finished_tx.send(job);
+                continue;
             }
-            batch.done();
+            let mut gone = false;
+            for queue in &queues {
+                gone |= queue.send(job.clone()).await.is_err();
+            }
+            if gone {
+                tracing::warn!(
+                    pipeline = NAME,
+                    "a sink stopped at the drain deadline: unfinished records will be read again"
+                );
+                break;
+            }
         }
+        drop(queues);
+        for task in tasks {
+            let _ = task.await;
+        }
+        drop(finished_tx);
+        let _ = finisher.await;
     }
+}
 
-    async fn process(&self, batch: &BatchRef) -> Result<(), super::Stopped> {
+/// What turns a batch into a job.
+struct Stage {
+    /// How many sinks every job goes to.
+    sinks: usize,
+    enricher: Enricher,
+    redactor: Redactor,
+    organizations: LiveOrganizations,
+    forward_invalid: bool,
+    dead_letter: Arc<DeadLetter>,
+    owns_invalid: bool,
+    metrics: Arc<SelfMetrics>,
+    progress: Arc<Progress>,
+    shutdown: Shutdown,
+}
+
+impl Stage {
+    /// Decodes, enriches and redacts a batch, and dead-letters its invalid records if this pipeline owns
+    /// them. `None`: the drain deadline passed while writing dead letters.
+    async fn prepare(&self, batch: BatchRef) -> Option<Job> {
         let records = batch.records();
         let decoded = decode_batch(NAME, records, &self.metrics, &self.progress);
         let ingested = chrono::Utc::now();
-        let mut docs: Vec<Document> = Vec::with_capacity(decoded.events.len());
-        let mut doc_records: Vec<usize> = Vec::with_capacity(decoded.events.len());
+        let organizations = self.organizations.read().clone();
+        let ctx = BatchContext::new(ingested, &organizations);
+        let forwarded_invalid = if self.forward_invalid {
+            decoded.invalid.len()
+        } else {
+            0
+        };
+        let mut docs: Vec<Document> = Vec::with_capacity(decoded.events.len() + forwarded_invalid);
+        let mut doc_records: Vec<usize> = Vec::with_capacity(docs.capacity());
         for (i, ev) in &decoded.events {
-            // The payload decoded, so it is one JSON object and embedding it cannot fail; were it to,
-            // the record still goes, with its bytes as a string.
-            let payload = &records[*i].payload;
-            let original = original_json(payload).unwrap_or_else(|_| {
-                serde_json::value::to_raw_value(&String::from_utf8_lossy(payload))
-                    .expect("a string is JSON")
-            });
-            docs.push(self.enricher.enrich(ev, &records[*i], original, ingested));
+            docs.push(self.enricher.enrich(ev, &records[*i], &ctx));
             doc_records.push(*i);
         }
-        let mut dead: Vec<DeadLetterItem<'_>> = Vec::new();
-        if self.owns_invalid {
-            dead.extend(decoded.invalid.iter().map(|(i, e)| DeadLetterItem {
-                record: &records[*i],
-                reason: e.reason.as_str(),
-                detail: e.detail.to_string(),
-            }));
-        } else if !decoded.invalid.is_empty() {
-            EventsIgnored {
-                pipeline: NAME,
-                reason: "invalid",
-                count: decoded.invalid.len() as u64,
-            }
-            .emit(&self.metrics);
-        }
-        for sink in &self.sinks {
-            let name = sink.name();
-            let outcome = retry(
-                &self.shutdown,
-                || async {
-                    match sink.send(&docs).await {
-                        Err(SinkError::Retriable(reason)) => Err(SinkError::Retriable(reason)),
-                        other => Ok(other),
-                    }
-                },
-                |error, attempt| {
-                    SinkFailed {
-                        sink: name,
-                        error,
-                        attempt,
-                    }
-                    .emit(&self.metrics)
-                },
-            )
-            .await?;
-            let rejected = match outcome {
-                Ok(()) => Vec::new(),
-                Err(SinkError::Rejected(rejected)) => rejected,
-                Err(SinkError::Retriable(_)) => unreachable!("retried above"),
-            };
-            SinkDelivered {
-                sink: name,
-                count: (docs.len() - rejected.len()) as u64,
-            }
-            .emit(&self.metrics);
-            for (doc, reason) in rejected {
-                if let Some(&record) = doc_records.get(doc) {
-                    dead.push(DeadLetterItem {
-                        record: &records[record],
-                        reason: "sink_rejected",
-                        detail: format!("{name}: {reason}"),
-                    });
-                }
+        if self.forward_invalid {
+            for (i, invalid) in &decoded.invalid {
+                docs.push(
+                    self.enricher
+                        .enrich_invalid(&records[*i], invalid, ingested, &ctx),
+                );
+                doc_records.push(*i);
             }
         }
-        if !dead.is_empty() {
+        let mut tally = vec![0u64; self.redactor.rule_names().len()];
+        for doc in &mut docs {
+            self.redactor.redact(doc, &mut tally);
+        }
+        Redacted {
+            rules: self.redactor.rule_names(),
+            tally: &tally,
+        }
+        .emit(&self.metrics);
+
+        if self.owns_invalid && !decoded.invalid.is_empty() {
+            let dead: Vec<DeadLetterItem<'_>> = decoded
+                .invalid
+                .iter()
+                .map(|(i, e)| DeadLetterItem {
+                    record: &records[*i],
+                    reason: e.reason.as_str(),
+                    detail: e.detail.to_string(),
+                })
+                .collect();
             write_dead_letters(
                 &self.dead_letter,
                 NAME,
@@ -127,17 +199,65 @@ impl ForwardPipeline {
                 &self.metrics,
                 &self.shutdown,
             )
-            .await?;
+            .await
+            .ok()?;
             self.progress
                 .dead_letters
                 .fetch_add(dead.len() as u64, Ordering::Relaxed);
+        } else if !self.owns_invalid && !self.forward_invalid && !decoded.invalid.is_empty() {
+            EventsIgnored {
+                pipeline: NAME,
+                reason: "invalid",
+                count: decoded.invalid.len() as u64,
+            }
+            .emit(&self.metrics);
         }
-        self.progress
+        Some(Job::new(docs, doc_records, batch, self.sinks))
+    }
+}
+
+/// Settles finished jobs: dead letters for what sinks refused, then the batch is done.
+async fn finish(
+    mut rx: mpsc::UnboundedReceiver<Arc<Job>>,
+    dead_letter: Arc<DeadLetter>,
+    metrics: Arc<SelfMetrics>,
+    progress: Arc<Progress>,
+    shutdown: Shutdown,
+) {
+    while let Some(job) = rx.recv().await {
+        let Some(batch) = job.batch.lock().take() else {
+            continue;
+        };
+        let records = batch.records();
+        let rejections = std::mem::take(&mut *job.rejections.lock());
+        if !rejections.is_empty() {
+            let dead: Vec<DeadLetterItem<'_>> = rejections
+                .iter()
+                .map(|r| DeadLetterItem {
+                    record: &records[job.doc_records[r.doc]],
+                    reason: "sink_rejected",
+                    detail: format!("{} ({}): {}", r.sink, r.refusal.class, r.refusal.detail),
+                })
+                .collect();
+            if write_dead_letters(&dead_letter, NAME, &dead, &metrics, &shutdown)
+                .await
+                .is_err()
+            {
+                continue;
+            }
+            progress
+                .dead_letters
+                .fetch_add(dead.len() as u64, Ordering::Relaxed);
+        }
+        let mut refused: Vec<usize> = rejections.iter().map(|r| r.doc).collect();
+        refused.sort_unstable();
+        refused.dedup();
+        progress
             .forwarded
-            .fetch_add(docs.len() as u64, Ordering::Relaxed);
-        self.progress
+            .fetch_add((job.docs.len() - refused.len()) as u64, Ordering::Relaxed);
+        progress
             .records
             .fetch_add(records.len() as u64, Ordering::Relaxed);
-        Ok(())
+        batch.done();
     }
 }

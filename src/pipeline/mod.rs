@@ -1,12 +1,14 @@
 //! Pipeline: the two consumers of batches.
 //!
 //! - [`metrics::MetricsPipeline`]: decode -> derive, and dead-letters invalid records.
-//! - [`forward::ForwardPipeline`]: decode -> enrich -> every sink.
+//! - [`forward::ForwardPipeline`]: decode -> enrich -> redact -> every sink, each through its own
+//!   [`deliver::Worker`] (batching, retries, bisection, rejections).
 //!
 //! Both share the source and decode code and differ only in what they do with an event. Each reports a
 //! batch done only once everything it owes that batch is safe (derived; accepted by every sink; dead
 //! letters written): see the offset invariant in ARCHITECTURE.md.
 
+pub mod deliver;
 pub mod forward;
 pub mod metrics;
 mod retry;

@@ -112,6 +112,13 @@ impl Batch {
     }
 }
 
+impl Batch {
+    /// One more pipeline's handle on the batch (counted in `consumers` at [`Batch::new`]).
+    pub fn handle(self: &Arc<Self>) -> BatchRef {
+        BatchRef(self.clone())
+    }
+}
+
 /// One pipeline's handle on a shared batch.
 pub struct BatchRef(Arc<Batch>);
 

@@ -12,6 +12,7 @@ const LOG_INTERVAL: Duration = Duration::from_secs(10);
 static INVALID_LOG: LazyLock<RateLimit> = LazyLock::new(|| RateLimit::new(LOG_INTERVAL));
 static DEAD_LETTER_LOG: LazyLock<RateLimit> = LazyLock::new(|| RateLimit::new(LOG_INTERVAL));
 static SINK_LOG: LazyLock<RateLimit> = LazyLock::new(|| RateLimit::new(LOG_INTERVAL));
+static SINK_REJECT_LOG: LazyLock<RateLimit> = LazyLock::new(|| RateLimit::new(LOG_INTERVAL));
 static KAFKA_LOG: LazyLock<RateLimit> = LazyLock::new(|| RateLimit::new(LOG_INTERVAL));
 static OVERFLOW_LOG: LazyLock<RateLimit> = LazyLock::new(|| RateLimit::new(LOG_INTERVAL));
 
@@ -111,29 +112,82 @@ impl DeadLetterFailed<'_> {
 /// A sink accepted records.
 pub struct SinkDelivered<'a> {
     pub sink: &'a str,
-    pub count: u64,
+    pub records: u64,
+    /// Their framed bytes (before compression).
+    pub bytes: u64,
+    /// How long the request took.
+    pub elapsed: std::time::Duration,
 }
 
 impl SinkDelivered<'_> {
     pub fn emit(&self, m: &SelfMetrics) {
+        let labels = [self.sink];
         m.sink_records
-            .with_label_values(&[self.sink])
-            .inc_by(self.count);
+            .with_label_values(&labels)
+            .inc_by(self.records);
+        m.sink_bytes.with_label_values(&labels).inc_by(self.bytes);
+        m.sink_batch_seconds
+            .with_label_values(&labels)
+            .observe(self.elapsed.as_secs_f64());
+        m.sink_up.with_label_values(&labels).set(1);
     }
 }
 
-/// A sink write failed; the batch will be retried.
-pub struct SinkFailed<'a> {
+/// A sink attempt failed in a way worth retrying; the records will be sent again.
+pub struct SinkAttemptFailed<'a> {
     pub sink: &'a str,
-    pub error: &'a dyn std::error::Error,
+    pub error: &'a crate::forward::SinkError,
     pub attempt: u32,
 }
 
-impl SinkFailed<'_> {
+impl SinkAttemptFailed<'_> {
     pub fn emit(&self, m: &SelfMetrics) {
-        m.sink_errors.with_label_values(&[self.sink]).inc();
+        m.sink_retries
+            .with_label_values(&[self.sink, self.error.class])
+            .inc();
+        if self.error.class != "partial" {
+            m.sink_up.with_label_values(&[self.sink]).set(0);
+        }
         if let Some(suppressed) = SINK_LOG.allow() {
-            tracing::error!(sink = self.sink, error = %self.error, attempt = self.attempt, suppressed, "sink write failed; retrying");
+            tracing::error!(sink = self.sink, class = self.error.class, error = %self.error, attempt = self.attempt, suppressed, "sink delivery failed; retrying");
+        }
+    }
+}
+
+/// A sink refused records for good; they go to the dead letters.
+pub struct SinkRejected<'a> {
+    pub sink: &'a str,
+    pub refusal: &'a crate::forward::sink::Refusal,
+    pub count: u64,
+}
+
+impl SinkRejected<'_> {
+    pub fn emit(&self, m: &SelfMetrics) {
+        m.sink_rejected
+            .with_label_values(&[self.sink, self.refusal.class])
+            .inc_by(self.count);
+        // Credentials refused: the sink is not usable as configured.
+        if matches!(self.refusal.class, "http_401" | "http_403") {
+            m.sink_up.with_label_values(&[self.sink]).set(0);
+        }
+        if let Some(suppressed) = SINK_REJECT_LOG.allow() {
+            tracing::error!(sink = self.sink, class = self.refusal.class, detail = %self.refusal.detail, count = self.count, suppressed, "sink refused records; dead-lettering them");
+        }
+    }
+}
+
+/// Redaction rules replaced values during a batch.
+pub struct Redacted<'a> {
+    pub rules: &'a [String],
+    pub tally: &'a [u64],
+}
+
+impl Redacted<'_> {
+    pub fn emit(&self, m: &SelfMetrics) {
+        for (rule, count) in self.rules.iter().zip(self.tally) {
+            if *count > 0 {
+                m.redactions.with_label_values(&[rule]).inc_by(*count);
+            }
         }
     }
 }

@@ -1,6 +1,8 @@
 use crate::derive::exposition::{format_value, FamilyType, Format, Writer};
 use prometheus::proto::MetricType;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// The daemon's own metrics (`hestyna_obsd_*`), in their own registry.
 pub struct SelfMetrics {
@@ -19,8 +21,20 @@ pub struct SelfMetrics {
     pub dead_letter_errors: IntCounterVec,
     /// Records accepted by a sink, by sink.
     pub sink_records: IntCounterVec,
-    /// Failed sink writes (retried), by sink.
-    pub sink_errors: IntCounterVec,
+    /// Framed bytes accepted by a sink (before compression), by sink.
+    pub sink_bytes: IntCounterVec,
+    /// Failed delivery attempts (the records are sent again), by sink and class.
+    pub sink_retries: IntCounterVec,
+    /// Records a sink refused for good (dead-lettered), by sink and class.
+    pub sink_rejected: IntCounterVec,
+    /// Duration of accepted sink requests, by sink.
+    pub sink_batch_seconds: HistogramVec,
+    /// 1 when the sink's last request was accepted; 0 after a failed one or refused credentials.
+    pub sink_up: IntGaugeVec,
+    /// Values replaced by redaction, by rule.
+    pub redactions: IntCounterVec,
+    /// Reloads of the organization table, by result.
+    pub enrichment_reloads: IntCounterVec,
     /// Consumer lag against the stored offset, by pipeline, topic and partition.
     pub consumer_lag: IntGaugeVec,
     /// Partitions assigned to this instance, by pipeline.
@@ -131,11 +145,53 @@ impl SelfMetrics {
                 "Records accepted by a sink.",
                 &["sink"],
             ),
-            sink_errors: counter(
+            sink_bytes: counter(
                 &r,
-                "hestyna_obsd_sink_errors_total",
-                "Failed sink writes (retried).",
+                "hestyna_obsd_sink_bytes_total",
+                "Framed bytes accepted by a sink, before compression.",
                 &["sink"],
+            ),
+            sink_retries: counter(
+                &r,
+                "hestyna_obsd_sink_retries_total",
+                "Failed sink delivery attempts; the records are sent again.",
+                &["sink", "class"],
+            ),
+            sink_rejected: counter(
+                &r,
+                "hestyna_obsd_sink_rejected_total",
+                "Records a sink refused for good; they are dead-lettered.",
+                &["sink", "class"],
+            ),
+            sink_batch_seconds: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "hestyna_obsd_sink_batch_duration_seconds",
+                        "Duration of accepted sink requests.",
+                    )
+                    .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                    &["sink"],
+                )
+                .expect("self metric definitions are valid"),
+            ),
+            sink_up: gauge(
+                &r,
+                "hestyna_obsd_sink_up",
+                "1 when the sink's last request was accepted; 0 after a failed one or refused credentials.",
+                &["sink"],
+            ),
+            redactions: counter(
+                &r,
+                "hestyna_obsd_redactions_total",
+                "Values replaced by redaction.",
+                &["rule"],
+            ),
+            enrichment_reloads: counter(
+                &r,
+                "hestyna_obsd_enrichment_reloads_total",
+                "Reloads of the organization table.",
+                &["result"],
             ),
             consumer_lag: gauge(
                 &r,
@@ -211,21 +267,54 @@ impl SelfMetrics {
             let kind = match family.get_field_type() {
                 MetricType::COUNTER => FamilyType::Counter,
                 MetricType::GAUGE => FamilyType::Gauge,
-                // Only counters and gauges are registered.
+                MetricType::HISTOGRAM => FamilyType::Histogram,
+                // Only counters, gauges and histograms are registered.
                 _ => continue,
             };
-            w.family(family.name(), family.help(), kind);
+            let name = family.name();
+            w.family(name, family.help(), kind);
             for metric in family.get_metric() {
                 let labels: Vec<(&str, &str)> = metric
                     .get_label()
                     .iter()
                     .map(|l| (l.name(), l.value()))
                     .collect();
-                let value = match kind {
-                    FamilyType::Counter => metric.get_counter().get_value(),
-                    _ => metric.get_gauge().get_value(),
-                };
-                w.sample(family.name(), &labels, None, &format_value(value));
+                match kind {
+                    FamilyType::Histogram => {
+                        let h = metric.get_histogram();
+                        let bucket = format!("{name}_bucket");
+                        for b in h.get_bucket() {
+                            let le = format_value(b.upper_bound());
+                            w.sample(
+                                &bucket,
+                                &labels,
+                                Some(("le", &le)),
+                                &b.cumulative_count().to_string(),
+                            );
+                        }
+                        let count = h.get_sample_count().to_string();
+                        w.sample(&bucket, &labels, Some(("le", "+Inf")), &count);
+                        w.sample(
+                            &format!("{name}_sum"),
+                            &labels,
+                            None,
+                            &format_value(h.get_sample_sum()),
+                        );
+                        w.sample(&format!("{name}_count"), &labels, None, &count);
+                    }
+                    FamilyType::Counter => w.sample(
+                        name,
+                        &labels,
+                        None,
+                        &format_value(metric.get_counter().get_value()),
+                    ),
+                    _ => w.sample(
+                        name,
+                        &labels,
+                        None,
+                        &format_value(metric.get_gauge().get_value()),
+                    ),
+                }
             }
         }
     }

@@ -3,6 +3,9 @@
 //! running.
 #![allow(dead_code)]
 
+pub mod pki;
+pub mod receiver;
+
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -163,11 +166,7 @@ impl Broker {
     /// returned offset 177 first). Consumers resume mid-batch after a pause, a rebalance or a restart, so
     /// with larger batches the broker itself would lose records.
     pub fn producer(&self) -> ThreadedProducer<DefaultProducerContext> {
-        let mut c = self.client_config();
-        c.set("linger.ms", "5")
-            .set("acks", "all")
-            .set("batch.num.messages", "1");
-        c.create().unwrap()
+        producer_for(&self.addr)
     }
 
     /// Produces records (key, payload, headers) and waits until all are acknowledged.
@@ -176,9 +175,7 @@ impl Broker {
         for r in records {
             send(&producer, topic, r);
         }
-        producer
-            .flush(Timeout::After(Duration::from_secs(60)))
-            .unwrap();
+        flush(&producer);
     }
 
     /// Reads `count` records of a topic from the start (a new consumer group), or panics after `timeout`.
@@ -213,6 +210,7 @@ impl Broker {
                     })
                     .unwrap_or_default();
                 out.push(Consumed {
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                     payload: m.payload().unwrap_or_default().to_vec(),
                     headers,
                     partition: m.partition(),
@@ -236,6 +234,23 @@ impl Drop for Broker {
             }
         }
     }
+}
+
+/// A producer for the broker at `addr` (one record per batch: see [`Broker::producer`]).
+pub fn producer_for(addr: &str) -> ThreadedProducer<DefaultProducerContext> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", addr)
+        .set("linger.ms", "5")
+        .set("acks", "all")
+        .set("batch.num.messages", "1");
+    c.create().unwrap()
+}
+
+/// Waits until everything produced is acknowledged.
+pub fn flush(producer: &ThreadedProducer<DefaultProducerContext>) {
+    producer
+        .flush(Timeout::After(Duration::from_secs(60)))
+        .unwrap();
 }
 
 /// A record to produce.
@@ -267,6 +282,7 @@ pub fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, r:
 /// A record read back.
 #[derive(Debug, Clone)]
 pub struct Consumed {
+    pub key: Option<String>,
     pub payload: Vec<u8>,
     pub headers: BTreeMap<String, String>,
     pub partition: i32,
@@ -298,7 +314,8 @@ pub struct Daemon {
     stderr: PathBuf,
 }
 
-/// The configuration of a daemon reading `topic` from `broker`, with its files under `dir`.
+/// The configuration of a daemon reading `topic` from `broker`, with its files under `dir` and a file
+/// SIEM sink `siem.jsonl`.
 pub fn kafka_config(
     broker: &Broker,
     topic: &str,
@@ -306,6 +323,22 @@ pub fn kafka_config(
     dlq: &str,
     dir: &Path,
     http_port: u16,
+) -> String {
+    let sinks = format!(
+        "[forward.sinks.siem]\nkind = \"file\"\npath = \"{}\"\n",
+        dir.join("siem.jsonl").display()
+    );
+    kafka_config_with_sinks(broker, topic, groups, dlq, http_port, &sinks)
+}
+
+/// [`kafka_config`] with these `[forward]` tables (sinks, and anything else of `[forward]` after them).
+pub fn kafka_config_with_sinks(
+    broker: &Broker,
+    topic: &str,
+    groups: &str,
+    dlq: &str,
+    http_port: u16,
+    sinks: &str,
 ) -> String {
     format!(
         r#"
@@ -343,9 +376,7 @@ listen = "127.0.0.1:{http_port}"
 [forward]
 environment = "test"
 
-[forward.sinks.siem]
-kind = "file"
-path = "{siem}"
+{sinks}
 
 [telemetry]
 log_level = "info,librdkafka=warn,rdkafka=warn"
@@ -355,7 +386,6 @@ drain_timeout_secs = 20
 revoke_drain_ms = 3000
 "#,
         brokers = broker.addr,
-        siem = dir.join("siem.jsonl").display(),
     )
 }
 

@@ -1,40 +1,124 @@
 //! Sinks: where forwarded documents go.
 //!
-//! A sink takes a whole batch and answers once it is safe at the destination. A retriable failure
-//! (connection refused, disk full, 503) makes the pipeline retry the batch with backoff, holding its
-//! offsets back (Kafka is the buffer); a record rejected for good is dead-lettered by the pipeline, never
-//! dropped. Later sinks (HTTP, syslog, Kafka) implement the same trait.
+//! A sink knows two things: how to frame one document for its destination ([`Sink::encode`]), and how
+//! to deliver a batch of framed documents and read the destination's answer ([`Sink::send`]). Batching,
+//! retries with backoff, bisection of refused batches, dead-lettering and acknowledgements are the same
+//! for every sink and live in `pipeline::deliver`.
+//!
+//! The answer is one of: all accepted; some refused for good and/or some to send again (Elasticsearch
+//! bulk items, Kafka records); the whole request refused because of something in it (400, 413: the batch
+//! is split to find the records at fault); the whole request refused for good (401, 403); or a retriable
+//! failure (connection refused, timeout, 429, 5xx) after which nothing is known to be accepted.
 
 mod file;
+mod http;
+mod kafka;
+mod syslog;
 
 pub use file::{AppendFile, FileSink, StdoutSink};
+pub use http::HttpSink;
+pub use kafka::KafkaSink;
+pub use syslog::SyslogSink;
 
-use crate::config::SinkConfig;
-use crate::forward::Document;
+use crate::config::{KafkaConfig, SinkConfig};
+use crate::forward::{Document, HostInfo};
 use std::future::Future;
 use std::pin::Pin;
 
+/// A batch of framed documents.
+pub struct Encoded<'a> {
+    /// The documents, in order.
+    pub docs: &'a [&'a Document],
+    /// Their framed bytes, concatenated.
+    pub body: &'a [u8],
+    /// `body[ends[i - 1]..ends[i]]` is document `i` (from 0 for the first).
+    pub ends: &'a [usize],
+}
+
+impl Encoded<'_> {
+    /// The framed bytes of document `i`.
+    pub fn record(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.body[start..self.ends[i]]
+    }
+
+    /// How many documents.
+    pub fn len(&self) -> usize {
+        self.docs.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+    }
+}
+
+/// A refusal: a bounded class (a label value: `http_401`, `bulk_item`, ...) and details for humans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub class: &'static str,
+    pub detail: String,
+}
+
+impl Refusal {
+    /// A refusal of this class.
+    pub fn new(class: &'static str, detail: impl Into<String>) -> Self {
+        Refusal {
+            class,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What the destination said about a batch it answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Every document was accepted.
+    Accepted,
+    /// Documents (indices into the batch) refused for good, and documents to send again; the rest were
+    /// accepted.
+    Partial {
+        rejected: Vec<(usize, Refusal)>,
+        retry: Vec<usize>,
+    },
+    /// The request was refused for something in it (400, 413): send the halves apart until the
+    /// documents at fault stand alone; a single document refused so is rejected.
+    Split(Refusal),
+    /// The request was refused for good, whatever it held (401, 403, other 4xx).
+    RejectedAll(Refusal),
+}
+
+/// A retriable failure: nothing of the batch is known to be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct SinkError {
+    /// Bounded class (a label value: `connect`, `timeout`, `http_503`, `io`, `kafka`).
+    pub class: &'static str,
+    /// Details for humans.
+    pub detail: String,
+}
+
+impl SinkError {
+    /// A failure of this class.
+    pub fn new(class: &'static str, detail: impl Into<String>) -> Self {
+        SinkError {
+            class,
+            detail: detail.into(),
+        }
+    }
+}
+
 /// A boxed future of a sink's answer.
-pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>>;
+pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = Result<Delivery, SinkError>> + Send + 'a>>;
 
 /// A SIEM destination.
 pub trait Sink: Send + Sync {
     /// The configured name (a label of self metrics).
     fn name(&self) -> &str;
-    /// Delivers every document of the batch. `Ok` means all were accepted; `Rejected` names the ones
-    /// refused for good (the rest were accepted).
-    fn send<'a>(&'a self, batch: &'a [Document]) -> SinkFuture<'a>;
-}
-
-/// How a delivery failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    /// Worth retrying: nothing of the batch is known to be accepted.
-    #[error("{0}")]
-    Retriable(String),
-    /// These documents (indices into the batch) were refused and will never be accepted; the others were.
-    #[error("{} record(s) rejected: {}", .0.len(), .0.first().map(|r| r.1.as_str()).unwrap_or(""))]
-    Rejected(Vec<(usize, String)>),
+    /// Appends one document, framed for this destination.
+    fn encode(&self, doc: &Document, out: &mut Vec<u8>);
+    /// Delivers a batch.
+    fn send<'a>(&'a self, batch: &'a Encoded<'a>) -> SinkFuture<'a>;
 }
 
 /// Why a sink could not be built.
@@ -46,35 +130,99 @@ pub enum SinkBuildError {
         path: String,
         source: std::io::Error,
     },
+    #[error("sink {name}: {message}")]
+    Setup { name: String, message: String },
 }
 
-/// Builds every configured sink.
-pub fn build_sinks(
-    configs: &std::collections::BTreeMap<String, SinkConfig>,
-) -> Result<Vec<Box<dyn Sink>>, SinkBuildError> {
-    configs
-        .iter()
-        .map(|(name, config)| -> Result<Box<dyn Sink>, SinkBuildError> {
-            Ok(match config {
-                SinkConfig::File { path } => Box::new(FileSink::open(name, path).map_err(
-                    |source| SinkBuildError::Open {
-                        name: name.clone(),
-                        path: path.display().to_string(),
-                        source,
-                    },
-                )?),
-                SinkConfig::Stdout {} => Box::new(StdoutSink::new(name)),
-            })
-        })
-        .collect()
-}
-
-/// Encodes a batch as JSON lines.
-pub fn encode_jsonl(batch: &[Document]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(batch.len() * 512);
-    for doc in batch {
-        serde_json::to_writer(&mut out, doc).expect("writing JSON to a Vec cannot fail");
-        out.push(b'\n');
+impl SinkBuildError {
+    fn setup(name: &str, message: impl std::fmt::Display) -> Self {
+        SinkBuildError::Setup {
+            name: name.to_owned(),
+            message: message.to_string(),
+        }
     }
-    out
+}
+
+/// Builds one configured sink. `kafka` gives the cluster defaults of kafka sinks; `host` names this
+/// host in syslog headers and HEC envelopes.
+pub fn build_sink(
+    name: &str,
+    config: &SinkConfig,
+    kafka: &KafkaConfig,
+    host: &HostInfo,
+) -> Result<Box<dyn Sink>, SinkBuildError> {
+    Ok(match config {
+        SinkConfig::File(c) => {
+            Box::new(
+                FileSink::open(name, c).map_err(|source| SinkBuildError::Open {
+                    name: name.to_owned(),
+                    path: c.path.display().to_string(),
+                    source,
+                })?,
+            )
+        }
+        SinkConfig::Stdout(_) => Box::new(StdoutSink::new(name)),
+        SinkConfig::Http(c) => Box::new(HttpSink::new(name, c, host)?),
+        SinkConfig::Syslog(c) => Box::new(SyslogSink::new(name, c, host)?),
+        SinkConfig::Kafka(c) => Box::new(KafkaSink::new(name, c, kafka)?),
+    })
+}
+
+/// Appends a document as one JSON line.
+pub fn encode_line(doc: &Document, out: &mut Vec<u8>) {
+    out.extend_from_slice(&doc.json);
+    out.push(b'\n');
+}
+
+/// Loads the trust roots for a TLS client: the PEM file's certificates, or the system's.
+pub(crate) fn client_roots(
+    ca_file: Option<&std::path::Path>,
+) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("{}: no certificate in it", path.display()));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    Ok(roots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_cut_at_their_ends() {
+        let doc = Document {
+            json: b"{}".to_vec(),
+            event_id: "e".into(),
+            organization: None,
+            timestamp: chrono::Utc::now(),
+            outcome: crate::forward::Outcome::None,
+        };
+        let docs = [&doc, &doc, &doc];
+        let batch = Encoded {
+            docs: &docs,
+            body: b"aabbbc",
+            ends: &[2, 5, 6],
+        };
+        assert_eq!(batch.record(0), b"aa");
+        assert_eq!(batch.record(1), b"bbb");
+        assert_eq!(batch.record(2), b"c");
+    }
 }

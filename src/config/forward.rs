@@ -1,0 +1,771 @@
+//! `[forward]`: enrichment, redaction and the SIEM sinks.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// `[forward]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardConfig {
+    /// Sink name -> sink. Every record goes to every sink; its offset is stored when all of them are done
+    /// with it (accepted, or rejected for good and dead-lettered).
+    pub sinks: BTreeMap<String, SinkConfig>,
+    /// Written as `service.name` on every record.
+    pub service_name: String,
+    /// Written as `environment` on every record (empty: left out).
+    pub environment: String,
+    /// `trace_url` of every record with a trace: `{trace_id}`, `{span_id}` and `{organization}` are
+    /// replaced (percent-encoded). Empty: no `trace_url`.
+    pub trace_url_template: String,
+    /// A CSV file `organization,name,tier` (with that header): adds `organization_name` and
+    /// `organization_tier` to records of the organizations it lists. Re-read when it changes.
+    pub organizations_file: Option<PathBuf>,
+    /// Forward invalid records too (`event.outcome = "invalid"`, `event.reason`, `error.message`, the
+    /// bytes as received), besides dead-lettering them.
+    pub forward_invalid: bool,
+    /// `[forward.redaction]`.
+    pub redaction: RedactionConfig,
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        ForwardConfig {
+            sinks: [(
+                "stdout".to_string(),
+                SinkConfig::Stdout(StdoutSinkConfig::default()),
+            )]
+            .into(),
+            service_name: "hestyna".into(),
+            environment: String::new(),
+            trace_url_template: String::new(),
+            organizations_file: None,
+            forward_invalid: true,
+            redaction: RedactionConfig::default(),
+        }
+    }
+}
+
+/// How a redacted value is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedactionMode {
+    /// By the text `[REDACTED]`.
+    #[default]
+    Mask,
+    /// By `hmac-sha256:<64 hex digits>` of the value under `hmac_key`: equal values stay equal, so
+    /// analysts can still correlate, and nobody without the key can test a guess.
+    Hmac,
+}
+
+/// `[forward.redaction]`: applied to every string of every forwarded record (the original event
+/// included), before any sink sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedactionConfig {
+    /// `mask` or `hmac`.
+    pub mode: RedactionMode,
+    /// Built-in patterns to apply: `email`, `bearer_token`, `api_key`, `jwt`, `credit_card`.
+    pub builtin_patterns: Vec<String>,
+    /// More regular expressions (Rust `regex` syntax): every match inside a string value is replaced.
+    pub patterns: Vec<String>,
+    /// Field paths, dot-separated, into the record (`hestyna.prompt`, `hestyna.user.email`): the whole
+    /// value is replaced, whatever its type.
+    pub fields: Vec<String>,
+    /// The HMAC key (mode `hmac`). Never logged.
+    pub hmac_key: Option<SecretConfig>,
+}
+
+impl Default for RedactionConfig {
+    fn default() -> Self {
+        RedactionConfig {
+            mode: RedactionMode::Mask,
+            builtin_patterns: ["email", "bearer_token", "api_key", "jwt"]
+                .map(String::from)
+                .to_vec(),
+            patterns: Vec::new(),
+            fields: Vec::new(),
+            hmac_key: None,
+        }
+    }
+}
+
+/// A secret, read from exactly one of: an environment variable, a file (trailing newline dropped), or
+/// the value itself (discouraged outside tests). Printed masked.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretConfig {
+    /// The name of an environment variable holding it.
+    pub env: Option<String>,
+    /// A file holding it.
+    pub file: Option<PathBuf>,
+    /// The secret itself.
+    pub value: Option<String>,
+}
+
+/// One SIEM sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SinkConfig {
+    /// JSON lines appended to a file.
+    File(FileSinkConfig),
+    /// JSON lines on standard output.
+    Stdout(StdoutSinkConfig),
+    /// HTTP: NDJSON, Splunk HEC or Elasticsearch bulk.
+    Http(Box<HttpSinkConfig>),
+    /// RFC 5424 syslog over TCP (octet counting), optionally TLS (RFC 5425).
+    Syslog(Box<SyslogSinkConfig>),
+    /// A Kafka topic (idempotent producer, key = organization).
+    Kafka(KafkaSinkConfig),
+}
+
+impl SinkConfig {
+    /// The batching and retry settings, whatever the kind.
+    pub fn delivery(&self) -> (&BatchConfig, &RetryConfig) {
+        match self {
+            SinkConfig::File(c) => (&c.batch, &c.retry),
+            SinkConfig::Stdout(c) => (&c.batch, &c.retry),
+            SinkConfig::Http(c) => (&c.batch, &c.retry),
+            SinkConfig::Syslog(c) => (&c.batch, &c.retry),
+            SinkConfig::Kafka(c) => (&c.batch, &c.retry),
+        }
+    }
+
+    /// Where it delivers, for the start-up banner.
+    pub fn describe(&self) -> String {
+        match self {
+            SinkConfig::File(c) => format!("{} (tail -f it)", c.path.display()),
+            SinkConfig::Stdout(_) => "standard output".into(),
+            SinkConfig::Http(c) => format!("{} ({:?})", c.url, c.encoding),
+            SinkConfig::Syslog(c) => format!(
+                "syslog {}{}",
+                c.address,
+                if c.tls.is_some() { " (TLS)" } else { "" }
+            ),
+            SinkConfig::Kafka(c) => format!("kafka topic {}", c.topic),
+        }
+    }
+}
+
+/// When a sink's batch is sent: at `max_events` records, `max_bytes` encoded bytes, or once its first
+/// record has waited `timeout_ms`, whichever comes first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Records per batch at most.
+    pub max_events: usize,
+    /// Encoded bytes per batch at most (a single larger record goes alone).
+    pub max_bytes: usize,
+    /// How long the first record of a batch may wait for more.
+    pub timeout_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_events: 1000,
+            max_bytes: 1 << 20,
+            timeout_ms: 200,
+        }
+    }
+}
+
+/// Retries of retriable failures (connection errors, timeouts, 429, 5xx): exponential backoff with
+/// jitter, for as long as it takes (the records wait in Kafka), until the shutdown drain deadline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// The first wait.
+    pub initial_backoff_ms: u64,
+    /// The wait doubles up to this.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            initial_backoff_ms: 100,
+            max_backoff_ms: 10_000,
+        }
+    }
+}
+
+/// `kind = "file"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// The file.
+    pub path: PathBuf,
+    /// Rotate once the file reaches this many bytes (`path` -> `path.1` -> `path.2` ...); 0: never.
+    #[serde(default)]
+    pub rotate_bytes: u64,
+    /// Rotated files kept.
+    #[serde(default = "default_rotate_keep")]
+    pub rotate_keep: usize,
+    /// Batching.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Retries.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+fn default_rotate_keep() -> usize {
+    5
+}
+
+/// `kind = "stdout"`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutSinkConfig {
+    /// Batching.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Retries.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+/// What an HTTP sink sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpEncoding {
+    /// One record per line, `Content-Type: application/x-ndjson`.
+    #[default]
+    Ndjson,
+    /// Splunk HEC event envelopes, to `<url>/services/collector/event`.
+    SplunkHec,
+    /// Elasticsearch `_bulk` (action line + record), to `<url>/_bulk`; `_id` = `event.id`.
+    ElasticsearchBulk,
+}
+
+/// Request body compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// None.
+    #[default]
+    None,
+    /// gzip (`Content-Encoding: gzip`).
+    Gzip,
+}
+
+/// How an HTTP sink authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpAuthKind {
+    /// No `Authorization` header (or one set in `headers`).
+    #[default]
+    None,
+    /// `Authorization: Bearer <secret>`.
+    Bearer,
+    /// `Authorization: Basic base64(<user>:<secret>)`.
+    Basic,
+    /// `Authorization: ApiKey <secret>` (Elasticsearch API keys).
+    ApiKey,
+    /// `Authorization: Splunk <secret>` (HEC tokens).
+    Splunk,
+}
+
+/// `[forward.sinks.<name>.auth]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpAuthConfig {
+    /// `none`, `bearer`, `basic`, `api_key` or `splunk`.
+    pub kind: HttpAuthKind,
+    /// The user (kind `basic`).
+    pub user: String,
+    /// The token, password or key.
+    pub secret: Option<SecretConfig>,
+}
+
+/// TLS towards a SIEM.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientTlsConfig {
+    /// PEM CA certificates to trust (instead of the system's).
+    pub ca_file: Option<PathBuf>,
+    /// A PEM client certificate chain (mutual TLS), with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// The PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// The name to verify the server's certificate against (default: the host of the address).
+    pub server_name: Option<String>,
+}
+
+/// `kind = "http"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSinkConfig {
+    /// The endpoint. For `splunk_hec` and `elasticsearch_bulk`, the base URL (the path is added).
+    pub url: String,
+    /// `ndjson`, `splunk_hec` or `elasticsearch_bulk`.
+    #[serde(default)]
+    pub encoding: HttpEncoding,
+    /// `none` or `gzip`.
+    #[serde(default)]
+    pub compression: Compression,
+    /// Authentication.
+    #[serde(default)]
+    pub auth: HttpAuthConfig,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// TLS settings for `https://` URLs.
+    #[serde(default)]
+    pub tls: ClientTlsConfig,
+    /// Connecting gives up after this long (then retried).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// A request gives up after this long (then retried).
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    /// `[forward.sinks.<name>.splunk]`.
+    #[serde(default)]
+    pub splunk: SplunkConfig,
+    /// `[forward.sinks.<name>.elasticsearch]`.
+    #[serde(default)]
+    pub elasticsearch: ElasticsearchConfig,
+    /// Batching.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Retries.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+fn default_connect_timeout() -> u64 {
+    10
+}
+
+fn default_request_timeout() -> u64 {
+    30
+}
+
+/// Splunk HEC settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SplunkConfig {
+    /// The `index` of every event (empty: the token's default).
+    pub index: String,
+    /// The `sourcetype` of every event.
+    pub sourcetype: String,
+    /// The `source` of every event.
+    pub source: String,
+    /// Wait for indexer acknowledgement (the token must have it enabled): a batch counts as delivered
+    /// only once Splunk says it is indexed, polled on `/services/collector/ack`.
+    pub indexer_acknowledgements: bool,
+    /// Polling interval of acknowledgements.
+    pub ack_poll_ms: u64,
+    /// A batch not acknowledged within this long is sent again.
+    pub ack_timeout_secs: u64,
+}
+
+impl Default for SplunkConfig {
+    fn default() -> Self {
+        SplunkConfig {
+            index: String::new(),
+            sourcetype: "hestyna:event".into(),
+            source: "hestyna-obsd".into(),
+            indexer_acknowledgements: false,
+            ack_poll_ms: 500,
+            ack_timeout_secs: 30,
+        }
+    }
+}
+
+/// The bulk action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BulkAction {
+    /// `index`: a retry overwrites the same `_id`.
+    #[default]
+    Index,
+    /// `create` (required by data streams): a retry of a record already stored answers 409, counted as
+    /// delivered.
+    Create,
+}
+
+/// Elasticsearch settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ElasticsearchConfig {
+    /// The index (or data stream).
+    pub index: String,
+    /// `index` or `create`.
+    pub action: BulkAction,
+}
+
+impl Default for ElasticsearchConfig {
+    fn default() -> Self {
+        ElasticsearchConfig {
+            index: "hestyna-events".into(),
+            action: BulkAction::Index,
+        }
+    }
+}
+
+/// `kind = "syslog"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogSinkConfig {
+    /// `host:port` of the receiver.
+    pub address: String,
+    /// TLS (RFC 5425); absent: plain TCP.
+    #[serde(default)]
+    pub tls: Option<ClientTlsConfig>,
+    /// The syslog facility number (0-23); 13 (log audit) by default.
+    #[serde(default = "default_facility")]
+    pub facility: u8,
+    /// APP-NAME of every message.
+    #[serde(default = "default_app_name")]
+    pub app_name: String,
+    /// Connecting gives up after this long (then retried).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// Writing a batch gives up after this long (then retried on a new connection).
+    #[serde(default = "default_request_timeout")]
+    pub write_timeout_secs: u64,
+    /// Batching.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Retries.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+fn default_facility() -> u8 {
+    13
+}
+
+fn default_app_name() -> String {
+    "hestyna-obsd".into()
+}
+
+/// `kind = "kafka"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// The SIEM ingest topic.
+    pub topic: String,
+    /// Bootstrap servers (default: `kafka.brokers`).
+    #[serde(default)]
+    pub brokers: Option<String>,
+    /// librdkafka properties of this producer (over `kafka.properties`).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// A batch gives up waiting for the broker after this long (then retried).
+    #[serde(default = "default_request_timeout")]
+    pub delivery_timeout_secs: u64,
+    /// Batching.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Retries.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+/// The built-in redaction patterns, by name.
+pub const BUILTIN_PATTERNS: &[(&str, &str)] = &[
+    (
+        "email",
+        r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
+    ),
+    (
+        "bearer_token",
+        r"(?i)\b(?:bearer|token)\s+[A-Za-z0-9\-._~+/]{8,}=*",
+    ),
+    (
+        "api_key",
+        r"\b(?:sk|pk|rk)[-_](?:live[-_]|test[-_]|proj[-_])?[A-Za-z0-9_\-]{16,}|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{36,}\b|\bxox[abpr]-[A-Za-z0-9\-]{10,}|(?i)\b(?:api[_-]?key|apikey|secret|password)\b\s*[:=]\s*[^\s,;]{6,}",
+    ),
+    (
+        "jwt",
+        r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}",
+    ),
+    ("credit_card", r"\b(?:\d[ \-]?){12,18}\d\b"),
+];
+
+/// The placeholders a `trace_url_template` may use.
+pub const TRACE_URL_PLACEHOLDERS: &[&str] = &["trace_id", "span_id", "organization"];
+
+impl SecretConfig {
+    /// Reads the secret.
+    pub fn read(&self) -> Result<String, String> {
+        match (&self.env, &self.file, &self.value) {
+            (Some(var), None, None) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(v),
+                _ => Err(format!("the environment variable {var} is not set")),
+            },
+            (None, Some(path), None) => std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                .and_then(|s| match s.is_empty() {
+                    true => Err(format!("{} is empty", path.display())),
+                    false => Ok(s),
+                }),
+            (None, None, Some(v)) if !v.is_empty() => Ok(v.clone()),
+            _ => Err("set exactly one of env, file or value".into()),
+        }
+    }
+}
+
+impl ForwardConfig {
+    /// Every fault of `[forward]` (key paths from the root), given the topics the source reads and the
+    /// cluster's brokers.
+    pub(super) fn check(
+        &self,
+        forward_enabled: bool,
+        kafka: &super::KafkaConfig,
+        fault: &mut dyn FnMut(&str, String),
+    ) {
+        if forward_enabled && self.sinks.is_empty() {
+            fault(
+                "forward.sinks",
+                "at least one sink is required when pipelines.forward is enabled".into(),
+            );
+        }
+        let mut placeholders = self.trace_url_template.split('{').skip(1);
+        if let Some(bad) = placeholders.find_map(|rest| {
+            let name = rest.split('}').next().unwrap_or("");
+            (!TRACE_URL_PLACEHOLDERS.contains(&name)).then(|| name.to_owned())
+        }) {
+            fault(
+                "forward.trace_url_template",
+                format!(
+                    "unknown placeholder {{{bad}}}: use {}",
+                    TRACE_URL_PLACEHOLDERS.join(", ")
+                ),
+            );
+        }
+        if let Some(path) = &self.organizations_file {
+            if let Err(e) = crate::forward::OrganizationTable::load(path) {
+                fault("forward.organizations_file", e.to_string());
+            }
+        }
+        let r = &self.redaction;
+        for (i, name) in r.builtin_patterns.iter().enumerate() {
+            if !BUILTIN_PATTERNS.iter().any(|(n, _)| n == name) {
+                fault(
+                    &format!("forward.redaction.builtin_patterns.{i}"),
+                    format!(
+                        "unknown pattern {name:?}: use {}",
+                        BUILTIN_PATTERNS
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
+        }
+        for (i, pattern) in r.patterns.iter().enumerate() {
+            if let Err(e) = regex::Regex::new(pattern) {
+                fault(&format!("forward.redaction.patterns.{i}"), e.to_string());
+            }
+        }
+        for (i, field) in r.fields.iter().enumerate() {
+            if field.split('.').any(str::is_empty) {
+                fault(
+                    &format!("forward.redaction.fields.{i}"),
+                    "must be a dot-separated path without empty segments".into(),
+                );
+            }
+        }
+        match (&r.mode, &r.hmac_key) {
+            (RedactionMode::Hmac, None) => fault(
+                "forward.redaction.hmac_key",
+                "required when forward.redaction.mode is \"hmac\"".into(),
+            ),
+            (_, Some(key)) => check_secret("forward.redaction.hmac_key", key, fault),
+            _ => {}
+        }
+
+        for (name, sink) in &self.sinks {
+            let at = |key: &str| format!("forward.sinks.{name}.{key}");
+            let (batch, retry) = sink.delivery();
+            if !(1..=100_000).contains(&batch.max_events) {
+                fault(
+                    &at("batch.max_events"),
+                    "must be between 1 and 100000".into(),
+                );
+            }
+            if batch.max_bytes == 0 {
+                fault(&at("batch.max_bytes"), "must be at least 1".into());
+            }
+            if batch.timeout_ms > 60_000 {
+                fault(&at("batch.timeout_ms"), "must be at most 60000".into());
+            }
+            if retry.initial_backoff_ms == 0 {
+                fault(&at("retry.initial_backoff_ms"), "must be at least 1".into());
+            }
+            if retry.max_backoff_ms < retry.initial_backoff_ms {
+                fault(
+                    &at("retry.max_backoff_ms"),
+                    "must be at least retry.initial_backoff_ms".into(),
+                );
+            }
+            match sink {
+                SinkConfig::File(f) => {
+                    if f.path.as_os_str().is_empty() {
+                        fault(&at("path"), "must not be empty".into());
+                    }
+                    if f.rotate_bytes > 0 && f.rotate_keep == 0 {
+                        fault(&at("rotate_keep"), "must be at least 1 to rotate".into());
+                    }
+                }
+                SinkConfig::Stdout(_) => {}
+                SinkConfig::Http(h) => {
+                    match reqwest::Url::parse(&h.url) {
+                        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                        Ok(u) => fault(
+                            &at("url"),
+                            format!("scheme {:?} is not http or https", u.scheme()),
+                        ),
+                        Err(e) => fault(&at("url"), format!("{:?} is not a URL: {e}", h.url)),
+                    }
+                    match (&h.auth.kind, &h.auth.secret) {
+                        (HttpAuthKind::None, Some(_)) => fault(
+                            &at("auth.kind"),
+                            "a secret is set but auth.kind is \"none\"".into(),
+                        ),
+                        (HttpAuthKind::None, None) => {}
+                        (_, None) => fault(&at("auth.secret"), "required by auth.kind".into()),
+                        (_, Some(secret)) => check_secret(&at("auth.secret"), secret, fault),
+                    }
+                    if h.auth.kind == HttpAuthKind::Basic && h.auth.user.is_empty() {
+                        fault(
+                            &at("auth.user"),
+                            "required when auth.kind is \"basic\"".into(),
+                        );
+                    }
+                    if h.encoding == HttpEncoding::SplunkHec && h.auth.kind != HttpAuthKind::Splunk
+                    {
+                        fault(
+                            &at("auth.kind"),
+                            "must be \"splunk\" (the HEC token) when encoding is \"splunk_hec\""
+                                .into(),
+                        );
+                    }
+                    for key in h.headers.keys() {
+                        if reqwest::header::HeaderName::from_bytes(key.as_bytes()).is_err() {
+                            fault(
+                                &at(&format!("headers.{key}")),
+                                "not a valid header name".into(),
+                            );
+                        }
+                    }
+                    check_tls(&at("tls"), &h.tls, fault);
+                    for (key, secs) in [
+                        ("connect_timeout_secs", h.connect_timeout_secs),
+                        ("request_timeout_secs", h.request_timeout_secs),
+                    ] {
+                        if secs == 0 {
+                            fault(&at(key), "must be at least 1".into());
+                        }
+                    }
+                    if h.encoding == HttpEncoding::ElasticsearchBulk
+                        && h.elasticsearch.index.trim().is_empty()
+                    {
+                        fault(&at("elasticsearch.index"), "must not be empty".into());
+                    }
+                    if h.splunk.indexer_acknowledgements
+                        && (h.splunk.ack_poll_ms < 10 || h.splunk.ack_timeout_secs == 0)
+                    {
+                        fault(
+                            &at("splunk.ack_poll_ms"),
+                            "ack_poll_ms must be at least 10 and ack_timeout_secs at least 1"
+                                .into(),
+                        );
+                    }
+                }
+                SinkConfig::Syslog(s) => {
+                    let port_ok = s.address.rsplit_once(':').is_some_and(|(host, port)| {
+                        !host.is_empty() && port.parse::<u16>().is_ok()
+                    });
+                    if !port_ok {
+                        fault(&at("address"), format!("{:?} is not host:port", s.address));
+                    }
+                    if s.facility > 23 {
+                        fault(&at("facility"), "must be between 0 and 23".into());
+                    }
+                    if s.app_name.is_empty()
+                        || s.app_name.len() > 48
+                        || !s.app_name.bytes().all(|b| (33..=126).contains(&b))
+                    {
+                        fault(
+                            &at("app_name"),
+                            "must be 1 to 48 printable ASCII characters without spaces".into(),
+                        );
+                    }
+                    if let Some(tls) = &s.tls {
+                        check_tls(&at("tls"), tls, fault);
+                    }
+                    for (key, secs) in [
+                        ("connect_timeout_secs", s.connect_timeout_secs),
+                        ("write_timeout_secs", s.write_timeout_secs),
+                    ] {
+                        if secs == 0 {
+                            fault(&at(key), "must be at least 1".into());
+                        }
+                    }
+                }
+                SinkConfig::Kafka(k) => {
+                    if k.topic.trim().is_empty() {
+                        fault(&at("topic"), "must not be empty".into());
+                    } else if kafka.topics.contains(&k.topic) {
+                        fault(
+                            &at("topic"),
+                            "must not be one of kafka.topics (records would be read again)".into(),
+                        );
+                    }
+                    let brokers = k.brokers.as_deref().unwrap_or(&kafka.brokers);
+                    if brokers.trim().is_empty() {
+                        fault(&at("brokers"), "missing: set it or kafka.brokers".into());
+                    }
+                    for key in k.properties.keys() {
+                        if key == "bootstrap.servers" || key == "enable.idempotence" {
+                            fault(
+                                &at(&format!("properties.{key}")),
+                                "managed by hestyna-obsd (use brokers; the producer is always idempotent)"
+                                    .into(),
+                            );
+                        }
+                    }
+                    if k.delivery_timeout_secs == 0 {
+                        fault(&at("delivery_timeout_secs"), "must be at least 1".into());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check_secret(path: &str, secret: &SecretConfig, fault: &mut dyn FnMut(&str, String)) {
+    if let Err(e) = secret.read() {
+        fault(path, e);
+    }
+}
+
+fn check_tls(path: &str, tls: &ClientTlsConfig, fault: &mut dyn FnMut(&str, String)) {
+    for (key, file) in [
+        ("ca_file", &tls.ca_file),
+        ("cert_file", &tls.cert_file),
+        ("key_file", &tls.key_file),
+    ] {
+        if let Some(f) = file {
+            if !f.is_file() {
+                fault(
+                    &format!("{path}.{key}"),
+                    format!("{} is not a readable file", f.display()),
+                );
+            }
+        }
+    }
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        fault(
+            &format!("{path}.key_file"),
+            "cert_file and key_file go together".into(),
+        );
+    }
+}

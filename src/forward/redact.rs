@@ -1,0 +1,398 @@
+//! Redaction: secrets and personal data taken out of every forwarded record before any sink sees it.
+//!
+//! Two kinds of rule: regular expressions, whose every match inside any string value is replaced, and
+//! field paths, whose whole value is replaced. The replacement is `[REDACTED]`, or (mode `hmac`)
+//! `hmac-sha256:` and the hex HMAC-SHA256 of the replaced text under a secret key, so equal values stay
+//! equal for correlation while the value itself cannot be recovered or guessed without the key.
+//!
+//! Speed: most records hold nothing to redact. A record is checked first on its JSON bytes, as written:
+//! if no pattern matches anywhere in them, no redacted field's key appears in them, and they hold no
+//! backslash (an escape could hide a match from a check on the raw bytes), nothing in it can need
+//! redaction and it is left as it is. Only otherwise is it parsed, cleaned value by value, and written
+//! again. A pattern anchored with `^`/`$` cannot be checked on the raw bytes, so it always takes the slow
+//! path.
+
+use super::enrich::{hex, Document};
+use crate::config::{RedactionConfig, RedactionMode, BUILTIN_PATTERNS};
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+
+/// The text that replaces redacted values in mode `mask`.
+pub const MASK: &str = "[REDACTED]";
+
+/// Why redaction could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum RedactError {
+    #[error("pattern {name}: {source}")]
+    Pattern { name: String, source: regex::Error },
+    #[error("unknown built-in pattern {0:?}")]
+    UnknownBuiltin(String),
+    #[error("the HMAC key: {0}")]
+    Key(String),
+}
+
+enum Replace {
+    Mask,
+    /// The key (never logged: this type has no Debug).
+    Hmac(Hmac<sha2::Sha256>),
+}
+
+/// The compiled redaction rules.
+pub struct Redactor {
+    /// Rule names, patterns first then fields (the `rule` label of the self metric).
+    names: Vec<String>,
+    patterns: Vec<regex::Regex>,
+    /// The same patterns, as one set over bytes: the quick check.
+    prefilter: regex::bytes::RegexSet,
+    /// A pattern is anchored: the quick check cannot decide.
+    always_parse: bool,
+    /// Field paths, split.
+    fields: Vec<Vec<String>>,
+    /// `"<last segment>"` of each field path: if absent from the bytes, the field is absent.
+    field_keys: Vec<Vec<u8>>,
+    replace: Replace,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor")
+            .field("rules", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Redactor {
+    /// Compiles the configured rules (the key is read here).
+    pub fn new(config: &RedactionConfig) -> Result<Self, RedactError> {
+        let mut names = Vec::new();
+        let mut sources = Vec::new();
+        for name in &config.builtin_patterns {
+            let (_, pattern) = BUILTIN_PATTERNS
+                .iter()
+                .find(|(n, _)| n == name)
+                .ok_or_else(|| RedactError::UnknownBuiltin(name.clone()))?;
+            names.push(name.clone());
+            sources.push(pattern.to_string());
+        }
+        for (i, pattern) in config.patterns.iter().enumerate() {
+            names.push(format!("pattern_{i}"));
+            sources.push(pattern.clone());
+        }
+        let patterns = sources
+            .iter()
+            .zip(&names)
+            .map(|(p, name)| {
+                regex::Regex::new(p).map_err(|source| RedactError::Pattern {
+                    name: name.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let prefilter =
+            regex::bytes::RegexSet::new(&sources).map_err(|source| RedactError::Pattern {
+                name: "(set)".into(),
+                source,
+            })?;
+        let always_parse = sources
+            .iter()
+            .any(|p| p.contains('^') || p.contains('$') || p.contains("\\A") || p.contains("\\z"));
+        let fields: Vec<Vec<String>> = config
+            .fields
+            .iter()
+            .map(|f| f.split('.').map(str::to_owned).collect())
+            .collect();
+        names.extend(config.fields.iter().map(|f| format!("field:{f}")));
+        let field_keys = fields
+            .iter()
+            .map(|f| {
+                serde_json::to_vec(f.last().expect("checked: no empty path")).expect("a string")
+            })
+            .collect();
+        let replace = match config.mode {
+            RedactionMode::Mask => Replace::Mask,
+            RedactionMode::Hmac => {
+                let key = config
+                    .hmac_key
+                    .as_ref()
+                    .ok_or_else(|| RedactError::Key("not configured".into()))?
+                    .read()
+                    .map_err(RedactError::Key)?;
+                Replace::Hmac(
+                    Hmac::new_from_slice(key.as_bytes())
+                        .map_err(|e| RedactError::Key(e.to_string()))?,
+                )
+            }
+        };
+        Ok(Redactor {
+            names,
+            patterns,
+            prefilter,
+            always_parse,
+            fields,
+            field_keys,
+            replace,
+        })
+    }
+
+    /// The rule names, in tally order.
+    pub fn rule_names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Whether there is any rule.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    fn replacement(&self, text: &str) -> String {
+        match &self.replace {
+            Replace::Mask => MASK.to_owned(),
+            Replace::Hmac(mac) => {
+                let mut mac = mac.clone();
+                mac.update(text.as_bytes());
+                format!("hmac-sha256:{}", hex(&mac.finalize().into_bytes()))
+            }
+        }
+    }
+
+    /// Whether the bytes may hold something to redact (false: they certainly do not).
+    fn may_match(&self, json: &[u8]) -> bool {
+        self.always_parse
+            || json.contains(&b'\\')
+            || self.prefilter.is_match(json)
+            || self
+                .field_keys
+                .iter()
+                .any(|k| json.windows(k.len()).any(|w| w == k.as_slice()))
+    }
+
+    /// Redacts a document in place; adds what each rule replaced to `tally` (indexed like
+    /// [`Self::rule_names`]). Returns whether anything changed.
+    pub fn redact(&self, doc: &mut Document, tally: &mut [u64]) -> bool {
+        if self.is_empty() || !self.may_match(&doc.json) {
+            return false;
+        }
+        let mut value: Value = match serde_json::from_slice(&doc.json) {
+            Ok(v) => v,
+            Err(_) => return false,
+        };
+        let mut changed = false;
+        for (i, path) in self.fields.iter().enumerate() {
+            if let Some(target) = lookup(&mut value, path) {
+                let text = match &*target {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                *target = Value::String(self.replacement(&text));
+                tally[self.patterns.len() + i] += 1;
+                changed = true;
+            }
+        }
+        changed |= self.clean_strings(&mut value, tally);
+        if let Some(org) = &mut doc.organization {
+            changed |= self.clean(org, tally);
+        }
+        changed |= self.clean(&mut doc.event_id, tally);
+        if changed {
+            doc.json = serde_json::to_vec(&value).expect("a tree is valid JSON");
+        }
+        changed
+    }
+
+    /// Applies every pattern to every string in the tree.
+    fn clean_strings(&self, value: &mut Value, tally: &mut [u64]) -> bool {
+        match value {
+            Value::String(s) => self.clean(s, tally),
+            Value::Array(items) => items
+                .iter_mut()
+                .fold(false, |acc, v| self.clean_strings(v, tally) | acc),
+            Value::Object(map) => map
+                .values_mut()
+                .fold(false, |acc, v| self.clean_strings(v, tally) | acc),
+            _ => false,
+        }
+    }
+
+    /// Applies every pattern to one string, in one pass over the original text (so a replacement is
+    /// never matched again): where matches overlap, the earliest (then the longest) wins.
+    fn clean(&self, s: &mut String, tally: &mut [u64]) -> bool {
+        let mut found: Vec<(usize, usize, usize)> = Vec::new();
+        for (i, pattern) in self.patterns.iter().enumerate() {
+            found.extend(pattern.find_iter(s).map(|m| (m.start(), m.end(), i)));
+        }
+        if found.is_empty() {
+            return false;
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let mut out = String::with_capacity(s.len());
+        let mut at = 0;
+        for (start, end, rule) in found {
+            if start < at || start == end {
+                continue;
+            }
+            out.push_str(&s[at..start]);
+            out.push_str(&self.replacement(&s[start..end]));
+            tally[rule] += 1;
+            at = end;
+        }
+        out.push_str(&s[at..]);
+        *s = out;
+        true
+    }
+}
+
+/// The value at a dot path, if present.
+fn lookup<'v>(value: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
+    path.iter().try_fold(value, |node, segment| match node {
+        Value::Object(map) => map.get_mut(segment),
+        Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get_mut(i)),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SecretConfig;
+    use crate::forward::enrich::Outcome;
+    use proptest::prelude::*;
+
+    fn doc(json: &str) -> Document {
+        Document {
+            json: json.as_bytes().to_vec(),
+            event_id: "e1".into(),
+            organization: Some("acme".into()),
+            timestamp: chrono::Utc::now(),
+            outcome: Outcome::Success,
+        }
+    }
+
+    fn redactor(mode: RedactionMode, fields: &[&str]) -> Redactor {
+        Redactor::new(&RedactionConfig {
+            mode,
+            builtin_patterns: BUILTIN_PATTERNS
+                .iter()
+                .map(|(n, _)| n.to_string())
+                .collect(),
+            patterns: vec![],
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+            hmac_key: Some(SecretConfig {
+                value: Some("k3y".into()),
+                ..Default::default()
+            }),
+        })
+        .unwrap()
+    }
+
+    /// Secrets of every default kind, as they might appear in prompts and error messages.
+    const SECRETS: &[&str] = &[
+        "jane.doe+billing@example.co.uk",
+        "Bearer eyJhbGciOiJIUzI1NiJ9abcdefgh",
+        "sk-proj-Abcdefghijklmnopqrstuvwx012345",
+        "sk_live_51Habcdefghijklmnop",
+        "AKIAIOSFODNN7EXAMPLE",
+        "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        "xoxb-1234567890-abcdefghij",
+        "api_key=9f8e7d6c5b4a",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        "4111 1111 1111 1111",
+    ];
+
+    #[test]
+    fn no_default_pattern_leaks_wherever_the_secret_sits() {
+        let r = redactor(RedactionMode::Mask, &[]);
+        for secret in SECRETS {
+            for template in [
+                r#"{"a":"SECRET"}"#,
+                r#"{"hestyna":{"prompt":"please use SECRET now","n":[1,"x SECRET"]}}"#,
+                r#"{"m":"line one\nSECRET\tthen"}"#,
+                r#"{"m":"quoted \"SECRET\""}"#,
+            ] {
+                let json = template.replace("SECRET", secret);
+                let mut d = doc(&json);
+                let mut tally = vec![0; r.rule_names().len()];
+                assert!(r.redact(&mut d, &mut tally), "{json}");
+                let out = d.as_str();
+                assert!(!out.contains(secret), "{secret} leaked: {out}");
+                assert!(out.contains(MASK), "{out}");
+                assert!(tally.iter().sum::<u64>() >= 1);
+                serde_json::from_str::<Value>(out).expect("still JSON");
+            }
+        }
+    }
+
+    #[test]
+    fn an_escaped_secret_is_found_too() {
+        let r = redactor(RedactionMode::Mask, &[]);
+        // "jane@example.com" with the @ written as \u0040.
+        let mut d = doc(r#"{"a":"jane\u0040example.com"}"#);
+        assert!(r.redact(&mut d, &mut [0; 16]));
+        assert_eq!(d.to_value()["a"], MASK);
+    }
+
+    #[test]
+    fn clean_records_are_left_byte_for_byte() {
+        let r = redactor(RedactionMode::Mask, &["hestyna.prompt"]);
+        let json = r#"{"organization":"acme","latency_ms":12.5,"hestyna":{"intent":"billing"}}"#;
+        let mut d = doc(json);
+        assert!(!r.redact(&mut d, &mut [0; 16]));
+        assert_eq!(d.as_str(), json);
+    }
+
+    #[test]
+    fn fields_are_replaced_whole_and_hmac_correlates() {
+        let r = redactor(RedactionMode::Hmac, &["hestyna.user", "hestyna.prompt"]);
+        let mut a = doc(r#"{"hestyna":{"user":{"id":7},"prompt":"hi","email":"a@b.io"}}"#);
+        let mut b = doc(r#"{"x":"a@b.io"}"#);
+        let mut tally = vec![0; r.rule_names().len()];
+        assert!(r.redact(&mut a, &mut tally));
+        assert!(r.redact(&mut b, &mut tally));
+        let (va, vb) = (a.to_value(), b.to_value());
+        let hmac = |v: &Value| v.as_str().unwrap().to_owned();
+        assert!(hmac(&va["hestyna"]["user"]).starts_with("hmac-sha256:"));
+        assert_eq!(hmac(&va["hestyna"]["user"]).len(), 12 + 64);
+        assert_eq!(
+            va["hestyna"]["email"], vb["x"],
+            "equal values, equal digests"
+        );
+        assert_ne!(va["hestyna"]["prompt"], va["hestyna"]["email"]);
+        let names = r.rule_names();
+        let count = |name: &str| tally[names.iter().position(|n| n == name).unwrap()];
+        assert_eq!(count("email"), 2);
+        assert_eq!(count("field:hestyna.user"), 1);
+        assert_eq!(count("field:hestyna.prompt"), 1);
+        // A different key gives different digests.
+        let other = Redactor::new(&RedactionConfig {
+            mode: RedactionMode::Hmac,
+            hmac_key: Some(SecretConfig {
+                value: Some("other".into()),
+                ..Default::default()
+            }),
+            ..RedactionConfig::default()
+        })
+        .unwrap();
+        let mut c = doc(r#"{"x":"a@b.io"}"#);
+        other.redact(&mut c, &mut [0; 16]);
+        assert_ne!(c.to_value()["x"], vb["x"]);
+    }
+
+    #[test]
+    fn the_key_is_not_in_debug_output() {
+        let r = redactor(RedactionMode::Hmac, &[]);
+        assert!(!format!("{r:?}").contains("k3y"));
+    }
+
+    proptest! {
+        /// Whatever text surrounds an email, it never survives, and the record stays JSON.
+        #[test]
+        fn emails_never_survive(prefix in "\\PC{0,20}", user in "[a-z0-9._]{1,12}", domain in "[a-z]{2,10}", suffix in "\\PC{0,20}") {
+            let r = redactor(RedactionMode::Mask, &[]);
+            let email = format!("{user}@{domain}.com");
+            let json = serde_json::json!({"m": format!("{prefix}{email}{suffix}")}).to_string();
+            let mut d = doc(&json);
+            r.redact(&mut d, &mut [0; 16]);
+            let v: Value = serde_json::from_slice(&d.json).unwrap();
+            prop_assert!(!v["m"].as_str().unwrap().contains(&email));
+        }
+    }
+}

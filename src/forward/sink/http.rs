@@ -1,0 +1,528 @@
+//! The HTTP sink: NDJSON, Splunk HEC (with optional indexer acknowledgements) or Elasticsearch bulk.
+//!
+//! Answers: 2xx accepted (for bulk, item by item: 2xx accepted, 409 on `create` accepted as already
+//! stored, 429/5xx sent again, any other status rejected); 408, 429 and 5xx retriable; 400, 413 and 422
+//! "something in this batch" (split); 401, 403 and other 4xx rejected whole.
+
+use super::{
+    client_roots, encode_line, Delivery, Encoded, Refusal, Sink, SinkBuildError, SinkError,
+    SinkFuture,
+};
+use crate::config::{
+    BulkAction, ClientTlsConfig, Compression, HttpAuthKind, HttpEncoding, HttpSinkConfig,
+    SplunkConfig,
+};
+use crate::forward::{Document, HostInfo};
+use base64::Engine as _;
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE,
+};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// An HTTP sink.
+pub struct HttpSink {
+    name: String,
+    client: reqwest::Client,
+    url: reqwest::Url,
+    encoding: HttpEncoding,
+    compression: Compression,
+    headers: HeaderMap,
+    splunk: Option<Hec>,
+    /// `{"<action>":{"_index":"<index>","_id":` (bulk).
+    bulk_prefix: Vec<u8>,
+    bulk_create: bool,
+}
+
+/// Splunk HEC state.
+struct Hec {
+    config: SplunkConfig,
+    /// The envelope's fields before `"event":`.
+    prefix_fields: Vec<u8>,
+    ack_url: reqwest::Url,
+}
+
+/// The TLS client configuration of a sink (shared with the syslog sink): the configured CA (else the
+/// system's roots) and optional client certificate.
+pub(crate) fn tls_client_config(
+    name: &str,
+    tls: &ClientTlsConfig,
+) -> Result<rustls::ClientConfig, SinkBuildError> {
+    let roots = client_roots(tls.ca_file.as_deref()).map_err(|e| SinkBuildError::setup(name, e))?;
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| SinkBuildError::setup(name, e))?
+    .with_root_certificates(roots);
+    match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => {
+            let read = |p: &std::path::Path| {
+                std::fs::read(p)
+                    .map_err(|e| SinkBuildError::setup(name, format!("{}: {e}", p.display())))
+            };
+            let chain = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| SinkBuildError::setup(name, format!("{}: {e}", cert.display())))?;
+            let key = rustls_pemfile::private_key(&mut read(key)?.as_slice())
+                .map_err(|e| SinkBuildError::setup(name, format!("{}: {e}", key.display())))?
+                .ok_or_else(|| {
+                    SinkBuildError::setup(name, format!("{}: no private key", key.display()))
+                })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| SinkBuildError::setup(name, e))
+        }
+        _ => Ok(builder.with_no_client_auth()),
+    }
+}
+
+impl HttpSink {
+    /// Builds the client (TLS, timeouts, headers, credentials).
+    pub fn new(name: &str, c: &HttpSinkConfig, host: &HostInfo) -> Result<Self, SinkBuildError> {
+        let setup = |e: &dyn std::fmt::Display| SinkBuildError::setup(name, e);
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls_client_config(name, &c.tls)?)
+            .connect_timeout(Duration::from_secs(c.connect_timeout_secs))
+            .timeout(Duration::from_secs(c.request_timeout_secs))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .no_proxy()
+            .user_agent(concat!("hestyna-obsd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| setup(&e))?;
+        let base = reqwest::Url::parse(&c.url).map_err(|e| setup(&e))?;
+        let join = |path: &str| -> Result<reqwest::Url, SinkBuildError> {
+            let mut url = base.clone();
+            let joined = format!("{}/{path}", base.path().trim_end_matches('/'));
+            url.set_path(&joined);
+            Ok(url)
+        };
+        let url = match c.encoding {
+            HttpEncoding::Ndjson => base.clone(),
+            HttpEncoding::SplunkHec => join("services/collector/event")?,
+            HttpEncoding::ElasticsearchBulk => join("_bulk")?,
+        };
+        let mut headers = HeaderMap::new();
+        for (k, v) in &c.headers {
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| setup(&e))?;
+            let mut value = HeaderValue::from_str(v).map_err(|e| setup(&e))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        if let Some(secret) = &c.auth.secret {
+            let secret = secret.read().map_err(|e| setup(&e))?;
+            let value = match c.auth.kind {
+                HttpAuthKind::None => None,
+                HttpAuthKind::Bearer => Some(format!("Bearer {secret}")),
+                HttpAuthKind::ApiKey => Some(format!("ApiKey {secret}")),
+                HttpAuthKind::Splunk => Some(format!("Splunk {secret}")),
+                HttpAuthKind::Basic => Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD
+                        .encode(format!("{}:{secret}", c.auth.user))
+                )),
+            };
+            if let Some(v) = value {
+                let mut value = HeaderValue::from_str(&v)
+                    .map_err(|_| setup(&"the secret is not a valid header value"))?;
+                value.set_sensitive(true);
+                headers.insert(AUTHORIZATION, value);
+            }
+        }
+        let content_type = match c.encoding {
+            HttpEncoding::SplunkHec => "application/json",
+            _ => "application/x-ndjson",
+        };
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if c.compression == Compression::Gzip {
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        let splunk = match c.encoding {
+            HttpEncoding::SplunkHec => {
+                let s = &c.splunk;
+                if s.indexer_acknowledgements {
+                    let channel = channel_id();
+                    headers.insert(
+                        HeaderName::from_static("x-splunk-request-channel"),
+                        HeaderValue::from_str(&channel).map_err(|e| setup(&e))?,
+                    );
+                }
+                let mut prefix = Vec::new();
+                if let Some(h) = &host.host {
+                    prefix.extend_from_slice(b",\"host\":");
+                    serde_json::to_writer(&mut prefix, h).expect("to a Vec");
+                }
+                for (key, value) in [
+                    ("source", &s.source),
+                    ("sourcetype", &s.sourcetype),
+                    ("index", &s.index),
+                ] {
+                    if !value.is_empty() {
+                        write!(prefix, ",\"{key}\":").expect("to a Vec");
+                        serde_json::to_writer(&mut prefix, value).expect("to a Vec");
+                    }
+                }
+                Some(Hec {
+                    config: s.clone(),
+                    prefix_fields: prefix,
+                    ack_url: join("services/collector/ack")?,
+                })
+            }
+            _ => None,
+        };
+        let action = match c.elasticsearch.action {
+            BulkAction::Index => "index",
+            BulkAction::Create => "create",
+        };
+        let mut bulk_prefix = format!("{{\"{action}\":{{\"_index\":").into_bytes();
+        serde_json::to_writer(&mut bulk_prefix, &c.elasticsearch.index).expect("to a Vec");
+        bulk_prefix.extend_from_slice(b",\"_id\":");
+        Ok(HttpSink {
+            name: name.to_owned(),
+            client,
+            url,
+            encoding: c.encoding,
+            compression: c.compression,
+            headers,
+            splunk,
+            bulk_prefix,
+            bulk_create: c.elasticsearch.action == BulkAction::Create,
+        })
+    }
+
+    fn body(&self, batch: &Encoded<'_>) -> Vec<u8> {
+        match self.compression {
+            Compression::None => batch.body.to_vec(),
+            Compression::Gzip => {
+                let mut gz = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(batch.body.len() / 4),
+                    flate2::Compression::default(),
+                );
+                gz.write_all(batch.body).expect("to a Vec");
+                gz.finish().expect("to a Vec")
+            }
+        }
+    }
+
+    /// Posts `body` (compressed as configured if `batch`; the acknowledgement polls are not).
+    async fn post(
+        &self,
+        url: &reqwest::Url,
+        body: Vec<u8>,
+        batch: bool,
+    ) -> Result<(u16, Vec<u8>), SinkError> {
+        let mut headers = self.headers.clone();
+        if !batch {
+            headers.remove(CONTENT_ENCODING);
+        }
+        let response = self
+            .client
+            .post(url.clone())
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(request_error)?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(request_error)?;
+        Ok((status, body.to_vec()))
+    }
+
+    async fn deliver(&self, batch: &Encoded<'_>) -> Result<Delivery, SinkError> {
+        let (status, body) = self.post(&self.url, self.body(batch), true).await?;
+        if let Some(answer) = classify(status, &body) {
+            return answer;
+        }
+        match self.encoding {
+            HttpEncoding::Ndjson => Ok(Delivery::Accepted),
+            HttpEncoding::SplunkHec => self.await_hec_ack(&body).await,
+            HttpEncoding::ElasticsearchBulk => bulk_answer(&body, batch.len(), self.bulk_create),
+        }
+    }
+
+    /// With indexer acknowledgements: polls until Splunk says the batch is indexed.
+    async fn await_hec_ack(&self, answer: &[u8]) -> Result<Delivery, SinkError> {
+        let Some(hec) = self
+            .splunk
+            .as_ref()
+            .filter(|h| h.config.indexer_acknowledgements)
+        else {
+            return Ok(Delivery::Accepted);
+        };
+        let ack_id = serde_json::from_slice::<serde_json::Value>(answer)
+            .ok()
+            .and_then(|v| v.get("ackId").and_then(|a| a.as_u64()))
+            .ok_or_else(|| {
+                SinkError::new(
+                    "hec_ack",
+                    format!(
+                        "no ackId in the answer (is acknowledgement on for the token?): {}",
+                        snippet(answer)
+                    ),
+                )
+            })?;
+        let deadline = Instant::now() + Duration::from_secs(hec.config.ack_timeout_secs);
+        let poll = serde_json::to_vec(&serde_json::json!({ "acks": [ack_id] })).expect("JSON");
+        loop {
+            tokio::time::sleep(Duration::from_millis(hec.config.ack_poll_ms)).await;
+            if let Ok((200, body)) = self.post(&hec.ack_url, poll.clone(), false).await {
+                let acked = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| {
+                        v.pointer(&format!("/acks/{ack_id}"))
+                            .and_then(|a| a.as_bool())
+                    });
+                if acked == Some(true) {
+                    return Ok(Delivery::Accepted);
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(SinkError::new(
+                    "hec_ack",
+                    format!(
+                        "ack {ack_id} not confirmed within {}s: sending again",
+                        hec.config.ack_timeout_secs
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// A random HEC channel id (UUID v4 form).
+fn channel_id() -> String {
+    let b: [u8; 16] = rand::random();
+    let h = crate::forward::enrich::hex(&b);
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+fn request_error(e: reqwest::Error) -> SinkError {
+    let class = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else {
+        "request"
+    };
+    // The chain says why (refused, reset, certificate).
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        source = s.source();
+    }
+    SinkError::new(class, detail)
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
+    text.trim().to_owned()
+}
+
+/// A bounded label for a status.
+fn status_class(status: u16) -> &'static str {
+    const NAMED: &[(u16, &str)] = &[
+        (400, "http_400"),
+        (401, "http_401"),
+        (403, "http_403"),
+        (404, "http_404"),
+        (408, "http_408"),
+        (413, "http_413"),
+        (422, "http_422"),
+        (429, "http_429"),
+        (500, "http_500"),
+        (502, "http_502"),
+        (503, "http_503"),
+        (504, "http_504"),
+    ];
+    match NAMED.iter().find(|(code, _)| *code == status) {
+        Some((_, name)) => name,
+        None if (400..500).contains(&status) => "http_4xx",
+        None if (500..600).contains(&status) => "http_5xx",
+        None => "http_other",
+    }
+}
+
+/// The answer for any status but 2xx (`None`: 2xx, read the body).
+fn classify(status: u16, body: &[u8]) -> Option<Result<Delivery, SinkError>> {
+    let detail = || format!("HTTP {status}: {}", snippet(body));
+    let class = status_class(status);
+    Some(match status {
+        200..=299 => return None,
+        408 | 429 | 500..=599 => Err(SinkError::new(class, detail())),
+        400 | 413 | 422 => Ok(Delivery::Split(Refusal::new(class, detail()))),
+        _ => Ok(Delivery::RejectedAll(Refusal::new(class, detail()))),
+    })
+}
+
+/// Reads an Elasticsearch bulk answer item by item.
+fn bulk_answer(body: &[u8], expected: usize, create: bool) -> Result<Delivery, SinkError> {
+    let bad = |what: &str| SinkError::new("bulk_response", format!("{what}: {}", snippet(body)));
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| bad("not JSON"))?;
+    if v.get("errors").and_then(|e| e.as_bool()) == Some(false) {
+        return Ok(Delivery::Accepted);
+    }
+    let items = v
+        .get("items")
+        .and_then(|i| i.as_array())
+        .ok_or_else(|| bad("no items"))?;
+    if items.len() != expected {
+        return Err(bad(&format!(
+            "{} items for {expected} records",
+            items.len()
+        )));
+    }
+    let mut rejected = Vec::new();
+    let mut retry = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let result = item
+            .as_object()
+            .and_then(|o| o.values().next())
+            .ok_or_else(|| bad("malformed item"))?;
+        let status = result.get("status").and_then(|s| s.as_u64()).unwrap_or(0) as u16;
+        match status {
+            200..=299 => {}
+            409 if create => {}
+            429 | 500..=599 => retry.push(i),
+            _ => {
+                let error = result.get("error");
+                let kind = error
+                    .and_then(|e| e.get("type"))
+                    .and_then(|t| t.as_str())
+                    .unwrap_or("unknown");
+                let reason = error
+                    .and_then(|e| e.get("reason"))
+                    .and_then(|t| t.as_str())
+                    .unwrap_or("");
+                rejected.push((
+                    i,
+                    Refusal::new("bulk_item", format!("status {status} {kind}: {reason}")),
+                ));
+            }
+        }
+    }
+    Ok(if rejected.is_empty() && retry.is_empty() {
+        Delivery::Accepted
+    } else {
+        Delivery::Partial { rejected, retry }
+    })
+}
+
+impl Sink for HttpSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn encode(&self, doc: &Document, out: &mut Vec<u8>) {
+        match self.encoding {
+            HttpEncoding::Ndjson => encode_line(doc, out),
+            HttpEncoding::SplunkHec => {
+                let hec = self.splunk.as_ref().expect("HEC state with HEC encoding");
+                let millis = doc.timestamp.timestamp_millis();
+                write!(
+                    out,
+                    "{{\"time\":{}.{:03}",
+                    millis.div_euclid(1000),
+                    millis.rem_euclid(1000)
+                )
+                .expect("to a Vec");
+                out.extend_from_slice(&hec.prefix_fields);
+                out.extend_from_slice(b",\"event\":");
+                out.extend_from_slice(&doc.json);
+                out.extend_from_slice(b"}\n");
+            }
+            HttpEncoding::ElasticsearchBulk => {
+                out.extend_from_slice(&self.bulk_prefix);
+                serde_json::to_writer(&mut *out, &doc.event_id).expect("to a Vec");
+                out.extend_from_slice(b"}}\n");
+                encode_line(doc, out);
+            }
+        }
+    }
+
+    fn send<'a>(&'a self, batch: &'a Encoded<'a>) -> SinkFuture<'a> {
+        Box::pin(self.deliver(batch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_the_documented_answers() {
+        assert!(classify(204, b"").is_none());
+        for s in [408, 429, 500, 502, 503, 504, 599] {
+            assert!(matches!(classify(s, b""), Some(Err(_))), "{s} retriable");
+        }
+        for s in [400, 413, 422] {
+            assert!(
+                matches!(classify(s, b""), Some(Ok(Delivery::Split(_)))),
+                "{s} split"
+            );
+        }
+        for s in [401, 403, 404, 405] {
+            assert!(
+                matches!(classify(s, b""), Some(Ok(Delivery::RejectedAll(_)))),
+                "{s} rejected"
+            );
+        }
+        match classify(401, b"{\"text\":\"Invalid token\"}") {
+            Some(Ok(Delivery::RejectedAll(r))) => {
+                assert_eq!(r.class, "http_401");
+                assert!(r.detail.contains("Invalid token"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bulk_answers_are_read_item_by_item() {
+        let ok = br#"{"took":3,"errors":false,"items":[{"index":{"status":201}}]}"#;
+        assert_eq!(bulk_answer(ok, 1, false).unwrap(), Delivery::Accepted);
+        let mixed = br#"{"errors":true,"items":[
+            {"index":{"_id":"a","status":201}},
+            {"index":{"_id":"b","status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [latency_ms]"}}},
+            {"index":{"_id":"c","status":429,"error":{"type":"es_rejected_execution_exception"}}},
+            {"create":{"_id":"d","status":409,"error":{"type":"version_conflict_engine_exception"}}},
+            {"index":{"_id":"e","status":503}}]}"#;
+        match bulk_answer(mixed, 5, false).unwrap() {
+            Delivery::Partial { rejected, retry } => {
+                assert_eq!(retry, vec![2, 4]);
+                assert_eq!(rejected.len(), 2, "{rejected:?}");
+                assert_eq!(rejected[0].0, 1);
+                assert!(rejected[0].1.detail.contains("mapper_parsing_exception"));
+                assert_eq!(rejected[1].0, 3, "409 is a rejection with index");
+            }
+            other => panic!("{other:?}"),
+        }
+        match bulk_answer(mixed, 5, true).unwrap() {
+            Delivery::Partial { rejected, .. } => {
+                assert_eq!(rejected.len(), 1, "409 is stored with create")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            bulk_answer(mixed, 4, false).is_err(),
+            "item count must match"
+        );
+        assert!(bulk_answer(b"<html>", 1, false).is_err());
+    }
+
+    #[test]
+    fn channel_ids_look_like_uuids() {
+        let id = channel_id();
+        assert_eq!(id.len(), 36);
+        assert_eq!(id.matches('-').count(), 4);
+        assert_ne!(id, channel_id());
+    }
+}
