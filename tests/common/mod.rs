@@ -464,6 +464,11 @@ impl Daemon {
         daemon
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
     /// Sends a signal to the daemon.
     pub fn signal(&self, signal: i32) {
         if let Some(child) = &self.child {

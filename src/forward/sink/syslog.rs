@@ -4,7 +4,10 @@
 //! Each record is `<len> <PRI>1 <@timestamp> <host> <app> <pid> <msgid> - <JSON record>`: severity
 //! warning for failures, error for invalid records, informational otherwise; MSGID `invalid` or
 //! `event`. TCP has no application acknowledgement: a batch counts as delivered once the kernel took all
-//! of it. Any write error drops the connection and the whole batch is sent again on a new one.
+//! of it. Before each batch the connection is checked for a close by the receiver (a restarted
+//! receiver would otherwise swallow the next batch into a dead socket); any write error drops the
+//! connection and the whole batch is sent again on a new one. What the receiver's kernel held when the
+//! receiver died is lost: syslog over TCP cannot do better (RFC 5425 has no acknowledgements).
 
 use super::http::tls_client_config;
 use super::{Delivery, Encoded, Sink, SinkBuildError, SinkError, SinkFuture};
@@ -17,8 +20,40 @@ use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-trait Stream: AsyncWrite + Unpin + Send {}
-impl<T: AsyncWrite + Unpin + Send> Stream for T {}
+/// An open connection.
+enum Connection {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Connection {
+    fn writer(&mut self) -> &mut (dyn AsyncWrite + Unpin + Send) {
+        match self {
+            Connection::Plain(tcp) => tcp,
+            Connection::Tls(tls) => tls.as_mut(),
+        }
+    }
+
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Connection::Plain(tcp) => tcp,
+            Connection::Tls(tls) => tls.get_ref().0,
+        }
+    }
+
+    /// Whether the receiver has closed its end. A receiver sends nothing (bar TLS records, which are
+    /// peeked at, not consumed), so end-of-stream or an error means the connection is gone: writing
+    /// to it would "succeed" into the kernel and be lost.
+    fn closed(&self) -> bool {
+        // The socket is non-blocking (tokio's), so this peek answers at once.
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        match socket2::SockRef::from(self.tcp()).peek(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        }
+    }
+}
 
 /// A syslog sink.
 pub struct SyslogSink {
@@ -33,7 +68,7 @@ pub struct SyslogSink {
     header_middle: Vec<u8>,
     connect_timeout: Duration,
     write_timeout: Duration,
-    connection: tokio::sync::Mutex<Option<Box<dyn Stream>>>,
+    connection: tokio::sync::Mutex<Option<Connection>>,
 }
 
 /// A header field: printable ASCII without spaces, at most `max` long; `-` when empty.
@@ -88,14 +123,14 @@ impl SyslogSink {
         })
     }
 
-    async fn connect(&self) -> Result<Box<dyn Stream>, SinkError> {
+    async fn connect(&self) -> Result<Connection, SinkError> {
         let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address))
             .await
             .map_err(|_| SinkError::new("timeout", format!("connecting to {}", self.address)))?
             .map_err(|e| SinkError::new("connect", format!("{}: {e}", self.address)))?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
-            None => Ok(Box::new(tcp)),
+            None => Ok(Connection::Plain(tcp)),
             Some((connector, server)) => {
                 let tls = tokio::time::timeout(
                     self.connect_timeout,
@@ -108,17 +143,22 @@ impl SyslogSink {
                 .map_err(|e| {
                     SinkError::new("tls", format!("TLS handshake with {}: {e}", self.address))
                 })?;
-                Ok(Box::new(tls))
+                Ok(Connection::Tls(Box::new(tls)))
             }
         }
     }
 
     async fn deliver(&self, batch: &Encoded<'_>) -> Result<Delivery, SinkError> {
         let mut slot = self.connection.lock().await;
+        if let Some(open) = slot.as_ref() {
+            if open.closed() {
+                *slot = None;
+            }
+        }
         if slot.is_none() {
             *slot = Some(self.connect().await?);
         }
-        let stream = slot.as_mut().expect("connected above");
+        let stream = slot.as_mut().expect("connected above").writer();
         let written = tokio::time::timeout(self.write_timeout, async {
             stream.write_all(batch.body).await?;
             stream.flush().await
