@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::pki::pki;
 use common::receiver::{Mode, Receiver};
 use common::*;
 use std::collections::{BTreeMap, HashSet};
@@ -544,4 +545,90 @@ batch = {{ max_events = 10, timeout_ms = 50 }}
         })
         .collect();
     assert!(tiers.iter().filter(|t| *t == "gold").count() >= more.len());
+}
+
+#[test]
+fn https_with_a_private_ca() {
+    let (broker, topic, dlq) = broker_with_topics();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let receiver = Receiver::start_tls(&pki.server_cert, &pki.server_key);
+    let forward = format!(
+        r#"
+[forward.sinks.siem]
+kind = "http"
+url = "{}/ingest"
+tls = {{ ca_file = "{}" }}
+batch = {{ max_events = 100, timeout_ms = 20 }}
+"#,
+        receiver.https_url(),
+        pki.ca.display()
+    );
+    let _daemon = start(&broker, &topic, &dlq, dir.path(), &forward);
+    let events = generated(15, 150, 0.0);
+    broker.produce(&topic, &events);
+    let got = wait_for("every event over HTTPS", Duration::from_secs(60), || {
+        let got: HashSet<String> = receiver.accepted().iter().map(event_id).collect();
+        (got.len() >= 150).then_some(got)
+    });
+    assert_eq!(got, produced_ids(&events));
+}
+
+#[test]
+fn an_offset_waits_for_every_sink_so_a_restart_resends_what_one_sink_missed() {
+    let (broker, topic, dlq) = broker_with_topics();
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    receiver.set_mode(Mode::Status(503));
+    let forward = format!(
+        r#"
+[forward.sinks.archive]
+kind = "file"
+path = "{archive}"
+batch = {{ max_events = 50, timeout_ms = 20 }}
+
+[forward.sinks.siem]
+kind = "http"
+url = "{url}/ingest"
+batch = {{ max_events = 50, timeout_ms = 20 }}
+retry = {{ initial_backoff_ms = 50, max_backoff_ms = 200 }}
+"#,
+        archive = dir.path().join("archive.jsonl").display(),
+        url = receiver.url()
+    );
+    let port = free_port();
+    let config = kafka_config_with_sinks(&broker, &topic, &unique("g"), &dlq, port, &forward)
+        .replace("drain_timeout_secs = 20", "drain_timeout_secs = 2");
+    let mut daemon = Daemon::start_with(&config, dir.path(), port, "/readyz");
+    let events = generated(16, 1000, 0.0);
+    let ids = produced_ids(&events);
+    broker.produce(&topic, &events);
+    // The archive gets records while the SIEM is down; the SIEM none.
+    let archived = wait_for("records in the archive", Duration::from_secs(30), || {
+        let n = read_jsonl(&dir.path().join("archive.jsonl")).len();
+        (n > 0).then_some(n)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(receiver.accepted().is_empty());
+    assert_eq!(daemon.stop(), Some(0), "drained and stopped");
+
+    // Restarted with the SIEM back: every record reaches it, because no offset was stored for records
+    // only the archive had.
+    receiver.set_mode(Mode::Accept);
+    let daemon = Daemon::start_with(&config, dir.path(), port, "/readyz");
+    let got = wait_for("every event at the SIEM", Duration::from_secs(60), || {
+        let got: HashSet<String> = receiver.accepted().iter().map(event_id).collect();
+        (got.len() >= ids.len()).then_some(got)
+    });
+    assert_eq!(got, ids);
+    let archive: HashSet<String> = read_jsonl(&dir.path().join("archive.jsonl"))
+        .iter()
+        .map(event_id)
+        .collect();
+    assert_eq!(archive, ids, "the archive has everything too");
+    drop(daemon);
+    eprintln!(
+        "fan-out: {archived} archived before the stop, all {} at both sinks after the restart",
+        ids.len()
+    );
 }

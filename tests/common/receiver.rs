@@ -59,6 +59,29 @@ pub struct Receiver {
 impl Receiver {
     /// Starts on a free loopback port, in `Accept` mode.
     pub fn start() -> Receiver {
+        Self::start_with(None)
+    }
+
+    /// Starts serving HTTPS with this PEM certificate chain and key.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Receiver {
+        let chain = rustls_pemfile::certs(&mut std::fs::read(cert).unwrap().as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls_pemfile::private_key(&mut std::fs::read(key).unwrap().as_slice())
+            .unwrap()
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+    }
+
+    fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -72,7 +95,7 @@ impl Receiver {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let addr = listener.local_addr().unwrap();
-        runtime.spawn(serve(listener, addr, state.clone()));
+        runtime.spawn(serve(listener, addr, state.clone(), tls));
         Receiver {
             addr,
             state,
@@ -83,6 +106,11 @@ impl Receiver {
     /// `http://127.0.0.1:port`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `https://localhost:port` (the name of the test certificates).
+    pub fn https_url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
     }
 
     /// Changes how it answers from now on.
@@ -123,6 +151,7 @@ async fn serve(
     mut listener: tokio::net::TcpListener,
     addr: SocketAddr,
     state: Arc<parking_lot::Mutex<State>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     loop {
         if state.lock().mode == Some(Mode::Refuse) {
@@ -142,14 +171,27 @@ async fn serve(
             continue;
         };
         let state = state.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
                 async move { handle(req, &state).await }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
+            let http = hyper::server::conn::http1::Builder::new();
+            match tls {
+                None => {
+                    let _ = http
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                }
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        let _ = http
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                            .await;
+                    }
+                }
+            }
         });
     }
 }
