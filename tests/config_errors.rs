@@ -91,12 +91,29 @@ fn an_unreadable_file_is_a_config_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/hestyna.toml"));
 }
 
+/// Sinks and redaction holding every kind of secret the forward side knows.
+const SECRET_SINKS: &str = r#"
+[forward.redaction]
+mode = "hmac"
+hmac_key = { value = "hmac-k3y" }
+[forward.sinks.splunk]
+kind = "http"
+url = "https://splunk.example:8088"
+encoding = "splunk_hec"
+auth = { kind = "splunk", secret = { value = "hec-s3cret" } }
+headers = { Authorization = "Bearer tok3n" }
+[forward.sinks.ingest]
+kind = "kafka"
+topic = "siem"
+properties = { "ssl.key.password" = "ssl-pa55" }
+"#;
+
 #[test]
 fn check_config_masks_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ok.toml");
     let config = format!(
-        "{BASE}[kafka.properties]\n\"sasl.password\" = \"hunter2\"\n\"sasl.username\" = \"obsd\"\n[http.basic_auth_users]\nops = \"$2b$04$XfX2Uk7ixuZtzijxbCAXwevpmcea6KjoggdY6rk3ys0Ia8/8/G46S\"\n"
+        "{BASE}[kafka.properties]\n\"sasl.password\" = \"hunter2\"\n\"sasl.username\" = \"obsd\"\n[http.basic_auth_users]\nops = \"$2b$04$XfX2Uk7ixuZtzijxbCAXwevpmcea6KjoggdY6rk3ys0Ia8/8/G46S\"\n{SECRET_SINKS}"
     );
     std::fs::write(&path, config).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_hestyna-obsd"))
@@ -112,9 +129,8 @@ fn check_config_masks_secrets() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !stdout.contains("hunter2") && !stdout.contains("$2b$04$"),
-        "{stdout}"
-    );
+    for secret in ["hunter2", "$2b$04$", "hec-s3cret", "hmac-k3y", "Bearer tok3n", "ssl-pa55"] {
+        assert!(!stdout.contains(secret), "{secret} printed: {stdout}");
+    }
     assert!(stdout.contains("obsd"), "{stdout}");
 }
