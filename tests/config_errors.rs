@@ -129,7 +129,14 @@ fn check_config_masks_secrets() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    for secret in ["hunter2", "$2b$04$", "hec-s3cret", "hmac-k3y", "Bearer tok3n", "ssl-pa55"] {
+    for secret in [
+        "hunter2",
+        "$2b$04$",
+        "hec-s3cret",
+        "hmac-k3y",
+        "Bearer tok3n",
+        "ssl-pa55",
+    ] {
         assert!(!stdout.contains(secret), "{secret} printed: {stdout}");
     }
     assert!(stdout.contains("obsd"), "{stdout}");

@@ -632,3 +632,44 @@ retry = {{ initial_backoff_ms = 50, max_backoff_ms = 200 }}
         ids.len()
     );
 }
+
+#[test]
+fn a_receiver_that_does_not_answer_times_out_and_is_retried() {
+    let (broker, topic, dlq) = broker_with_topics();
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    receiver.set_mode(Mode::Slow(Duration::from_secs(5)));
+    let forward = format!(
+        r#"
+[forward.sinks.siem]
+kind = "http"
+url = "{}/ingest"
+request_timeout_secs = 1
+batch = {{ max_events = 100, timeout_ms = 20 }}
+retry = {{ initial_backoff_ms = 50, max_backoff_ms = 200 }}
+"#,
+        receiver.url()
+    );
+    let daemon = start(&broker, &topic, &dlq, dir.path(), &forward);
+    let events = generated(17, 100, 0.0);
+    broker.produce(&topic, &events);
+    wait_for("timeouts counted", Duration::from_secs(30), || {
+        let m = daemon.scrape();
+        (sum(
+            &m,
+            "hestyna_obsd_sink_retries_total",
+            &["class=\"timeout\""],
+        ) >= 2.0)
+            .then_some(())
+    });
+    receiver.set_mode(Mode::Accept);
+    let got = wait_for(
+        "every event after the timeouts",
+        Duration::from_secs(60),
+        || {
+            let got: HashSet<String> = receiver.accepted().iter().map(event_id).collect();
+            (got.len() >= 100).then_some(got)
+        },
+    );
+    assert_eq!(got, produced_ids(&events));
+}

@@ -42,8 +42,9 @@ pub struct Redactor {
     /// Rule names, patterns first then fields (the `rule` label of the self metric).
     names: Vec<String>,
     patterns: Vec<regex::Regex>,
-    /// The same patterns, as one set over bytes: the quick check.
-    prefilter: regex::bytes::RegexSet,
+    /// The same patterns over bytes, for the quick check (one by one: each then uses its own literal
+    /// prefilter, several times faster than a `RegexSet` scanning every byte).
+    prefilter: Vec<regex::bytes::Regex>,
     /// A pattern is anchored: the quick check cannot decide.
     always_parse: bool,
     /// Field paths, split.
@@ -88,14 +89,21 @@ impl Redactor {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let prefilter =
-            regex::bytes::RegexSet::new(&sources).map_err(|source| RedactError::Pattern {
-                name: "(set)".into(),
-                source,
-            })?;
-        let always_parse = sources
+        let prefilter = sources
             .iter()
-            .any(|p| p.contains('^') || p.contains('$') || p.contains("\\A") || p.contains("\\z"));
+            .zip(&names)
+            .map(|(p, name)| {
+                regex::bytes::Regex::new(p).map_err(|source| RedactError::Pattern {
+                    name: name.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // An anchor (`^`, `$`, `\A`, `\z`, in any mode) makes a match depend on where the string starts
+        // or ends, which the raw bytes do not show.
+        let always_parse = sources.iter().any(|p| {
+            regex_syntax::parse(p).map_or(true, |hir| hir.properties().look_set().contains_anchor())
+        });
         let fields: Vec<Vec<String>> = config
             .fields
             .iter()
@@ -159,7 +167,7 @@ impl Redactor {
     fn may_match(&self, json: &[u8]) -> bool {
         self.always_parse
             || json.contains(&b'\\')
-            || self.prefilter.is_match(json)
+            || self.prefilter.iter().any(|p| p.is_match(json))
             || self
                 .field_keys
                 .iter()
@@ -374,6 +382,26 @@ mod tests {
         let mut c = doc(r#"{"x":"a@b.io"}"#);
         other.redact(&mut c, &mut [0; 16]);
         assert_ne!(c.to_value()["x"], vb["x"]);
+    }
+
+    #[test]
+    fn only_anchored_patterns_skip_the_quick_check() {
+        let with = |patterns: &[&str]| {
+            Redactor::new(&RedactionConfig {
+                builtin_patterns: BUILTIN_PATTERNS.iter().map(|(n, _)| n.to_string()).collect(),
+                patterns: patterns.iter().map(|p| p.to_string()).collect(),
+                ..RedactionConfig::default()
+            })
+            .unwrap()
+        };
+        assert!(!with(&[]).always_parse, "built-ins use [^...] classes, not anchors");
+        assert!(with(&["^secret"]).always_parse);
+        assert!(with(&["(?m)token$"]).always_parse);
+        // An anchored pattern still finds a value that is the whole string.
+        let mut d = doc(r#"{"a":"secret-1","b":"no secret-2"}"#);
+        assert!(with(&["^secret-\\d$"]).redact(&mut d, &mut [0; 16]));
+        assert_eq!(d.to_value()["a"], MASK);
+        assert_eq!(d.to_value()["b"], "no secret-2");
     }
 
     #[test]

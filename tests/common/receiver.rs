@@ -21,6 +21,8 @@ pub enum Mode {
     Status(u16),
     /// No listener: connections are refused, and open ones are closed at their next request.
     Refuse,
+    /// Answers like the real server, but only after this long.
+    Slow(Duration),
 }
 
 /// One request as received.
@@ -228,13 +230,20 @@ async fn handle(req: Request<hyper::body::Incoming>, state: &parking_lot::Mutex<
     } else {
         raw.to_vec()
     };
+    let slow = match state.lock().mode.clone() {
+        Some(Mode::Slow(delay)) => Some(delay),
+        _ => None,
+    };
+    if let Some(delay) = slow {
+        tokio::time::sleep(delay).await;
+    }
     let mut s = state.lock();
     let mode = s.mode.clone().unwrap_or(Mode::Accept);
     let (status, answer) = match mode {
         // Close this connection: the client sees it reset.
         Mode::Refuse => return Err(std::io::Error::other("refusing")),
         Mode::Status(code) => (code, format!("{{\"error\":\"status {code} on demand\"}}")),
-        Mode::Accept => match path.as_str() {
+        Mode::Accept | Mode::Slow(_) => match path.as_str() {
             "/services/collector/event" => {
                 let events: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&body)
                     .into_iter()
