@@ -388,13 +388,19 @@ mod tests {
     fn only_anchored_patterns_skip_the_quick_check() {
         let with = |patterns: &[&str]| {
             Redactor::new(&RedactionConfig {
-                builtin_patterns: BUILTIN_PATTERNS.iter().map(|(n, _)| n.to_string()).collect(),
+                builtin_patterns: BUILTIN_PATTERNS
+                    .iter()
+                    .map(|(n, _)| n.to_string())
+                    .collect(),
                 patterns: patterns.iter().map(|p| p.to_string()).collect(),
                 ..RedactionConfig::default()
             })
             .unwrap()
         };
-        assert!(!with(&[]).always_parse, "built-ins use [^...] classes, not anchors");
+        assert!(
+            !with(&[]).always_parse,
+            "built-ins use [^...] classes, not anchors"
+        );
         assert!(with(&["^secret"]).always_parse);
         assert!(with(&["(?m)token$"]).always_parse);
         // An anchored pattern still finds a value that is the whole string.

@@ -26,6 +26,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{self, error::TrySendError};
 
+/// How long a full pipeline may block the source before its partitions are paused.
+const PAUSE_AFTER: Duration = Duration::from_millis(1000);
+
 /// Everything the Kafka source needs to know.
 #[derive(Debug, Clone)]
 pub struct KafkaSourceSettings {
@@ -359,16 +362,20 @@ impl KafkaSource {
         let mut first_at = Instant::now();
         let mut pending: Option<BatchRef> = None;
         let mut paused = false;
+        let mut blocked_since: Option<Instant> = None;
         let mut batch_seq = 0u64;
         let mut summary = SourceSummary::default();
 
         while !stop.load(Ordering::Acquire) {
             drain_acks(&consumer, &mut consumer.context().shared.lock(), None);
 
-            // A full pipeline: keep the group alive, fetch nothing, retry the hand-over.
+            // A full pipeline: wait a moment without polling (what librdkafka has prefetched stays
+            // queued), and only if it stays full pause the partitions (which drops the prefetched
+            // messages, to be fetched again on resume) and keep polling to keep the group alive.
             if let Some(batch) = pending.take() {
                 match tx.try_send(SourceMessage::Batch(batch)) {
                     Ok(()) => {
+                        blocked_since = None;
                         if paused {
                             if let Ok(assignment) = consumer.assignment() {
                                 let _ = consumer.resume(&assignment);
@@ -378,6 +385,11 @@ impl KafkaSource {
                     }
                     Err(TrySendError::Full(message)) => {
                         pending = unwrap_batch(message);
+                        let since = *blocked_since.get_or_insert_with(Instant::now);
+                        if !paused && since.elapsed() < PAUSE_AFTER {
+                            std::thread::sleep(Duration::from_millis(1));
+                            continue;
+                        }
                         if !paused {
                             if let Ok(assignment) = consumer.assignment() {
                                 let _ = consumer.pause(&assignment);
