@@ -4,6 +4,9 @@ import argparse
 import re
 import platform
 import datetime
+import json
+import os
+import statistics
 
 p = argparse.ArgumentParser()
 p.add_argument("--count", type=int, required=True)
@@ -11,7 +14,27 @@ p.add_argument("--replay", type=float, required=True, help="median seconds")
 p.add_argument("--mtail", type=float, required=True, help="median seconds")
 p.add_argument("--agree", required=True)
 p.add_argument("--criterion", required=True)
+p.add_argument("--bare", required=True, help="JSON lines of hestyna-obsd-bench consume")
+p.add_argument("--e2e", required=True, help="JSON lines of bench_e2e.py, end to end from the broker")
+p.add_argument("--noscrape", required=True)
+p.add_argument("--scrape", required=True)
+p.add_argument("--sweep", required=True, help="JSON lines: throughput at growing series counts")
+p.add_argument("--freshness", required=True)
+p.add_argument("--freshness-hist", required=True)
+p.add_argument("--plots", required=True, help="folder for the PNG plots")
 a = p.parse_args()
+
+
+def lines(path):
+    try:
+        return [json.loads(l) for l in open(path) if l.strip()]
+    except (OSError, ValueError):
+        return []
+
+
+def med(rows, key):
+    values = [r[key] for r in rows if r.get(key)]
+    return statistics.median(values) if values else None
 
 UNITS = {"elem/s": 1, "Kelem/s": 1e3, "Melem/s": 1e6, "Gelem/s": 1e9}
 TIMES = {"ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1}
@@ -69,6 +92,61 @@ rows = [
     ("... of which the store is locked (ms)", "n/a" if lock is None else f"{lock * 1e3:.1f}", "", "", "", ""),
 ]
 
+bare, e2e = med(lines(a.bare), "rate"), med(lines(a.e2e), "rate")
+e2e_cpu = med(lines(a.e2e), "cpu_seconds")
+noscrape, scrape = med(lines(a.noscrape), "rate"), med(lines(a.scrape), "rate")
+rss = med(lines(a.noscrape), "rss_mib")
+series = med(lines(a.noscrape), "derived_series")
+sweep = lines(a.sweep)
+fresh = (lines(a.freshness) or [{}])[0]
+ratio = lambda x, y: "n/a" if None in (x, y) or not y else f"{x / y:.2f}x"
+rows += [
+    ("end to end from the broker: both pipelines, default rules, file SIEM sink (events/s)", fmt(e2e),
+     "bare consumer " + fmt(bare), ratio(e2e, bare), ">= 0.8x", ok(None if None in (e2e, bare) else e2e >= 0.8 * bare)),
+    ("... CPU per event end to end (µs, both pipelines and both consumers)",
+     "n/a" if not e2e_cpu else f"{e2e_cpu * 1e6 / a.count:.1f}", "", "", "", ""),
+    ("ingestion at %s active series with a scrape every second (events/s)" % fmt(series), fmt(scrape),
+     "no scrapes " + fmt(noscrape), ratio(scrape, noscrape), ">= 0.9x",
+     ok(None if None in (scrape, noscrape) else scrape >= 0.9 * noscrape)),
+    ("resident memory at %s active series (MiB)" % fmt(series), "n/a" if rss is None else f"{rss:.0f}", "", "",
+     "<= 150 MiB", ok(None if rss is None else rss <= 150)),
+    ("freshness at %s events/s: produce -> visible in /metrics, p99 (ms)" % fmt(fresh.get("load_events", 0) / 20 if fresh else None),
+     "n/a" if not fresh else f"{fresh['p99_ms']:.0f}", "p50 %s, max %s, %s/%s probes seen" % (
+         fresh.get("p50_ms"), fresh.get("max_ms"), fresh.get("seen"), fresh.get("probes")) if fresh else "",
+     "", "<= 1000 ms", ok(None if not fresh else fresh["p99_ms"] <= 1000 and fresh["seen"] == fresh["probes"])),
+]
+
+plots = []
+try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    if sweep:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot([r["derived_series"] for r in sweep], [r["rate"] for r in sweep], marker="o")
+        ax.set_xscale("log")
+        ax.set_xlabel("active series")
+        ax.set_ylabel("events/s (generator source, metrics)")
+        ax.set_title("Throughput against active series")
+        ax.grid(True, alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(os.path.join(a.plots, "throughput-vs-series.png"), dpi=100)
+        plots.append("throughput-vs-series.png")
+    samples = [int(l) for l in open(a.freshness_hist) if l.strip()] if os.path.exists(a.freshness_hist) else []
+    if samples:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.hist(samples, bins=40)
+        ax.axvline(sorted(samples)[int(0.99 * (len(samples) - 1))], color="red", linestyle="--", label="p99")
+        ax.set_xlabel("ms from produce to /metrics")
+        ax.set_ylabel("probes")
+        ax.set_title("Freshness")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(os.path.join(a.plots, "freshness.png"), dpi=100)
+        plots.append("freshness.png")
+except ImportError:
+    pass
+
 print("# Benchmark report\n")
 print(f"Made by `scripts/bench` on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
       f"{platform.machine()}, {platform.system()}. Medians of 3 runs (criterion: its middle estimate); every "
@@ -77,6 +155,11 @@ print("| figure | value | baseline | ratio | target | result |")
 print("| --- | --- | --- | --- | --- | --- |")
 for r in rows:
     print("| " + " | ".join(r) + " |")
-print("\nNot measured yet (issue 6): end to end from the broker against a bare consumer; ingestion while "
-      "scrapes run every second; resident memory with 100,000 series; freshness at half the maximum rate; "
-      "the PNG plots.")
+if sweep:
+    print("\nThroughput against active series (generator source, metrics pipeline, %d events):\n" % a.count)
+    print("| organizations | active series | events/s | resident MiB |")
+    print("| --- | --- | --- | --- |")
+    for r, orgs in zip(sweep, [10, 100, 1000, 5000, 20000]):
+        print(f"| {orgs} | {r['derived_series']:,.0f} | {r['rate']:,.0f} | {r['rss_mib']:.0f} |")
+for name in plots:
+    print(f"\n![{name}]({name})")

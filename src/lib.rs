@@ -14,6 +14,7 @@
 //! - [`config`], [`telemetry`], [`app`] (wiring and subcommands), [`cli`].
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod deadletter;
