@@ -438,8 +438,7 @@ fn a_real_prometheus_scrapes_over_https_with_basic_auth() {
     let _d = daemon(dir.path(), &web, addr, "", "");
     let agent = tls_agent(&pki, false);
     let url = format!("https://127.0.0.1:{}/metrics", addr.port());
-    // The generator stops after 3,000 events: the values settle.
-    let ours = wait_for("the generator to finish", Duration::from_secs(30), || {
+    let scrape = || {
         let body = agent
             .get(&url)
             .header("Authorization", basic(USER, PASSWORD))
@@ -448,9 +447,21 @@ fn a_real_prometheus_scrapes_over_https_with_basic_auth() {
             .body_mut()
             .read_to_string()
             .ok()?;
-        let m = parse_metrics(&body);
-        (sum(&m, "hestyna_obsd_events_received_total", &[]) == 3000.0).then_some(m)
+        Some(parse_metrics(&body))
+    };
+    // The generator stops after 3,000 events: once the metrics pipeline has read them all and finished
+    // its last batch (counted as read before it is derived), the values settle.
+    wait_for("the generator to finish", Duration::from_secs(30), || {
+        let m = scrape()?;
+        let read = sum(
+            &m,
+            "hestyna_obsd_events_received_total",
+            &["pipeline=\"metrics\""],
+        );
+        (read == 3000.0).then_some(())
     });
+    std::thread::sleep(Duration::from_millis(500));
+    let ours = scrape().expect("a scrape");
 
     let prometheus = std::env::var("PROMETHEUS").unwrap_or_else(|_| "prometheus".into());
     let prom_port = free_port();

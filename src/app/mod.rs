@@ -15,7 +15,7 @@ use crate::derive::join::IntakeJoin;
 use crate::derive::{DeriveError, Plan, Store};
 use crate::forward::{build_sink, Enricher, HostInfo, OrganizationTable, Redactor};
 use crate::http::{HttpError, HttpState, Security, DEMO_PASSWORD};
-use crate::pipeline::forward::ForwardPipeline;
+use crate::pipeline::forward::{ForwardPipeline, Prepare};
 use crate::pipeline::metrics::JoinState;
 use crate::pipeline::metrics::MetricsPipeline;
 use crate::pipeline::{Health, Progress, Shutdown};
@@ -272,21 +272,23 @@ pub async fn run_observed(
     if let Some(progress) = forward_progress.clone() {
         let (tx, rx) = mpsc::channel(queue);
         let pipeline = ForwardPipeline {
-            enricher: Enricher::new(
-                host.clone(),
-                &config.forward.service_name,
-                &config.forward.environment,
-                &config.forward.trace_url_template,
-            ),
-            redactor,
-            organizations,
+            prepare: Prepare {
+                enricher: Enricher::new(
+                    host.clone(),
+                    &config.forward.service_name,
+                    &config.forward.environment,
+                    &config.forward.trace_url_template,
+                ),
+                redactor,
+                organizations,
+                forward_invalid: config.forward.forward_invalid,
+                dead_letter: dead_letter.clone(),
+                owns_invalid: !pipes.metrics.enabled,
+                metrics: self_metrics.clone(),
+                progress,
+                shutdown: shutdown.clone(),
+            },
             workers,
-            forward_invalid: config.forward.forward_invalid,
-            dead_letter: dead_letter.clone(),
-            owns_invalid: !pipes.metrics.enabled,
-            metrics: self_metrics.clone(),
-            progress,
-            shutdown: shutdown.clone(),
         };
         tasks.push(tokio::spawn(pipeline.run(rx)));
         senders.push((

@@ -136,7 +136,14 @@ impl SinkConfig {
         match self {
             SinkConfig::File(c) => format!("{} (tail -f it)", c.path.display()),
             SinkConfig::Stdout(_) => "standard output".into(),
-            SinkConfig::Http(c) => format!("{} ({:?})", c.url, c.encoding),
+            SinkConfig::Http(c) => {
+                let encoding = match c.encoding {
+                    HttpEncoding::Ndjson => "NDJSON",
+                    HttpEncoding::SplunkHec => "Splunk HEC",
+                    HttpEncoding::ElasticsearchBulk => "Elasticsearch bulk",
+                };
+                format!("{} ({encoding})", c.url)
+            }
             SinkConfig::Syslog(c) => format!(
                 "syslog {}{}",
                 c.address,

@@ -180,7 +180,6 @@ impl Worker {
         let n = batch.len();
         let mut queue: VecDeque<Vec<usize>> = VecDeque::from([(0..n).collect()]);
         let mut backoff = Duration::from_millis(self.retry.initial_backoff_ms);
-        let max_backoff = Duration::from_millis(self.retry.max_backoff_ms);
         let mut attempt = 0u32;
         while let Some(sub) = queue.pop_front() {
             // The first attempt sends the batch's bytes as they are; parts are framed again from them.
@@ -253,18 +252,11 @@ impl Worker {
                         .emit(&self.metrics);
                     }
                     if !retry.is_empty() {
-                        attempt += 1;
                         let error = SinkError::new(
                             "partial",
                             format!("{} record(s) to send again", retry.len()),
                         );
-                        SinkAttemptFailed {
-                            sink: name,
-                            error: &error,
-                            attempt,
-                        }
-                        .emit(&self.metrics);
-                        self.pause(&mut backoff, max_backoff).await?;
+                        self.failed(&error, &mut attempt, &mut backoff).await?;
                         queue.push_front(retry.iter().map(|&i| sub[i]).collect());
                     }
                 }
@@ -296,14 +288,7 @@ impl Worker {
                     .emit(&self.metrics);
                 }
                 Err(error) => {
-                    attempt += 1;
-                    SinkAttemptFailed {
-                        sink: name,
-                        error: &error,
-                        attempt,
-                    }
-                    .emit(&self.metrics);
-                    self.pause(&mut backoff, max_backoff).await?;
+                    self.failed(&error, &mut attempt, &mut backoff).await?;
                     queue.push_front(sub);
                 }
             }
@@ -324,14 +309,27 @@ impl Worker {
         Ok(())
     }
 
-    /// Waits before a retry (exponential, with jitter); stops once the drain deadline has passed.
-    async fn pause(&self, backoff: &mut Duration, max: Duration) -> Result<(), super::Stopped> {
+    /// Counts a failed attempt, then waits before the retry (exponential, with jitter); stops once the
+    /// drain deadline has passed.
+    async fn failed(
+        &self,
+        error: &SinkError,
+        attempt: &mut u32,
+        backoff: &mut Duration,
+    ) -> Result<(), super::Stopped> {
+        *attempt += 1;
+        SinkAttemptFailed {
+            sink: self.sink.name(),
+            error,
+            attempt: *attempt,
+        }
+        .emit(&self.metrics);
         if self.shutdown.drain_expired() {
             return Err(super::Stopped);
         }
         let jitter = rand::rng().random_range(0.5..1.0);
         tokio::time::sleep(backoff.mul_f64(jitter)).await;
-        *backoff = (*backoff * 2).min(max);
+        *backoff = (*backoff * 2).min(Duration::from_millis(self.retry.max_backoff_ms));
         Ok(())
     }
 }

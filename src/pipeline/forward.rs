@@ -8,7 +8,7 @@
 //! sinks refused for good to the dead letters, then reports the batch done.
 
 use super::deliver::{Job, Worker};
-use super::metrics::write_dead_letters;
+use super::metrics::{dead_letter_invalid, write_dead_letters};
 use super::{decode_batch, Progress, Shutdown};
 use crate::deadletter::{DeadLetter, DeadLetterItem};
 use crate::forward::enrich::BatchContext;
@@ -29,46 +29,24 @@ const WORKER_QUEUE: usize = 4;
 
 /// decode -> enrich -> redact -> sinks.
 pub struct ForwardPipeline {
-    pub enricher: Enricher,
-    pub redactor: Redactor,
-    pub organizations: LiveOrganizations,
+    /// Batch -> job.
+    pub prepare: Prepare,
     /// One worker per sink (their `index` is their position here).
     pub workers: Vec<Worker>,
-    /// Forward invalid records too (marked `event.outcome = "invalid"`).
-    pub forward_invalid: bool,
-    /// Where invalid records go when the metrics pipeline is off, and where records a sink refused for
-    /// good always go.
-    pub dead_letter: Arc<DeadLetter>,
-    /// Whether this pipeline dead-letters invalid records (the metrics pipeline does, when it runs).
-    pub owns_invalid: bool,
-    pub metrics: Arc<SelfMetrics>,
-    pub progress: Arc<Progress>,
-    pub shutdown: Shutdown,
 }
 
 impl ForwardPipeline {
     /// Processes batches until the source closes the channel; then lets the workers send what they
     /// hold, and the finisher settle it.
     pub async fn run(self, mut rx: mpsc::Receiver<SourceMessage>) {
-        let ForwardPipeline {
-            enricher,
-            redactor,
-            organizations,
-            workers,
-            forward_invalid,
-            dead_letter,
-            owns_invalid,
-            metrics,
-            progress,
-            shutdown,
-        } = self;
+        let ForwardPipeline { prepare, workers } = self;
         let (finished_tx, finished_rx) = mpsc::unbounded_channel();
         let finisher = tokio::spawn(finish(
             finished_rx,
-            dead_letter.clone(),
-            metrics.clone(),
-            progress.clone(),
-            shutdown.clone(),
+            prepare.dead_letter.clone(),
+            prepare.metrics.clone(),
+            prepare.progress.clone(),
+            prepare.shutdown.clone(),
         ));
         let sinks = workers.len();
         let mut queues = Vec::with_capacity(sinks);
@@ -78,24 +56,12 @@ impl ForwardPipeline {
             queues.push(tx);
             tasks.push(tokio::spawn(worker.run(rx, finished_tx.clone())));
         }
-        let stage = Stage {
-            sinks,
-            enricher,
-            redactor,
-            organizations,
-            forward_invalid,
-            dead_letter,
-            owns_invalid,
-            metrics,
-            progress,
-            shutdown,
-        };
         while let Some(message) = rx.recv().await {
             // Assignments matter only to the metrics side's state.
             let SourceMessage::Batch(batch) = message else {
                 continue;
             };
-            let Some(job) = stage.prepare(batch).await else {
+            let Some(job) = prepare.job(batch, sinks).await else {
                 tracing::warn!(
                     pipeline = NAME,
                     "drain deadline passed: unfinished records will be read again"
@@ -128,25 +94,27 @@ impl ForwardPipeline {
     }
 }
 
-/// What turns a batch into a job.
-struct Stage {
-    /// How many sinks every job goes to.
-    sinks: usize,
-    enricher: Enricher,
-    redactor: Redactor,
-    organizations: LiveOrganizations,
-    forward_invalid: bool,
-    dead_letter: Arc<DeadLetter>,
-    owns_invalid: bool,
-    metrics: Arc<SelfMetrics>,
-    progress: Arc<Progress>,
-    shutdown: Shutdown,
+/// What turns a batch into a job: decode, enrich, redact.
+pub struct Prepare {
+    pub enricher: Enricher,
+    pub redactor: Redactor,
+    pub organizations: LiveOrganizations,
+    /// Forward invalid records too (marked `event.outcome = "invalid"`).
+    pub forward_invalid: bool,
+    /// Where invalid records go when the metrics pipeline is off, and where records a sink refused for
+    /// good always go.
+    pub dead_letter: Arc<DeadLetter>,
+    /// Whether this pipeline dead-letters invalid records (the metrics pipeline does, when it runs).
+    pub owns_invalid: bool,
+    pub metrics: Arc<SelfMetrics>,
+    pub progress: Arc<Progress>,
+    pub shutdown: Shutdown,
 }
 
-impl Stage {
-    /// Decodes, enriches and redacts a batch, and dead-letters its invalid records if this pipeline owns
-    /// them. `None`: the drain deadline passed while writing dead letters.
-    async fn prepare(&self, batch: BatchRef) -> Option<Job> {
+impl Prepare {
+    /// Decodes, enriches and redacts a batch into a job for `sinks` sinks, and dead-letters its invalid
+    /// records if this pipeline owns them. `None`: the drain deadline passed while writing dead letters.
+    async fn job(&self, batch: BatchRef, sinks: usize) -> Option<Job> {
         let records = batch.records();
         let decoded = decode_batch(NAME, records, &self.metrics, &self.progress);
         let ingested = chrono::Utc::now();
@@ -182,29 +150,19 @@ impl Stage {
         }
         .emit(&self.metrics);
 
-        if self.owns_invalid && !decoded.invalid.is_empty() {
-            let dead: Vec<DeadLetterItem<'_>> = decoded
-                .invalid
-                .iter()
-                .map(|(i, e)| DeadLetterItem {
-                    record: &records[*i],
-                    reason: e.reason.as_str(),
-                    detail: e.detail.to_string(),
-                })
-                .collect();
-            write_dead_letters(
+        if self.owns_invalid {
+            dead_letter_invalid(
                 &self.dead_letter,
                 NAME,
-                &dead,
+                records,
+                &decoded.invalid,
                 &self.metrics,
+                &self.progress,
                 &self.shutdown,
             )
             .await
             .ok()?;
-            self.progress
-                .dead_letters
-                .fetch_add(dead.len() as u64, Ordering::Relaxed);
-        } else if !self.owns_invalid && !self.forward_invalid && !decoded.invalid.is_empty() {
+        } else if !self.forward_invalid && !decoded.invalid.is_empty() {
             EventsIgnored {
                 pipeline: NAME,
                 reason: "invalid",
@@ -212,7 +170,7 @@ impl Stage {
             }
             .emit(&self.metrics);
         }
-        Some(Job::new(docs, doc_records, batch, self.sinks))
+        Some(Job::new(docs, doc_records, batch, sinks))
     }
 }
 

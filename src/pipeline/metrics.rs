@@ -199,20 +199,17 @@ impl MetricsPipeline {
             }
             .emit(&self.metrics);
         }
-        if let (Some(dead_letter), false) = (&self.dead_letter, decoded.invalid.is_empty()) {
-            let items: Vec<DeadLetterItem<'_>> = decoded
-                .invalid
-                .iter()
-                .map(|(i, e)| DeadLetterItem {
-                    record: &records[*i],
-                    reason: e.reason.as_str(),
-                    detail: e.detail.to_string(),
-                })
-                .collect();
-            write_dead_letters(dead_letter, NAME, &items, &self.metrics, &self.shutdown).await?;
-            self.progress
-                .dead_letters
-                .fetch_add(items.len() as u64, Ordering::Relaxed);
+        if let Some(dead_letter) = &self.dead_letter {
+            dead_letter_invalid(
+                dead_letter,
+                NAME,
+                records,
+                &decoded.invalid,
+                &self.metrics,
+                &self.progress,
+                &self.shutdown,
+            )
+            .await?;
         }
         if let Some(JoinState {
             changelog: Some(changelog),
@@ -231,6 +228,34 @@ impl MetricsPipeline {
             .fetch_add(records.len() as u64, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// Dead-letters a batch's invalid records (by index into `records`) and counts them.
+pub(crate) async fn dead_letter_invalid(
+    dead_letter: &DeadLetter,
+    pipeline: &str,
+    records: &[crate::source::Record],
+    invalid: &[(usize, crate::decode::Invalid)],
+    metrics: &SelfMetrics,
+    progress: &super::Progress,
+    shutdown: &Shutdown,
+) -> Result<(), super::Stopped> {
+    if invalid.is_empty() {
+        return Ok(());
+    }
+    let items: Vec<DeadLetterItem<'_>> = invalid
+        .iter()
+        .map(|(i, e)| DeadLetterItem {
+            record: &records[*i],
+            reason: e.reason.as_str(),
+            detail: e.detail.to_string(),
+        })
+        .collect();
+    write_dead_letters(dead_letter, pipeline, &items, metrics, shutdown).await?;
+    progress
+        .dead_letters
+        .fetch_add(items.len() as u64, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Writes dead letters, retrying until they are safe, and counts them by reason.
