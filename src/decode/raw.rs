@@ -132,7 +132,14 @@ pub(super) struct RawEvent<'a> {
 
 /// Parses the bytes into a [`RawEvent`], classifying what serde refuses.
 pub(super) fn parse(payload: &[u8]) -> Result<RawEvent<'_>, Invalid> {
-    serde_json::from_slice::<RawEvent<'_>>(payload).map_err(|err| {
+    // Validating the UTF-8 of the whole payload at once (word at a time over ASCII) and parsing it as
+    // text is faster than serde_json checking string by string; bytes that are not UTF-8 go the byte
+    // way, for the same error.
+    let parsed = match std::str::from_utf8(payload) {
+        Ok(text) => serde_json::from_str::<RawEvent<'_>>(text),
+        Err(_) => serde_json::from_slice::<RawEvent<'_>>(payload),
+    };
+    parsed.map_err(|err| {
         use serde_json::error::Category;
         match err.classify() {
             Category::Syntax | Category::Eof | Category::Io => Invalid {
