@@ -8,37 +8,10 @@ use common::pki::pki;
 use common::receiver::{Mode, Receiver};
 use common::*;
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// A broker with an input topic (2 partitions) and a dead-letter topic.
-fn broker_with_topics() -> (Broker, String, String) {
-    let broker = Broker::start();
-    let topic = unique("events");
-    let dlq = unique("dlq");
-    broker.create_topic(&topic, 2);
-    broker.create_topic(&dlq, 1);
-    (broker, topic, dlq)
-}
-
-fn start(broker: &Broker, topic: &str, dlq: &str, dir: &Path, forward: &str) -> Daemon {
-    let port = free_port();
-    let config = kafka_config_with_sinks(broker, topic, &unique("g"), dlq, port, forward);
-    Daemon::start_with(&config, dir, port, "/readyz")
-}
 
 fn event_id(record: &serde_json::Value) -> String {
     record["event"]["id"].as_str().unwrap().to_owned()
-}
-
-fn produced_ids(events: &[Produced]) -> HashSet<String> {
-    events
-        .iter()
-        .map(|p| {
-            let v: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
-            v["event_id"].as_str().unwrap().to_owned()
-        })
-        .collect()
 }
 
 fn llm_runs(m: &BTreeMap<String, f64>) -> f64 {
@@ -47,7 +20,7 @@ fn llm_runs(m: &BTreeMap<String, f64>) -> f64 {
 
 #[test]
 fn an_outage_delays_the_siem_but_loses_nothing_and_never_stalls_metrics() {
-    let (broker, topic, dlq) = broker_with_topics();
+    let (broker, topic, dlq) = broker_with_topics(2);
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start();
     receiver.set_mode(Mode::Status(503));
@@ -62,9 +35,9 @@ retry = {{ initial_backoff_ms = 50, max_backoff_ms = 400 }}
 "#,
         receiver.url()
     );
-    let daemon = start(&broker, &topic, &dlq, dir.path(), &forward);
+    let daemon = start_forwarding(&broker, &topic, &dlq, dir.path(), &forward);
     let events = generated(11, 6000, 0.0);
-    let ids = produced_ids(&events);
+    let ids = event_ids(&events);
     let producer = {
         let (addr, topic, events) = (broker.addr.clone(), topic.clone(), events.clone());
         std::thread::spawn(move || {
@@ -161,7 +134,7 @@ retry = {{ initial_backoff_ms = 50, max_backoff_ms = 400 }}
 
 #[test]
 fn records_refused_with_401_are_dead_lettered_and_alertable() {
-    let (broker, topic, dlq) = broker_with_topics();
+    let (broker, topic, dlq) = broker_with_topics(2);
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start();
     receiver.set_mode(Mode::Status(401));
@@ -175,7 +148,7 @@ batch = {{ max_events = 100, timeout_ms = 50 }}
 "#,
         receiver.url()
     );
-    let daemon = start(&broker, &topic, &dlq, dir.path(), &forward);
+    let daemon = start_forwarding(&broker, &topic, &dlq, dir.path(), &forward);
     let events = generated(12, 300, 0.0);
     broker.produce(&topic, &events);
     let dead = broker.consume(&dlq, 300, Duration::from_secs(60));
@@ -219,7 +192,7 @@ batch = {{ max_events = 100, timeout_ms = 50 }}
 
 #[test]
 fn splunk_hec_gets_exact_envelopes_and_waits_for_indexer_acknowledgements() {
-    let (broker, topic, dlq) = broker_with_topics();
+    let (broker, topic, dlq) = broker_with_topics(2);
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start();
     let token_file = dir.path().join("hec.token");
@@ -238,9 +211,9 @@ batch = {{ max_events = 25, timeout_ms = 50 }}
         url = receiver.url(),
         token = token_file.display()
     );
-    let daemon = start(&broker, &topic, &dlq, dir.path(), &forward);
+    let daemon = start_forwarding(&broker, &topic, &dlq, dir.path(), &forward);
     let events = generated(13, 100, 0.0);
-    let ids = produced_ids(&events);
+    let ids = event_ids(&events);
     broker.produce(&topic, &events);
     wait_for("every event indexed", Duration::from_secs(60), || {
         let m = daemon.scrape();
@@ -302,12 +275,12 @@ batch = {{ max_events = 25, timeout_ms = 50 }}
 
 #[test]
 fn elasticsearch_bulk_items_are_settled_one_by_one() {
-    let (broker, topic, dlq) = broker_with_topics();
+    let (broker, topic, dlq) = broker_with_topics(2);
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start();
     let events = generated(14, 200, 0.0);
     let ids: Vec<String> = {
-        let mut v: Vec<String> = produced_ids(&events).into_iter().collect();
+        let mut v: Vec<String> = event_ids(&events).into_iter().collect();
         v.sort();
         v
     };
@@ -326,7 +299,7 @@ retry = {{ initial_backoff_ms = 20, max_backoff_ms = 100 }}
 "#,
         receiver.url()
     );
-    let daemon = start(&broker, &topic, &dlq, dir.path(), &forward);
+    let daemon = start_forwarding(&broker, &topic, &dlq, dir.path(), &forward);
     broker.produce(&topic, &events);
     let dead = broker.consume(&dlq, 3, Duration::from_secs(60));
     let dead_ids: HashSet<String> = dead
@@ -436,7 +409,7 @@ fn secret_events() -> (Vec<Produced>, Vec<&'static str>) {
 
 #[test]
 fn kafka_sink_gets_enriched_redacted_records_keyed_by_organization() {
-    let (broker, topic, dlq) = broker_with_topics();
+    let (broker, topic, dlq) = broker_with_topics(2);
     let out = unique("siem-out");
     broker.create_topic(&out, 3);
     let dir = tempfile::tempdir().unwrap();
@@ -460,7 +433,7 @@ batch = {{ max_events = 10, timeout_ms = 50 }}
 "#,
         orgs = orgs.display()
     );
-    let daemon = start(&broker, &topic, &dlq, dir.path(), &forward_tables);
+    let daemon = start_forwarding(&broker, &topic, &dlq, dir.path(), &forward_tables);
     let (events, secrets) = secret_events();
     broker.produce(&topic, &events);
     let records = broker.consume(&out, events.len(), Duration::from_secs(60));
@@ -549,7 +522,7 @@ batch = {{ max_events = 10, timeout_ms = 50 }}
 
 #[test]
 fn https_with_a_private_ca() {
-    let (broker, topic, dlq) = broker_with_topics();
+    let (broker, topic, dlq) = broker_with_topics(2);
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
     let receiver = Receiver::start_tls(&pki.server_cert, &pki.server_key);
@@ -564,19 +537,19 @@ batch = {{ max_events = 100, timeout_ms = 20 }}
         receiver.https_url(),
         pki.ca.display()
     );
-    let _daemon = start(&broker, &topic, &dlq, dir.path(), &forward);
+    let _daemon = start_forwarding(&broker, &topic, &dlq, dir.path(), &forward);
     let events = generated(15, 150, 0.0);
     broker.produce(&topic, &events);
     let got = wait_for("every event over HTTPS", Duration::from_secs(60), || {
         let got: HashSet<String> = receiver.accepted().iter().map(event_id).collect();
         (got.len() >= 150).then_some(got)
     });
-    assert_eq!(got, produced_ids(&events));
+    assert_eq!(got, event_ids(&events));
 }
 
 #[test]
 fn an_offset_waits_for_every_sink_so_a_restart_resends_what_one_sink_missed() {
-    let (broker, topic, dlq) = broker_with_topics();
+    let (broker, topic, dlq) = broker_with_topics(2);
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start();
     receiver.set_mode(Mode::Status(503));
@@ -601,7 +574,7 @@ retry = {{ initial_backoff_ms = 50, max_backoff_ms = 200 }}
         .replace("drain_timeout_secs = 20", "drain_timeout_secs = 2");
     let mut daemon = Daemon::start_with(&config, dir.path(), port, "/readyz");
     let events = generated(16, 1000, 0.0);
-    let ids = produced_ids(&events);
+    let ids = event_ids(&events);
     broker.produce(&topic, &events);
     // The archive gets records while the SIEM is down; the SIEM none.
     let archived = wait_for("records in the archive", Duration::from_secs(30), || {
@@ -635,7 +608,7 @@ retry = {{ initial_backoff_ms = 50, max_backoff_ms = 200 }}
 
 #[test]
 fn a_receiver_that_does_not_answer_times_out_and_is_retried() {
-    let (broker, topic, dlq) = broker_with_topics();
+    let (broker, topic, dlq) = broker_with_topics(2);
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start();
     receiver.set_mode(Mode::Slow(Duration::from_secs(5)));
@@ -650,7 +623,7 @@ retry = {{ initial_backoff_ms = 50, max_backoff_ms = 200 }}
 "#,
         receiver.url()
     );
-    let daemon = start(&broker, &topic, &dlq, dir.path(), &forward);
+    let daemon = start_forwarding(&broker, &topic, &dlq, dir.path(), &forward);
     let events = generated(17, 100, 0.0);
     broker.produce(&topic, &events);
     wait_for("timeouts counted", Duration::from_secs(30), || {
@@ -671,5 +644,5 @@ retry = {{ initial_backoff_ms = 50, max_backoff_ms = 200 }}
             (got.len() >= 100).then_some(got)
         },
     );
-    assert_eq!(got, produced_ids(&events));
+    assert_eq!(got, event_ids(&events));
 }

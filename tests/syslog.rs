@@ -140,12 +140,6 @@ impl Message {
     }
 }
 
-fn syslog_daemon(broker: &Broker, topic: &str, dlq: &str, dir: &Path, sink: &str) -> Daemon {
-    let port = free_port();
-    let config = kafka_config_with_sinks(broker, topic, &unique("g"), dlq, port, sink);
-    Daemon::start_with(&config, dir, port, "/readyz")
-}
-
 /// Events with a failure, an invalid record and non-ASCII text among them.
 fn events(seed: u64, n: u64) -> Vec<Produced> {
     let mut events = generated(seed, n, 0.0);
@@ -171,22 +165,9 @@ fn ids(messages: &[Message]) -> HashMap<String, usize> {
     out
 }
 
-fn produced_ids(events: &[Produced]) -> HashSet<String> {
-    events
-        .iter()
-        .filter_map(|p| {
-            let v: serde_json::Value = serde_json::from_slice(&p.payload).ok()?;
-            Some(v["event_id"].as_str()?.to_owned())
-        })
-        .collect()
-}
-
 #[test]
 fn rsyslog_parses_every_record_and_a_restart_loses_none() {
-    let broker = Broker::start();
-    let (topic, dlq) = (unique("events"), unique("dlq"));
-    broker.create_topic(&topic, 2);
-    broker.create_topic(&dlq, 1);
+    let (broker, topic, dlq) = broker_with_topics(2);
     let dir = tempfile::tempdir().unwrap();
     let mut rsyslog = Rsyslog::start(dir.path(), None);
     let sink = format!(
@@ -199,7 +180,7 @@ retry = {{ initial_backoff_ms = 50, max_backoff_ms = 300 }}
 "#,
         rsyslog.port
     );
-    let daemon = syslog_daemon(&broker, &topic, &dlq, dir.path(), &sink);
+    let daemon = start_forwarding(&broker, &topic, &dlq, dir.path(), &sink);
     let first = events(21, 400);
     broker.produce(&topic, &first);
     let messages = wait_for("402 messages at rsyslog", Duration::from_secs(60), || {
@@ -207,7 +188,7 @@ retry = {{ initial_backoff_ms = 50, max_backoff_ms = 300 }}
         (m.len() >= first.len()).then_some(m)
     });
     assert_eq!(messages.len(), first.len());
-    let want = produced_ids(&first);
+    let want = event_ids(&first);
     let got = ids(&messages);
     assert!(want.iter().all(|id| got.contains_key(id)));
     let pid = daemon_pid(&daemon);
@@ -265,7 +246,7 @@ retry = {{ initial_backoff_ms = 50, max_backoff_ms = 300 }}
         "refused connections retried"
     );
     rsyslog.run();
-    let want: HashSet<String> = produced_ids(&second);
+    let want: HashSet<String> = event_ids(&second);
     let got = wait_for("the second batch", Duration::from_secs(60), || {
         let got = ids(&rsyslog.messages());
         want.iter().all(|id| got.contains_key(id)).then_some(got)
@@ -280,10 +261,7 @@ retry = {{ initial_backoff_ms = 50, max_backoff_ms = 300 }}
 
 #[test]
 fn rsyslog_over_tls_verifies_and_receives() {
-    let broker = Broker::start();
-    let (topic, dlq) = (unique("events"), unique("dlq"));
-    broker.create_topic(&topic, 1);
-    broker.create_topic(&dlq, 1);
+    let (broker, topic, dlq) = broker_with_topics(1);
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
     let rsyslog = Rsyslog::start(
@@ -301,7 +279,7 @@ batch = {{ max_events = 50, timeout_ms = 20 }}
         rsyslog.port,
         pki.ca.display()
     );
-    let daemon = syslog_daemon(&broker, &topic, &dlq, dir.path(), &sink);
+    let daemon = start_forwarding(&broker, &topic, &dlq, dir.path(), &sink);
     let events = events(23, 200);
     broker.produce(&topic, &events);
     let messages = wait_for("202 messages over TLS", Duration::from_secs(60), || {
@@ -309,17 +287,14 @@ batch = {{ max_events = 50, timeout_ms = 20 }}
         (m.len() >= events.len()).then_some(m)
     });
     let got = ids(&messages);
-    assert!(produced_ids(&events).iter().all(|id| got.contains_key(id)));
+    assert!(event_ids(&events).iter().all(|id| got.contains_key(id)));
     let m = daemon.scrape();
     assert_eq!(sum(&m, "hestyna_obsd_sink_up", &["sink=\"syslog\""]), 1.0);
 }
 
 #[test]
 fn a_syslog_receiver_with_an_unknown_certificate_is_refused() {
-    let broker = Broker::start();
-    let (topic, dlq) = (unique("events"), unique("dlq"));
-    broker.create_topic(&topic, 1);
-    broker.create_topic(&dlq, 1);
+    let (broker, topic, dlq) = broker_with_topics(1);
     let dir = tempfile::tempdir().unwrap();
     let server = pki(&mkdir(dir.path().join("server-pki")));
     let other = pki(&mkdir(dir.path().join("other-pki")));
@@ -338,7 +313,7 @@ retry = {{ initial_backoff_ms = 50, max_backoff_ms = 200 }}
         rsyslog.port,
         other.ca.display()
     );
-    let daemon = syslog_daemon(&broker, &topic, &dlq, dir.path(), &sink);
+    let daemon = start_forwarding(&broker, &topic, &dlq, dir.path(), &sink);
     broker.produce(&topic, &events(24, 20));
     wait_for("TLS failures counted", Duration::from_secs(30), || {
         let m = daemon.scrape();

@@ -236,6 +236,39 @@ impl Drop for Broker {
     }
 }
 
+/// A broker with an input topic of `partitions` partitions and a dead-letter topic: (broker, topic, dlq).
+pub fn broker_with_topics(partitions: i32) -> (Broker, String, String) {
+    let broker = Broker::start();
+    let (topic, dlq) = (unique("events"), unique("dlq"));
+    broker.create_topic(&topic, partitions);
+    broker.create_topic(&dlq, 1);
+    (broker, topic, dlq)
+}
+
+/// A daemon reading `topic`, with these `[forward]` tables (see [`kafka_config_with_sinks`]), ready.
+pub fn start_forwarding(
+    broker: &Broker,
+    topic: &str,
+    dlq: &str,
+    dir: &Path,
+    forward: &str,
+) -> Daemon {
+    let port = free_port();
+    let config = kafka_config_with_sinks(broker, topic, &unique("g"), dlq, port, forward);
+    Daemon::start_with(&config, dir, port, "/readyz")
+}
+
+/// The `event_id`s of the records that have one.
+pub fn event_ids(records: &[Produced]) -> std::collections::HashSet<String> {
+    records
+        .iter()
+        .filter_map(|p| {
+            let v: serde_json::Value = serde_json::from_slice(&p.payload).ok()?;
+            Some(v["event_id"].as_str()?.to_owned())
+        })
+        .collect()
+}
+
 /// A producer for the broker at `addr` (one record per batch: see [`Broker::producer`]).
 pub fn producer_for(addr: &str) -> ThreadedProducer<DefaultProducerContext> {
     let mut c = ClientConfig::new();
