@@ -141,3 +141,48 @@ fn check_config_masks_secrets() {
     }
     assert!(stdout.contains("obsd"), "{stdout}");
 }
+
+#[test]
+fn every_fault_of_the_forward_section_is_named_at_once() {
+    let config = format!(
+        "{BASE}{}",
+        r#"
+[forward.sinks.a]
+kind = "http"
+url = "ftp://x"
+encodnig = "ndjson"
+[forward.sinks.b]
+kind = "syslog"
+address = "nohost"
+facility = 30
+[forward.sinks.c]
+kind = "http"
+url = "http://127.0.0.1:1"
+encoding = "splunk_hec"
+batch = { max_events = 0 }
+[forward.sinks.d]
+kind = "kafka"
+topic = "hestyna.events"
+[forward.redaction]
+builtin_patterns = ["email", "ssn"]
+patterns = ["(unclosed"]
+mode = "hmac"
+"#
+    );
+    let (code, stderr) = check(&config, &[]);
+    assert_eq!(code, Some(64), "{stderr}");
+    for fault in [
+        "forward.sinks.a.encodnig: unknown key",
+        "forward.sinks.a.url: scheme \"ftp\" is not http or https",
+        "forward.sinks.b.address: \"nohost\" is not host:port",
+        "forward.sinks.b.facility: must be between 0 and 23",
+        "forward.sinks.c.batch.max_events: must be between 1 and 100000",
+        "forward.sinks.c.auth.kind: must be \"splunk\"",
+        "forward.sinks.d.topic: must not be one of kafka.topics",
+        "forward.redaction.builtin_patterns.1: unknown pattern \"ssn\"",
+        "forward.redaction.patterns.0: regex parse error",
+        "forward.redaction.hmac_key: required when forward.redaction.mode is \"hmac\"",
+    ] {
+        assert!(stderr.contains(fault), "{fault} missing from:\n{stderr}");
+    }
+}
