@@ -4,6 +4,8 @@
 //! reported by our checks (with the field's name and a bounded reason) rather than by serde's messages.
 //! Unknown keys are skipped here; the forward side keeps them from the original bytes.
 
+mod fast;
+
 use super::event::*;
 use super::{Invalid, InvalidReason};
 use chrono::{DateTime, Utc};
@@ -73,61 +75,71 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
     }
 }
 
-/// Every field any event type of this version knows, as sent.
-#[derive(Debug, Default, Deserialize)]
-pub(super) struct RawEvent<'a> {
-    #[serde(borrow)]
-    event_id: Option<Scalar<'a>>,
-    #[serde(borrow, rename = "type")]
-    kind: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    occurred_at: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    organization: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    schema_version: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    trace_id: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    span_id: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    run_id: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    intent: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    outcome: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    latency_ms: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    tokens_prompt: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    tokens_completion: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    model: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    failure_reason: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    automation_id: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    integration: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    status_code: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    error: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    automation_version: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    duration_ms: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    trigger: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    request_id: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    stage: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    intake_at: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    channel: Option<Scalar<'a>>,
+/// Declares [`RawEvent`] with one `Option<Scalar>` per known key, and its key -> field lookup.
+macro_rules! raw_event {
+    ($($field:ident $(= $key:literal)?,)*) => {
+        /// Every field any event type of this version knows, as sent.
+        #[derive(Debug, Default, Deserialize)]
+        pub(super) struct RawEvent<'a> {
+            $(
+                #[serde(borrow $(, rename = $key)?)]
+                $field: Option<Scalar<'a>>,
+            )*
+        }
+
+        impl<'a> RawEvent<'a> {
+            /// The field a key names, with its position (for duplicate detection); `None` for an unknown key.
+            #[inline]
+            fn slot(&mut self, key: &str) -> Option<(u32, &mut Option<Scalar<'a>>)> {
+                let mut index = 0;
+                $(
+                    if key == raw_event!(@key $field $($key)?) {
+                        return Some((index, &mut self.$field));
+                    }
+                    index += 1;
+                )*
+                let _ = index;
+                None
+            }
+
+            /// Every field, in declaration order.
+            #[cfg(test)]
+            fn fields(&self) -> impl Iterator<Item = &Option<Scalar<'a>>> {
+                [$(&self.$field,)*].into_iter()
+            }
+        }
+    };
+    (@key $field:ident $key:literal) => { $key };
+    (@key $field:ident) => { stringify!($field) };
+}
+
+raw_event! {
+    event_id,
+    kind = "type",
+    occurred_at,
+    organization,
+    schema_version,
+    trace_id,
+    span_id,
+    run_id,
+    intent,
+    outcome,
+    latency_ms,
+    tokens_prompt,
+    tokens_completion,
+    model,
+    failure_reason,
+    automation_id,
+    integration,
+    status_code,
+    error,
+    automation_version,
+    duration_ms,
+    trigger,
+    request_id,
+    stage,
+    intake_at,
+    channel,
 }
 
 /// Parses the bytes into a [`RawEvent`], classifying what serde refuses.
@@ -136,7 +148,13 @@ pub(super) fn parse(payload: &[u8]) -> Result<RawEvent<'_>, Invalid> {
     // text is faster than serde_json checking string by string; bytes that are not UTF-8 go the byte
     // way, for the same error.
     let parsed = match std::str::from_utf8(payload) {
-        Ok(text) => serde_json::from_str::<RawEvent<'_>>(text),
+        Ok(text) => {
+            let mut raw = RawEvent::default();
+            if fast::read(text, &mut raw).is_some() {
+                return Ok(raw);
+            }
+            serde_json::from_str::<RawEvent<'_>>(text)
+        }
         Err(_) => serde_json::from_slice::<RawEvent<'_>>(payload),
     };
     parsed.map_err(|err| {
