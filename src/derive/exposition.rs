@@ -135,6 +135,7 @@ impl<'a> Writer<'a> {
 }
 
 /// A series' labels, `name="value"` pairs escaped and joined once, for every sample of the series.
+#[derive(Debug, Default)]
 pub struct Labels(String);
 
 impl Labels {
@@ -148,17 +149,29 @@ impl Labels {
         names: impl IntoIterator<Item = &'a str>,
         values: impl IntoIterator<Item = &'a str>,
     ) -> Self {
-        let mut text = String::new();
+        let mut labels = Labels(String::new());
+        labels.set(names, values);
+        labels
+    }
+
+    /// Like [`Labels::zip`], reusing this one's buffer (one allocation for a whole family, not one per
+    /// series).
+    pub fn set<'a>(
+        &mut self,
+        names: impl IntoIterator<Item = &'a str>,
+        values: impl IntoIterator<Item = &'a str>,
+    ) {
+        let text = &mut self.0;
+        text.clear();
         for (i, (k, v)) in names.into_iter().zip(values).enumerate() {
             if i > 0 {
                 text.push(',');
             }
             text.push_str(k);
             text.push_str("=\"");
-            escape(v, true, &mut text);
+            escape(v, true, text);
             text.push('"');
         }
-        Labels(text)
     }
 }
 
@@ -190,7 +203,8 @@ fn write_value(v: f64, out: &mut String) {
 
 /// Escapes `\` and newlines (and `"` in label values).
 fn escape(text: &str, quote: bool, out: &mut String) {
-    if !text.contains(['\\', '\n', '"']) {
+    // A byte scan: label values are short, and a `char` pattern search costs more than the copy.
+    if !text.bytes().any(|b| matches!(b, b'\\' | b'\n' | b'"')) {
         out.push_str(text);
         return;
     }

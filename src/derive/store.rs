@@ -14,15 +14,22 @@ use std::sync::Arc;
 /// The label value of the series that label sets past a rule's limit are folded into.
 pub const OVERFLOW: &str = "__overflow__";
 
-/// Owned label values of one series, in the family's label order.
+/// Owned label values of one series, in the family's label order: each value followed by a NUL, in one
+/// allocation. Values never hold a NUL (the sanitiser replaces control characters), so the bytes split
+/// back into the values, and comparing the bytes orders keys as comparing the tuples of values would.
+/// One allocation per series (not one per value) keeps a scrape's walk over 100,000 series to one cache
+/// miss per series.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct LabelKey(Arc<[Box<str>]>);
+struct LabelKey(Arc<str>);
+
+const END: char = '\0';
 
 impl Hash for LabelKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_usize(self.0.len());
-        for value in self.0.iter() {
-            value.as_ref().hash(state);
+        // As `LabelRef` hashes, value by value.
+        state.write_usize(self.values().count());
+        for value in self.values() {
+            value.hash(state);
         }
     }
 }
@@ -47,30 +54,48 @@ impl From<&LabelRef<'_, '_>> for LabelKey {
 
 impl Equivalent<LabelKey> for LabelRef<'_, '_> {
     fn equivalent(&self, key: &LabelKey) -> bool {
-        self.0.len() == key.0.len()
-            && self
-                .0
-                .iter()
-                .zip(key.0.iter())
-                .all(|(a, b)| a.as_ref() == b.as_ref())
+        let mut rest = key.0.as_bytes();
+        for value in self.0 {
+            let value = value.as_bytes();
+            match rest.get(value.len()) {
+                Some(0) if rest.starts_with(value) => rest = &rest[value.len() + 1..],
+                _ => return false,
+            }
+        }
+        rest.is_empty()
     }
 }
 
 impl LabelKey {
     fn from_ref(labels: &[Cow<'_, str>]) -> Self {
-        LabelKey(labels.iter().map(|v| Box::from(v.as_ref())).collect())
+        let mut text = String::with_capacity(labels.iter().map(|v| v.len() + 1).sum());
+        for value in labels {
+            text.push_str(value);
+            text.push(END);
+        }
+        LabelKey(Arc::from(text))
     }
 
-    /// The series' labels, escaped for the exposition.
-    fn labels(&self, names: &[String]) -> Labels {
-        Labels::zip(
-            names.iter().map(String::as_str),
-            self.0.iter().map(|v| v.as_ref()),
-        )
+    fn values(&self) -> std::str::SplitTerminator<'_, char> {
+        self.0.split_terminator(END)
+    }
+
+    /// Writes the series' labels, escaped for the exposition, into `labels`.
+    fn write_labels(&self, names: &[String], labels: &mut Labels) {
+        labels.set(names.iter().map(String::as_str), self.values())
+    }
+
+    /// The first 16 bytes, zero-padded, big-endian: ordered as the keys are (a prefix orders as its
+    /// whole), and unequal for most unequal keys.
+    fn prefix(&self) -> u128 {
+        let mut bytes = [0u8; 16];
+        let n = self.0.len().min(bytes.len());
+        bytes[..n].copy_from_slice(&self.0.as_bytes()[..n]);
+        u128::from_be_bytes(bytes)
     }
 
     fn overflow(len: usize) -> Self {
-        LabelKey((0..len).map(|_| Box::from(OVERFLOW)).collect())
+        LabelKey::from_ref(&vec![Cow::Borrowed(OVERFLOW); len])
     }
 }
 
@@ -472,6 +497,29 @@ pub struct Snapshot {
 /// one of `orgs` (families without that label are hidden).
 pub type Scope<'a> = Option<&'a BTreeSet<String>>;
 
+/// Sorts rows by their label keys. Comparing keys means following a pointer per row; most comparisons
+/// are settled here on a 16-byte prefix kept beside each row's position, in one contiguous array, and
+/// only equal prefixes look at the rest of the keys. The rows are then moved into that order (rendering
+/// them through a list of positions instead was slower: a cache miss per row).
+fn sort_by_labels<T>(rows: &mut Vec<T>, key: impl Fn(&T) -> &LabelKey) {
+    let mut order: Vec<(u128, u32)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| (key(row).prefix(), i as u32))
+        .collect();
+    order.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0).then_with(|| {
+            let a = key(&rows[a.1 as usize]).0.as_bytes();
+            let b = key(&rows[b.1 as usize]).0.as_bytes();
+            // The prefixes are equal, so are the first `n` bytes.
+            let n = a.len().min(b.len()).min(16);
+            a[n..].cmp(&b[n..])
+        })
+    });
+    let mut taken: Vec<Option<T>> = rows.drain(..).map(Some).collect();
+    rows.extend(order.iter().filter_map(|&(_, i)| taken[i as usize].take()));
+}
+
 /// A scope applied to one family.
 struct Visible<'a> {
     /// `None`: everything; else (the position of the `organization` label, the organizations).
@@ -481,7 +529,7 @@ struct Visible<'a> {
 impl Visible<'_> {
     fn key(&self, key: &LabelKey) -> bool {
         self.filter
-            .is_none_or(|(at, orgs)| orgs.contains(key.0[at].as_ref()))
+            .is_none_or(|(at, orgs)| key.values().nth(at).is_some_and(|org| orgs.contains(org)))
     }
 }
 
@@ -519,10 +567,11 @@ impl Snapshot {
                 .map(|b| format_value(*b))
                 .chain([String::from("+Inf")])
                 .collect();
-            family.series.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            sort_by_labels(&mut family.series, |row| &row.0);
+            let mut labels = Labels::default();
             for (key, value) in family.series.iter().filter(|(k, _)| visible.key(k)) {
                 // Escaped once per series, written once per sample.
-                let labels = key.labels(&def.label_names);
+                key.write_labels(&def.label_names, &mut labels);
                 match value {
                     Value::Counter(total) => {
                         w.series_sample(&def.name, "", &labels, None, Number::Value(*total))
@@ -553,9 +602,10 @@ impl Snapshot {
             // A summary: the Prometheus type for quantiles computed by the exporter (a gauge may not
             // carry a `quantile` label).
             w.family(&def.name, &def.help, FamilyType::Summary);
-            window.rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            sort_by_labels(&mut window.rows, |row| &row.0);
+            let mut labels = Labels::default();
             for (key, count, sum, values) in window.rows.iter().filter(|r| visible.key(&r.0)) {
-                let labels = key.labels(&def.label_names);
+                key.write_labels(&def.label_names, &mut labels);
                 for ((_, q), v) in def.quantiles.iter().zip(values) {
                     w.series_sample(
                         &def.name,
@@ -580,7 +630,7 @@ impl Snapshot {
             let Some(visible) = visible(&def.label_names, scope) else {
                 continue;
             };
-            window.rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            sort_by_labels(&mut window.rows, |row| &row.0);
             let series: Vec<Value> = window
                 .rows
                 .iter()
@@ -589,8 +639,8 @@ impl Snapshot {
                     let labels: Map<String, Value> = def
                         .label_names
                         .iter()
-                        .zip(key.0.iter())
-                        .map(|(k, v)| (k.clone(), json!(v.as_ref())))
+                        .zip(key.values())
+                        .map(|(k, v)| (k.clone(), json!(v)))
                         .collect();
                     let quantiles: Map<String, Value> = def
                         .quantiles
@@ -605,5 +655,68 @@ impl Snapshot {
                 .push(json!({ "name": def.name, "window_seconds": def.seconds, "series": series }));
         }
         json!({ "metrics": metrics })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::hash::BuildHasher;
+
+    fn owned(values: &[String]) -> Vec<Cow<'_, str>> {
+        values.iter().map(|v| Cow::Borrowed(v.as_str())).collect()
+    }
+
+    /// Tuples of three label values, from a small alphabet so that equal prefixes are common.
+    fn tuple() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::vec("[ab!\" é]{0,20}", 3)
+    }
+
+    proptest! {
+        #[test]
+        fn label_keys_order_hash_and_match_as_their_values(a in tuple(), b in tuple()) {
+            let (ka, kb) = (LabelKey::from_ref(&owned(&a)), LabelKey::from_ref(&owned(&b)));
+            prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
+            prop_assert_eq!(ka.values().collect::<Vec<_>>(), a.iter().map(String::as_str).collect::<Vec<_>>());
+            if ka.prefix() != kb.prefix() {
+                prop_assert_eq!(ka.prefix().cmp(&kb.prefix()), a.cmp(&b));
+            }
+            let (ra, rb) = (owned(&a), owned(&b));
+            prop_assert!(LabelRef(&ra).equivalent(&ka));
+            prop_assert_eq!(LabelRef(&ra).equivalent(&kb), a == b);
+            prop_assert_eq!(LabelRef(&rb).equivalent(&ka), a == b);
+            let hasher = hashbrown::DefaultHashBuilder::default();
+            prop_assert_eq!(hasher.hash_one(LabelRef(&ra)), hasher.hash_one(&ka));
+        }
+
+        #[test]
+        fn rows_sort_as_their_values(rows in prop::collection::vec(tuple(), 0..200)) {
+            let mut keyed: Vec<(LabelKey, usize)> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (LabelKey::from_ref(&owned(r)), i))
+                .collect();
+            sort_by_labels(&mut keyed, |row| &row.0);
+            let got: Vec<&Vec<String>> = keyed.iter().map(|(_, i)| &rows[*i]).collect();
+            let mut want: Vec<&Vec<String>> = rows.iter().collect();
+            want.sort();
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn no_labels_and_one_empty_label_differ() {
+        assert_ne!(
+            LabelKey::from_ref(&[]),
+            LabelKey::from_ref(&[Cow::Borrowed("")])
+        );
+        assert_eq!(LabelKey::from_ref(&[]).values().count(), 0);
+        assert_eq!(
+            LabelKey::from_ref(&[Cow::Borrowed("")])
+                .values()
+                .collect::<Vec<_>>(),
+            [""]
+        );
     }
 }
