@@ -79,7 +79,9 @@ fn valid_name(name: &str) -> bool {
 /// Replaces control characters and cuts the value to `max` bytes (at a character boundary); borrows when
 /// nothing needs changing.
 pub(crate) fn sanitize(value: Cow<'_, str>, max: usize) -> (Cow<'_, str>, bool) {
-    if value.len() <= max && !value.chars().any(char::is_control) {
+    // Printable ASCII (the usual label value) is checked a word at a time; anything else char by char.
+    let printable_ascii = value.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if value.len() <= max && (printable_ascii || !value.chars().any(char::is_control)) {
         return (value, false);
     }
     let mut out = String::with_capacity(value.len().min(max));
@@ -167,7 +169,12 @@ impl Plan {
                         ),
                     }
                 } else {
-                    labels.push(LabelPlan::Const(spec.const_labels[*name].as_str().into()));
+                    // Sanitised like any value: the store relies on label values holding no NUL.
+                    let (value, _) = sanitize(
+                        Cow::Borrowed(spec.const_labels[*name].as_str()),
+                        spec.max_label_length,
+                    );
+                    labels.push(LabelPlan::Const(value.as_ref().into()));
                 }
             }
             if names.len() > MAX_LABELS {

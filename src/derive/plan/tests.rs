@@ -339,3 +339,23 @@ fn open_metrics_rendering() {
     store.render(&mut out, crate::derive::Format::OpenMetrics);
     assert!(out.starts_with("# HELP hestyna_llm_runs LLM runs by intent and outcome.\n# TYPE hestyna_llm_runs counter\nhestyna_llm_runs_total{"), "{out}");
 }
+
+proptest::proptest! {
+    /// The ASCII fast check changes nothing: the result is the char-by-char one, and never holds a control
+    /// character (the store's keys rely on it: no NUL).
+    #[test]
+    fn sanitize_is_the_char_by_char_cleaning(value in "(\\PC|[\\x00-\\x1f\\x7f\\u{80}-\\u{9f}]){0,24}", max in 8usize..32) {
+        let (got, changed) = sanitize(Cow::Borrowed(value.as_str()), max);
+        let mut want = String::new();
+        for c in value.chars() {
+            let c = if c.is_control() { '\u{fffd}' } else { c };
+            if want.len() + c.len_utf8() > max {
+                break;
+            }
+            want.push(c);
+        }
+        proptest::prop_assert_eq!(got.as_ref(), want.as_str());
+        proptest::prop_assert_eq!(changed, want != value);
+        proptest::prop_assert!(!got.chars().any(char::is_control));
+    }
+}
