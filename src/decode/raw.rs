@@ -87,6 +87,9 @@ macro_rules! raw_event {
             )*
         }
 
+        // The fast reader marks the fields it has seen in a `u32`.
+        const _: () = assert!([$(stringify!($field)),*].len() <= 32);
+
         impl<'a> RawEvent<'a> {
             /// The field a key names, with its position (for duplicate detection); `None` for an unknown key.
             #[inline]
