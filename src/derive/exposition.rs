@@ -141,21 +141,13 @@ pub struct Labels(String);
 impl Labels {
     /// Escapes and joins the pairs.
     pub fn new(pairs: &[(&str, &str)]) -> Self {
-        Self::zip(pairs.iter().map(|(k, _)| *k), pairs.iter().map(|(_, v)| *v))
-    }
-
-    /// Escapes and joins names and values, taken pairwise.
-    pub fn zip<'a>(
-        names: impl IntoIterator<Item = &'a str>,
-        values: impl IntoIterator<Item = &'a str>,
-    ) -> Self {
-        let mut labels = Labels(String::new());
-        labels.set(names, values);
+        let mut labels = Labels::default();
+        labels.set(pairs.iter().map(|(k, _)| *k), pairs.iter().map(|(_, v)| *v));
         labels
     }
 
-    /// Like [`Labels::zip`], reusing this one's buffer (one allocation for a whole family, not one per
-    /// series).
+    /// Escapes and joins names and values, taken pairwise, reusing this one's buffer (one allocation for
+    /// a whole family, not one per series).
     pub fn set<'a>(
         &mut self,
         names: impl IntoIterator<Item = &'a str>,

@@ -32,7 +32,10 @@ pub(super) fn read<'a>(text: &'a str, out: &mut RawEvent<'a>) -> Option<()> {
     } else {
         loop {
             r.expect(b'"')?;
-            let key = r.plain_string()?;
+            // An escaped key is left to serde_json.
+            let Cow::Borrowed(key) = r.string()? else {
+                return None;
+            };
             r.skip_ws();
             r.expect(b':')?;
             r.skip_ws();
@@ -129,25 +132,13 @@ impl<'a> Reader<'a> {
         self.at = at;
     }
 
-    /// The rest of a string without escapes (the opening quote consumed); `None` on an escape.
-    fn plain_string(&mut self) -> Option<&'a str> {
-        let start = self.at;
-        self.run_of_plain();
-        if self.peek()? != b'"' {
-            return None;
-        }
-        // The cursor stops only at ASCII bytes, so both ends are character boundaries.
-        let s = self.text.get(start..self.at)?;
-        self.at += 1;
-        Some(s)
-    }
-
     /// The rest of a string (the opening quote consumed), borrowed when it has no escapes.
     fn string(&mut self) -> Option<Cow<'a, str>> {
         let start = self.at;
         self.run_of_plain();
         match self.peek()? {
             b'"' => {
+                // The cursor stops only at ASCII bytes, so both ends are character boundaries.
                 let s = self.text.get(start..self.at)?;
                 self.at += 1;
                 Some(Cow::Borrowed(s))
