@@ -1,8 +1,9 @@
 //! The metrics pipeline: decode -> (intake join) -> derive; invalid records are dead-lettered.
 
-use super::{decode_batch, retry, Progress, Shutdown};
+use super::ahead::{decode_ahead, DecodedBatch, Staged};
+use super::{retry, Progress, Shutdown};
 use crate::deadletter::{DeadLetter, DeadLetterItem};
-use crate::decode::EventType;
+use crate::decode::{Event, EventType};
 use crate::derive::changelog::Changelog;
 use crate::derive::join::{Change, IntakeJoin, Partition};
 use crate::derive::{wall_clock, Plan, Store};
@@ -41,7 +42,8 @@ pub struct MetricsPipeline {
 
 impl MetricsPipeline {
     /// Processes messages until the source closes the channel (or the drain deadline stops a retry).
-    pub async fn run(mut self, mut rx: mpsc::Receiver<SourceMessage>) {
+    pub async fn run(mut self, rx: mpsc::Receiver<SourceMessage>) {
+        let mut rx = decode_ahead(NAME, rx, self.metrics.clone(), self.progress.clone());
         let mut expiry = tokio::time::interval(Duration::from_secs(60));
         expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -58,15 +60,15 @@ impl MetricsPipeline {
                 }
             };
             let outcome = match message {
-                SourceMessage::Batch(batch) => match self.process(&batch).await {
+                Staged::Batch(batch, decoded) => match self.process(&batch, &decoded).await {
                     Ok(()) => {
                         batch.done();
                         Ok(())
                     }
                     Err(e) => Err(e),
                 },
-                SourceMessage::Assigned(partitions) => self.restore(&partitions).await,
-                SourceMessage::Revoked(partitions) => {
+                Staged::Assigned(partitions) => self.restore(&partitions).await,
+                Staged::Revoked(partitions) => {
                     if let Some(state) = &mut self.join {
                         for (topic, partition) in &partitions {
                             state.join.drop_partition(topic, *partition);
@@ -148,13 +150,22 @@ impl MetricsPipeline {
         Ok(())
     }
 
-    async fn process(&mut self, batch: &BatchRef) -> Result<(), super::Stopped> {
+    /// Derives a batch that [`decode_ahead`] decoded.
+    async fn process(
+        &mut self,
+        batch: &BatchRef,
+        decoded: &DecodedBatch,
+    ) -> Result<(), super::Stopped> {
         let records = batch.records();
-        let mut decoded = decode_batch(NAME, records, &self.metrics, &self.progress);
+        let decoded = decoded.get();
         let mut changes: Vec<Change> = Vec::new();
+        // Lifecycle events as the join leaves them (a resolution given its intake time), by position in
+        // `decoded.events`, ascending. The decoded batch itself is shared, so the join works on copies
+        // (cheap: they borrow the same bytes).
+        let mut joined: Vec<(usize, Event<'_>)> = Vec::new();
         if let Some(state) = &mut self.join {
             let now = chrono::Utc::now();
-            for (i, ev) in decoded.events.iter_mut() {
+            for (at, (i, ev)) in decoded.events.iter().enumerate() {
                 if ev.event_type() == EventType::RequestLifecycle {
                     let partition: Partition = match &records[*i].origin {
                         Origin::Kafka {
@@ -162,7 +173,9 @@ impl MetricsPipeline {
                         } => Some((topic.clone(), *partition)),
                         _ => None,
                     };
-                    state.join.apply(ev, &partition, now, &mut changes);
+                    let mut ev = ev.clone();
+                    state.join.apply(&mut ev, &partition, now, &mut changes);
+                    joined.push((at, ev));
                 }
             }
             JoinCounted {
@@ -177,9 +190,14 @@ impl MetricsPipeline {
             .filter(|(_, ev)| ev.event_type() == EventType::Unknown)
             .count() as u64;
         let counts = {
+            let mut joined = joined.iter().peekable();
             let mut store = self.store.lock();
             store.set_now(wall_clock());
-            for (_, ev) in &decoded.events {
+            for (at, (_, ev)) in decoded.events.iter().enumerate() {
+                let ev = match joined.next_if(|(j, _)| *j == at) {
+                    Some((_, completed)) => completed,
+                    None => ev,
+                };
                 self.plan.observe(&mut store, ev);
             }
             store

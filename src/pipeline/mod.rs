@@ -8,6 +8,7 @@
 //! batch done only once everything it owes that batch is safe (derived; accepted by every sink; dead
 //! letters written): see the offset invariant in ARCHITECTURE.md.
 
+mod ahead;
 pub mod deliver;
 pub mod forward;
 pub mod metrics;
@@ -60,6 +61,7 @@ pub struct Progress {
 }
 
 /// A decoded batch: the valid events and the invalid records (by index into the batch).
+#[derive(yoke::Yokeable)]
 pub(crate) struct Decoded<'a> {
     pub events: Vec<(usize, Event<'a>)>,
     pub invalid: Vec<(usize, Invalid)>,

@@ -128,6 +128,12 @@ impl BatchRef {
         &self.0.records
     }
 
+    /// The batch itself, to keep it alive beside data borrowed from its records. Holding it finishes
+    /// nothing: only [`BatchRef::done`] does.
+    pub fn shared(&self) -> Arc<Batch> {
+        self.0.clone()
+    }
+
     /// This pipeline is finished with every record of the batch.
     pub fn done(self) {
         if self.0.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
