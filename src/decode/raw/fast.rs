@@ -113,7 +113,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Moves to the first quote, backslash or control character at or after the cursor (or the end).
-    #[inline]
+    #[inline(always)]
     fn run_of_plain(&mut self) {
         let bytes = self.bytes;
         let mut at = self.at;
@@ -132,32 +132,53 @@ impl<'a> Reader<'a> {
         self.at = at;
     }
 
+    /// The text between `start` and the cursor. Both ends must be where the cursor stopped at an ASCII
+    /// byte (or the string's start, just after an ASCII quote), which are character boundaries; the check
+    /// stays (it is two compares) so that a mistake here is a `None`, never a panic.
+    #[inline]
+    fn since(&self, start: usize) -> Option<&'a str> {
+        self.text.get(start..self.at)
+    }
+
     /// The rest of a string (the opening quote consumed), borrowed when it has no escapes.
+    #[inline(always)]
     fn string(&mut self) -> Option<Cow<'a, str>> {
         let start = self.at;
         self.run_of_plain();
-        match self.peek()? {
-            b'"' => {
-                // The cursor stops only at ASCII bytes, so both ends are character boundaries.
-                let s = self.text.get(start..self.at)?;
-                self.at += 1;
-                Some(Cow::Borrowed(s))
+        if self.peek()? == b'"' {
+            debug_assert!(self.text.is_char_boundary(start) && self.text.is_char_boundary(self.at));
+            // SAFETY: `start <= self.at < text.len()` (the cursor only moves forward, and `peek` just found a
+            // byte at `self.at`). Both are character boundaries of `text`, which is valid UTF-8: `start`
+            // follows the opening quote, an ASCII byte (every caller consumes it just before), and `self.at`
+            // holds the closing quote, an ASCII byte; a byte below 0x80 is never inside a multi-byte
+            // character. So the range is in bounds and the slice is valid UTF-8.
+            let s = unsafe { self.text.get_unchecked(start..self.at) };
+            self.at += 1;
+            Some(Cow::Borrowed(s))
+        } else {
+            self.string_with_escapes(start).map(Cow::Owned)
+        }
+    }
+
+    /// The rest of a string whose plain run from `start` ended at the cursor on something other than a
+    /// quote: a backslash (escapes, decoded into a new string) or a control character (`None`).
+    #[cold]
+    #[inline(never)]
+    fn string_with_escapes(&mut self, start: usize) -> Option<String> {
+        if self.peek()? != b'\\' {
+            return None; // a control character
+        }
+        let mut owned = String::with_capacity(self.at - start + 16);
+        owned.push_str(self.since(start)?);
+        loop {
+            match self.next()? {
+                b'"' => return Some(owned),
+                b'\\' => owned.push(self.escape()?),
+                _ => return None, // a control character
             }
-            b'\\' => {
-                let mut owned = String::with_capacity(self.at - start + 16);
-                owned.push_str(self.text.get(start..self.at)?);
-                loop {
-                    match self.next()? {
-                        b'"' => return Some(Cow::Owned(owned)),
-                        b'\\' => owned.push(self.escape()?),
-                        _ => return None, // a control character
-                    }
-                    let from = self.at;
-                    self.run_of_plain();
-                    owned.push_str(self.text.get(from..self.at)?);
-                }
-            }
-            _ => None,
+            let from = self.at;
+            self.run_of_plain();
+            owned.push_str(self.since(from)?);
         }
     }
 
