@@ -10,6 +10,7 @@
 
 mod event;
 mod raw;
+mod rfc3339;
 mod traceparent;
 
 pub use event::{

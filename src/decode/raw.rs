@@ -257,15 +257,13 @@ fn opt_count(value: &Option<Scalar<'_>>, field: &'static str) -> Checked<Option<
 fn timestamp(value: Option<Scalar<'_>>, field: &'static str) -> Checked<Option<DateTime<Utc>>> {
     match opt_str(value, field)? {
         None => Ok(None),
-        Some(text) => DateTime::parse_from_rfc3339(&text)
-            .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|_| {
-                Invalid::field(
-                    InvalidReason::BadTimestamp,
-                    field,
-                    "expected an RFC 3339 timestamp",
-                )
-            }),
+        Some(text) => super::rfc3339::parse(&text).map(Some).ok_or_else(|| {
+            Invalid::field(
+                InvalidReason::BadTimestamp,
+                field,
+                "expected an RFC 3339 timestamp",
+            )
+        }),
     }
 }
 
@@ -287,13 +285,15 @@ fn hex_id<'a>(
     let Some(text) = opt_str(value, field)? else {
         return Ok(None);
     };
-    // One pass: every byte a hex digit, and whether any is upper case.
-    let mut upper = false;
-    let hex = text.len() == digits
-        && text.bytes().all(|b| {
-            upper |= b.is_ascii_uppercase();
-            b.is_ascii_hexdigit()
-        });
+    // One pass with no early exit (so that it vectorises): whether every byte is a hex digit, and whether
+    // any is upper case.
+    let (mut other, mut upper) = (false, false);
+    for b in text.bytes() {
+        let up = matches!(b, b'A'..=b'F');
+        other |= !(b.is_ascii_digit() || matches!(b, b'a'..=b'f') || up);
+        upper |= up;
+    }
+    let hex = text.len() == digits && !other;
     match (hex, upper) {
         (false, _) => Err(bad(field, "expected lowercase hex of the W3C length")),
         (true, true) => Ok(Some(Cow::Owned(text.to_ascii_lowercase()))),
@@ -368,5 +368,32 @@ impl<'a> RawEvent<'a> {
             span_id,
             body,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// `hex_id` accepts exactly the strings of the right length made of hex digits, and lowercases them.
+        #[test]
+        fn hex_id_checks_and_lowercases(
+            text in prop_oneof!["[0-9a-fA-F]{14,18}", "[0-9a-f]{16}", "[0-9a-gA-G/:@`]{16}", ".{0,18}"]
+        ) {
+            let got = hex_id(Some(Scalar::Str(Cow::Borrowed(&text))), "span_id", 16);
+            let expected = (text.len() == 16 && text.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| text.to_ascii_lowercase());
+            match (got, expected) {
+                (Ok(Some(id)), Some(want)) => {
+                    prop_assert_eq!(&*id, want.as_str());
+                    // Already lowercase: borrowed, not copied.
+                    prop_assert_eq!(matches!(id, Cow::Borrowed(_)), want == text);
+                }
+                (Err(e), None) => prop_assert_eq!(e.reason, InvalidReason::BadValue),
+                (got, expected) => prop_assert!(false, "{:?} vs {:?}", got, expected),
+            }
+        }
     }
 }
