@@ -98,7 +98,8 @@ impl Invalid {
 /// Decodes one record's payload. `traceparent` is the value of the record's W3C `traceparent` header, if
 /// any: it fills `trace_id`/`span_id` when the body has none.
 pub fn decode<'a>(payload: &'a [u8], traceparent: Option<&[u8]>) -> Result<Event<'a>, Invalid> {
-    let raw = raw::parse(payload)?;
+    let mut raw = raw::RawEvent::default();
+    raw::parse(payload, &mut raw)?;
     let mut event = raw.validate()?;
     if event.trace_id.is_none() {
         if let Some(ctx) = traceparent.and_then(TraceContext::parse) {
