@@ -1,6 +1,6 @@
 //! The metrics pipeline: decode -> (intake join) -> derive; invalid records are dead-lettered.
 
-use super::ahead::{decode_ahead, DecodedBatch, Staged};
+use super::ahead::{decode_ahead, default_workers, DecodedBatch, Staged};
 use super::{retry, Progress, Shutdown};
 use crate::deadletter::{DeadLetter, DeadLetterItem};
 use crate::decode::{Event, EventType};
@@ -43,7 +43,13 @@ pub struct MetricsPipeline {
 impl MetricsPipeline {
     /// Processes messages until the source closes the channel (or the drain deadline stops a retry).
     pub async fn run(mut self, rx: mpsc::Receiver<SourceMessage>) {
-        let mut rx = decode_ahead(NAME, rx, self.metrics.clone(), self.progress.clone());
+        let mut rx = decode_ahead(
+            NAME,
+            rx,
+            self.metrics.clone(),
+            self.progress.clone(),
+            default_workers(),
+        );
         let mut expiry = tokio::time::interval(Duration::from_secs(60));
         expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
