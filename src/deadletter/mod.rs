@@ -148,7 +148,7 @@ impl DeadLetter {
                     .collect();
                 let records = items.iter().zip(headers).map(|(item, headers)| {
                     let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
-                        .payload(item.record.payload.as_slice())
+                        .payload(item.record.payload.as_ref())
                         .headers(headers);
                     match &item.record.key {
                         Some(key) => record.key(key.as_slice()),

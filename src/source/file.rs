@@ -2,7 +2,8 @@
 //! every pipeline.
 
 use super::{Origin, Outputs, Record, SourceError, SourceSummary};
-use std::io::{BufRead, BufReader, Read};
+use bytes::{Bytes, BytesMut};
+use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -37,27 +38,25 @@ impl FileSource {
             })?;
             Box::new(file)
         };
-        let mut reader = BufReader::with_capacity(1 << 20, reader);
+        let mut lines = Lines::new(reader);
         let path: Arc<str> = Arc::from(self.path.as_str());
         let mut summary = SourceSummary::default();
         let mut batch = Vec::with_capacity(self.batch_max_records);
         let mut line_no = 0u64;
-        let mut partial = Vec::new();
         loop {
             if stop.load(Ordering::Acquire) {
                 break;
             }
-            let Some(mut line) =
-                next_line(&mut reader, &mut partial).map_err(|source| SourceError::Read {
-                    path: self.path.clone(),
-                    source,
-                })?
+            let Some(mut line) = lines.next_line().map_err(|source| SourceError::Read {
+                path: self.path.clone(),
+                source,
+            })?
             else {
                 break;
             };
             line_no += 1;
             while line.last() == Some(&b'\r') {
-                line.pop();
+                line.truncate(line.len() - 1);
             }
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -87,34 +86,68 @@ impl FileSource {
     }
 }
 
-/// The next line without its `\n`, or `None` at the end. A line that lies whole in the reader's buffer (nearly
-/// every line) is copied once, into a vector of its exact size; one that straddles a refill is gathered in
-/// `partial` first.
-fn next_line(reader: &mut impl BufRead, partial: &mut Vec<u8>) -> std::io::Result<Option<Vec<u8>>> {
-    loop {
-        let buf = match reader.fill_buf() {
-            Ok(buf) => buf,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if buf.is_empty() {
-            return Ok((!partial.is_empty()).then(|| std::mem::take(partial)));
+/// Bytes read from the file at a time.
+const READ_SIZE: usize = 256 * 1024;
+
+/// Splits a reader into lines that share the chunks they were read into: a line is a slice of its chunk
+/// (a reference count, no allocation or copy of its own), and a chunk is freed when its last line is.
+struct Lines<R> {
+    inner: R,
+    /// The rest of the current chunk: `filled` bytes read and not yet handed out (the start of the next
+    /// line), then zeroes to read into. Chunks come zeroed from the allocator, so no byte is zeroed twice.
+    buf: BytesMut,
+    filled: usize,
+    eof: bool,
+}
+
+impl<R: Read> Lines<R> {
+    fn new(inner: R) -> Self {
+        Lines {
+            inner,
+            buf: BytesMut::new(),
+            filled: 0,
+            eof: false,
         }
-        match memchr::memchr(b'\n', buf) {
-            Some(end) => {
-                let line = if partial.is_empty() {
-                    buf[..end].to_vec()
-                } else {
-                    partial.extend_from_slice(&buf[..end]);
-                    std::mem::take(partial)
-                };
-                reader.consume(end + 1);
+    }
+
+    /// The next line without its `\n`, or `None` at the end. A last line without a `\n` still counts.
+    fn next_line(&mut self) -> std::io::Result<Option<Bytes>> {
+        let mut scanned = 0;
+        loop {
+            if let Some(end) = memchr::memchr(b'\n', &self.buf[scanned..self.filled]) {
+                let taken = scanned + end + 1;
+                let mut line = self.buf.split_to(taken).freeze();
+                line.truncate(taken - 1);
+                self.filled -= taken;
                 return Ok(Some(line));
             }
-            None => {
-                let n = buf.len();
-                partial.extend_from_slice(buf);
-                reader.consume(n);
+            scanned = self.filled;
+            if self.eof {
+                let rest = self.buf.split_to(self.filled).freeze();
+                self.filled = 0;
+                return Ok((!rest.is_empty()).then_some(rest));
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Reads more after the filled part; sets `eof` when there is no more. When the chunk is full, the part
+    /// of a line already read moves to the start of a new chunk.
+    fn fill(&mut self) -> std::io::Result<()> {
+        if self.filled == self.buf.len() {
+            let mut next = BytesMut::zeroed(READ_SIZE.max(2 * self.filled));
+            next[..self.filled].copy_from_slice(&self.buf[..self.filled]);
+            self.buf = next;
+        }
+        loop {
+            match self.inner.read(&mut self.buf[self.filled..]) {
+                Ok(n) => {
+                    self.filled += n;
+                    self.eof = n == 0;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
             }
         }
     }
@@ -122,14 +155,26 @@ fn next_line(reader: &mut impl BufRead, partial: &mut Vec<u8>) -> std::io::Resul
 
 #[cfg(test)]
 mod tests {
-    use super::next_line;
+    use super::Lines;
     use proptest::prelude::*;
-    use std::io::BufReader;
+    use std::io::Read;
 
-    fn lines(text: &[u8], capacity: usize) -> Vec<Vec<u8>> {
-        let mut reader = BufReader::with_capacity(capacity, text);
-        let mut partial = Vec::new();
-        std::iter::from_fn(|| next_line(&mut reader, &mut partial).expect("in memory")).collect()
+    /// Lines as [`Lines`] splits them, reading at most `max_read` bytes at a time (so that lines straddle
+    /// reads).
+    fn lines(text: &[u8], max_read: usize) -> Vec<Vec<u8>> {
+        struct Trickle<'a>(&'a [u8], usize);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.len().min(self.1).min(out.len());
+                out[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut lines = Lines::new(Trickle(text, max_read));
+        std::iter::from_fn(|| lines.next_line().expect("in memory"))
+            .map(|line| line.to_vec())
+            .collect()
     }
 
     #[test]
@@ -140,18 +185,18 @@ mod tests {
     }
 
     proptest! {
-        /// Whatever the buffer size, lines come out as `split` on `\n` gives them (a final `\n` ends the
+        /// However the reads are cut, lines come out as `split` on `\n` gives them (a final `\n` ends the
         /// last line rather than starting an empty one).
         #[test]
         fn same_lines_as_split(text in proptest::collection::vec(
             prop_oneof![Just(b'\n'), Just(b'x'), Just(b'\r'), any::<u8>()], 0..300),
-            capacity in 1usize..40)
+            max_read in 1usize..40)
         {
             let mut expected: Vec<Vec<u8>> = text.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
             if text.last().is_none_or(|b| *b == b'\n') {
                 expected.pop();
             }
-            prop_assert_eq!(lines(&text, capacity), expected);
+            prop_assert_eq!(lines(&text, max_read), expected);
         }
     }
 }

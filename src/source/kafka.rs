@@ -12,6 +12,7 @@ use super::{
 };
 use crate::telemetry::events::KafkaClientError;
 use crate::telemetry::SelfMetrics;
+use bytes::Bytes;
 use parking_lot::Mutex;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -439,7 +440,7 @@ impl KafkaSource {
                         })
                         .unwrap_or_default();
                     current.push(Record {
-                        payload: message.payload().unwrap_or_default().to_vec(),
+                        payload: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
                         key: message.key().map(<[u8]>::to_vec),
                         headers,
                         origin: Origin::Kafka {

@@ -15,6 +15,7 @@ pub mod generator;
 pub mod kafka;
 pub mod offsets;
 
+use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -48,8 +49,9 @@ impl Origin {
 /// One record as read, before decoding.
 #[derive(Debug, Clone)]
 pub struct Record {
-    /// The bytes of the event, untouched.
-    pub payload: Vec<u8>,
+    /// The bytes of the event, untouched. Often a slice of a larger buffer that several records share (the
+    /// file source reads lines into shared chunks), so a record costs no allocation of its own.
+    pub payload: Bytes,
     /// The Kafka key, if any.
     pub key: Option<Vec<u8>>,
     /// Kafka headers, in order.
@@ -60,9 +62,9 @@ pub struct Record {
 
 impl Record {
     /// A record with no key and no headers.
-    pub fn new(payload: Vec<u8>, origin: Origin) -> Self {
+    pub fn new(payload: impl Into<Bytes>, origin: Origin) -> Self {
         Record {
-            payload,
+            payload: payload.into(),
             key: None,
             headers: Vec::new(),
             origin,
