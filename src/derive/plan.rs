@@ -80,14 +80,43 @@ fn valid_name(name: &str) -> bool {
 /// nothing needs changing.
 #[inline]
 pub(crate) fn sanitize(value: Cow<'_, str>, max: usize) -> (Cow<'_, str>, bool) {
-    // Printable ASCII (the usual label value) is checked with no early exit, so that the loop vectorises;
-    // anything else char by char.
-    let printable_ascii = value
-        .bytes()
-        .fold(true, |ok, b| ok & (0x20..0x7f).contains(&b));
-    if value.len() <= max && (printable_ascii || !value.chars().any(char::is_control)) {
+    // Printable ASCII (the usual label value) is checked eight bytes at a time; anything else char by char.
+    if value.len() <= max
+        && (printable_ascii(value.as_bytes()) || !value.chars().any(char::is_control))
+    {
         return (value, false);
     }
+    (Cow::Owned(cleaned(&value, max)), true)
+}
+
+/// Whether every byte is in `0x20..0x7f`.
+#[inline]
+fn printable_ascii(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // The high bit of a byte of the result is set where that byte of `word` is below 0x20 or above 0x7e
+    // (borrows and carries can only add flags next to a byte already flagged, which does not change
+    // whether any is set).
+    let outside = |word: u64| {
+        let below = word.wrapping_sub(ONES * 0x20) & !word;
+        let above = word.wrapping_add(ONES) | word;
+        (below | above) & HIGHS
+    };
+    let mut chunks = bytes.chunks_exact(8);
+    let mut flags = 0;
+    for chunk in &mut chunks {
+        flags |= outside(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
+    }
+    // The tail, padded with spaces (printable).
+    let mut tail = [b' '; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    flags |= outside(u64::from_le_bytes(tail));
+    flags == 0
+}
+
+/// `value` with control characters replaced, cut to `max` bytes at a character boundary.
+#[cold]
+fn cleaned(value: &str, max: usize) -> String {
     let mut out = String::with_capacity(value.len().min(max));
     for c in value.chars() {
         let c = if c.is_control() { '\u{fffd}' } else { c };
@@ -96,7 +125,7 @@ pub(crate) fn sanitize(value: Cow<'_, str>, max: usize) -> (Cow<'_, str>, bool) 
         }
         out.push(c);
     }
-    (Cow::Owned(out), true)
+    out
 }
 
 impl Plan {

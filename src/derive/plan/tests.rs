@@ -341,6 +341,15 @@ fn open_metrics_rendering() {
 }
 
 proptest::proptest! {
+    /// The word-at-a-time check is the byte-by-byte one, on bytes near both ends of the range.
+    #[test]
+    fn printable_ascii_is_the_byte_by_byte_check(bytes in proptest::collection::vec(
+        proptest::prop_oneof![0x1eu8..0x22, 0x7cu8..0x82, 0x20u8..0x7f, proptest::num::u8::ANY], 0..40))
+    {
+        let want = bytes.iter().all(|b| (0x20..0x7f).contains(b));
+        proptest::prop_assert_eq!(super::printable_ascii(&bytes), want);
+    }
+
     /// The ASCII fast check changes nothing: the result is the char-by-char one, and never holds a control
     /// character (the store's keys rely on it: no NUL).
     #[test]
