@@ -26,43 +26,43 @@ const END: char = '\0';
 
 impl Hash for LabelKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        // As `LabelRef` hashes, value by value.
-        state.write_usize(self.values().count());
-        for value in self.values() {
-            value.hash(state);
-        }
+        // As `Encoded` hashes: the bytes, in one call.
+        state.write(self.0.as_bytes());
     }
 }
 
-/// Borrowed label values, to look a series up without allocating.
-struct LabelRef<'a, 'b>(&'a [Cow<'b, str>]);
+/// Label values encoded as a [`LabelKey`] holds them (each followed by a NUL), borrowed from a reused
+/// buffer: a lookup hashes them in one call and compares them in one slice comparison, without
+/// allocating.
+struct Encoded<'a>(&'a str);
 
-impl Hash for LabelRef<'_, '_> {
+impl<'a> Encoded<'a> {
+    /// Encodes `labels` into `buf` (cleared first).
+    fn new(labels: &[Cow<'_, str>], buf: &'a mut String) -> Self {
+        buf.clear();
+        for value in labels {
+            buf.push_str(value);
+            buf.push(END);
+        }
+        Encoded(buf)
+    }
+}
+
+impl Hash for Encoded<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_usize(self.0.len());
-        for value in self.0 {
-            value.as_ref().hash(state);
-        }
+        state.write(self.0.as_bytes());
     }
 }
 
-impl From<&LabelRef<'_, '_>> for LabelKey {
-    fn from(labels: &LabelRef<'_, '_>) -> Self {
-        LabelKey::from_ref(labels.0)
+impl From<&Encoded<'_>> for LabelKey {
+    fn from(labels: &Encoded<'_>) -> Self {
+        LabelKey(Arc::from(labels.0))
     }
 }
 
-impl Equivalent<LabelKey> for LabelRef<'_, '_> {
+impl Equivalent<LabelKey> for Encoded<'_> {
     fn equivalent(&self, key: &LabelKey) -> bool {
-        let mut rest = key.0.as_bytes();
-        for value in self.0 {
-            let value = value.as_bytes();
-            match rest.get(value.len()) {
-                Some(0) if rest.starts_with(value) => rest = &rest[value.len() + 1..],
-                _ => return false,
-            }
-        }
-        rest.is_empty()
+        *key.0 == *self.0
     }
 }
 
@@ -203,10 +203,10 @@ impl Family {
 
     /// Applies `change` to the series of these labels, creating it (or, past the limit, using the
     /// overflow series). One hash and one probe for a series that exists.
-    fn update(&mut self, labels: &[Cow<'_, str>], now: u64, change: impl FnOnce(&mut Value)) {
+    fn update(&mut self, labels: Encoded<'_>, now: u64, change: impl FnOnce(&mut Value)) {
         let full = self.series.len() - self.has_overflow as usize >= self.def.max_series;
         let (kind, buckets) = (self.def.kind, self.def.buckets.len());
-        match self.series.entry_ref(&LabelRef(labels)) {
+        match self.series.entry_ref(&labels) {
             EntryRef::Occupied(mut series) => {
                 let series = series.get_mut();
                 series.touched = now;
@@ -232,7 +232,7 @@ impl Family {
         self.has_overflow = true;
         let series = self
             .series
-            .entry(LabelKey::overflow(labels.len()))
+            .entry(LabelKey::overflow(self.def.label_names.len()))
             .or_insert(Series {
                 value: overflow,
                 touched: now,
@@ -255,6 +255,8 @@ struct WindowFamily {
 pub struct Store {
     families: Vec<Family>,
     windows: Vec<WindowFamily>,
+    /// Reused to encode the label values of each lookup.
+    scratch: String,
     /// The clock: wall-clock seconds, set by the pipeline per batch and by the expiry sweep.
     now: u64,
 }
@@ -287,6 +289,7 @@ impl Store {
                     overflowed: 0,
                 })
                 .collect(),
+            scratch: String::new(),
             now: wall_clock(),
         }
     }
@@ -298,8 +301,8 @@ impl Store {
 
     /// Adds `value` to a counter.
     pub(super) fn add(&mut self, family: usize, labels: &[Cow<'_, str>], value: f64) {
-        let now = self.now;
-        self.families[family].update(labels, now, |v| {
+        let labels = Encoded::new(labels, &mut self.scratch);
+        self.families[family].update(labels, self.now, |v| {
             if let Value::Counter(total) = v {
                 *total += value;
             }
@@ -308,10 +311,10 @@ impl Store {
 
     /// Observes `value` in a histogram.
     pub(super) fn observe(&mut self, family: usize, labels: &[Cow<'_, str>], value: f64) {
-        let now = self.now;
+        let labels = Encoded::new(labels, &mut self.scratch);
         let family = &mut self.families[family];
         let bucket = family.def.buckets.partition_point(|bound| *bound < value);
-        family.update(labels, now, |v| {
+        family.update(labels, self.now, |v| {
             if let Value::Histogram { counts, sum, count } = v {
                 counts[bucket] += 1;
                 *sum += value;
@@ -325,8 +328,8 @@ impl Store {
         let w = &mut self.windows[window];
         let epoch = self.now / w.def.slice_secs;
         let scaled = (value / w.def.resolution).round().max(0.0) as u64;
-        let key_ref = LabelRef(labels);
-        if let Some(series) = w.series.get_mut(&key_ref) {
+        let encoded = Encoded::new(labels, &mut self.scratch);
+        if let Some(series) = w.series.get_mut(&encoded) {
             series.record(epoch, value, scaled, w.def.significant_digits);
             return;
         }
@@ -334,9 +337,9 @@ impl Store {
         let key = if live >= w.def.max_series {
             w.overflowed += 1;
             w.has_overflow = true;
-            LabelKey::overflow(labels.len())
+            LabelKey::overflow(w.def.label_names.len())
         } else {
-            LabelKey::from_ref(labels)
+            LabelKey::from(&encoded)
         };
         w.series
             .entry(key)
@@ -683,11 +686,14 @@ mod tests {
                 prop_assert_eq!(ka.prefix().cmp(&kb.prefix()), a.cmp(&b));
             }
             let (ra, rb) = (owned(&a), owned(&b));
-            prop_assert!(LabelRef(&ra).equivalent(&ka));
-            prop_assert_eq!(LabelRef(&ra).equivalent(&kb), a == b);
-            prop_assert_eq!(LabelRef(&rb).equivalent(&ka), a == b);
+            let (mut buf_a, mut buf_b) = (String::new(), String::new());
+            let (ea, eb) = (Encoded::new(&ra, &mut buf_a), Encoded::new(&rb, &mut buf_b));
+            prop_assert!(ea.equivalent(&ka));
+            prop_assert_eq!(ea.equivalent(&kb), a == b);
+            prop_assert_eq!(eb.equivalent(&ka), a == b);
             let hasher = hashbrown::DefaultHashBuilder::default();
-            prop_assert_eq!(hasher.hash_one(LabelRef(&ra)), hasher.hash_one(&ka));
+            prop_assert_eq!(hasher.hash_one(&ea), hasher.hash_one(&ka));
+            prop_assert_eq!(LabelKey::from(&ea), ka);
         }
 
         #[test]
