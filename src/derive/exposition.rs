@@ -100,12 +100,33 @@ impl<'a> Writer<'a> {
         self.labels(labels, extra);
         self.out.push(' ');
         match value {
-            Number::Count(n) => {
-                let _ = write!(self.out, "{n}");
-            }
+            Number::Count(n) => self.out.push_str(itoa::Buffer::new().format(n)),
             Number::Value(v) => write_value(v, self.out),
         }
         self.out.push('\n');
+    }
+
+    /// One bucket of a histogram series: `name_bucket{labels,le} count`, with `le` the bucket's
+    /// `le="bound"` pair, escaped once for the whole family.
+    pub fn bucket_sample(&mut self, name: &str, labels: &Labels, le: &str, count: u64) {
+        self.out.push_str(name);
+        self.out.push_str("_bucket{");
+        if !labels.0.is_empty() {
+            self.out.push_str(&labels.0);
+            self.out.push(',');
+        }
+        self.out.push_str(le);
+        self.out.push_str("} ");
+        self.out.push_str(itoa::Buffer::new().format(count));
+        self.out.push('\n');
+    }
+
+    /// A bucket bound as the `le="bound"` pair [`Writer::bucket_sample`] takes.
+    pub fn le_pair(bound: &str) -> String {
+        let mut pair = String::from("le=\"");
+        escape(bound, true, &mut pair);
+        pair.push('"');
+        pair
     }
 
     fn labels(&mut self, labels: &Labels, extra: Option<(&str, &str)>) {

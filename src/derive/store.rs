@@ -564,11 +564,12 @@ impl Snapshot {
                 MetricKind::Histogram => FamilyType::Histogram,
             };
             w.family(&def.name, &def.help, kind);
-            let bounds: Vec<String> = def
+            let les: Vec<String> = def
                 .buckets
                 .iter()
                 .map(|b| format_value(*b))
                 .chain([String::from("+Inf")])
+                .map(|bound| Writer::le_pair(&bound))
                 .collect();
             sort_by_labels(&mut family.series, |row| &row.0);
             let mut labels = Labels::default();
@@ -581,15 +582,9 @@ impl Snapshot {
                     }
                     Value::Histogram { counts, sum, count } => {
                         let mut cumulative = 0;
-                        for (bound, n) in bounds.iter().zip(counts.iter()) {
+                        for (le, n) in les.iter().zip(counts.iter()) {
                             cumulative += n;
-                            w.series_sample(
-                                &def.name,
-                                "_bucket",
-                                &labels,
-                                Some(("le", bound)),
-                                Number::Count(cumulative),
-                            );
+                            w.bucket_sample(&def.name, &labels, le, cumulative);
                         }
                         w.series_sample(&def.name, "_sum", &labels, None, Number::Value(*sum));
                         w.series_sample(&def.name, "_count", &labels, None, Number::Count(*count));
