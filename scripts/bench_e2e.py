@@ -83,8 +83,11 @@ try:
         except OSError:
             time.sleep(0.05)
             continue
-        if total(text, "hestyna_obsd_events_received_total", 'pipeline="metrics"') > 0:
-            first = time.monotonic()
+        received = total(text, "hestyna_obsd_events_received_total", 'pipeline="metrics"')
+        if received > 0:
+            # A fast source (a file) may be well into its records by the first successful scrape: the
+            # rate counts only the records after it.
+            first, base = time.monotonic(), received
             if a.scrape_every > 0:
                 threading.Thread(target=scraper, daemon=True).start()
         else:
@@ -116,7 +119,8 @@ try:
     print(json.dumps({
         "records": a.count,
         "seconds": done - first,
-        "rate": a.count / (done - first),
+        "counted_from": base,
+        "rate": (a.count - base) / (done - first),
         "rss_mib": rss_kib / 1024,
         "cpu_seconds": cpu,
         "derived_series": series,

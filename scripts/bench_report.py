@@ -105,7 +105,8 @@ rows += [
      "bare consumer " + fmt(bare), ratio(e2e, bare), ">= 0.8x", ok(None if None in (e2e, bare) else e2e >= 0.8 * bare)),
     ("... CPU per event end to end (µs, both pipelines and both consumers)",
      "n/a" if not e2e_cpu else f"{e2e_cpu * 1e6 / a.count:.1f}", "", "", "", ""),
-    ("ingestion at %s active series with a scrape every second (events/s)" % fmt(series), fmt(scrape),
+    ("ingestion from a file at %s active series with a scrape every second (events/s; %s scrapes in all)"
+     % (fmt(series), fmt(sum(r["scrapes"] for r in lines(a.scrape)))), fmt(scrape),
      "no scrapes " + fmt(noscrape), ratio(scrape, noscrape), ">= 0.9x",
      ok(None if None in (scrape, noscrape) else scrape >= 0.9 * noscrape)),
     ("resident memory at %s active series (MiB)" % fmt(series), "n/a" if rss is None else f"{rss:.0f}", "", "",
@@ -126,7 +127,7 @@ try:
         ax.plot([r["derived_series"] for r in sweep], [r["rate"] for r in sweep], marker="o")
         ax.set_xscale("log")
         ax.set_xlabel("active series")
-        ax.set_ylabel("events/s (generator source, metrics)")
+        ax.set_ylabel("events/s (file source, metrics)")
         ax.set_title("Throughput against active series")
         ax.grid(True, alpha=0.3)
         fig.tight_layout()
@@ -156,7 +157,8 @@ print("| --- | --- | --- | --- | --- | --- |")
 for r in rows:
     print("| " + " | ".join(r) + " |")
 if sweep:
-    print("\nThroughput against active series (generator source, metrics pipeline, %d events):\n" % a.count)
+    print("\nThroughput against active series (file source, metrics pipeline, %s events each):\n"
+          % fmt(sweep[0]["records"]))
     print("| organizations | active series | events/s | resident MiB |")
     print("| --- | --- | --- | --- |")
     for r, orgs in zip(sweep, [10, 100, 1000, 5000, 20000]):
