@@ -2,7 +2,7 @@
 
 use super::field::Field;
 use super::rules::{MetricKind, RuleSpec, ValueSpec};
-use super::store::{FamilyDef, Store, WindowDef};
+use super::store::{FamilyDef, Store, WindowDef, END as LABEL_END};
 use super::DeriveError;
 use crate::decode::{Event, EventType};
 use std::borrow::Cow;
@@ -414,33 +414,36 @@ impl Plan {
                     continue;
                 }
             };
-            let mut labels: [Cow<'_, str>; MAX_LABELS] = Default::default();
+            // The label values, sanitised, go straight into the store's key buffer (each followed by a
+            // NUL, as the store's keys hold them).
+            let mut key = store.take_key_buffer();
             let mut sanitized = false;
-            for (slot, label) in labels.iter_mut().zip(&rule.labels) {
-                *slot = match label {
-                    LabelPlan::Const(v) => Cow::Borrowed(v.as_ref()),
+            for label in &rule.labels {
+                match label {
+                    LabelPlan::Const(v) => key.push_str(v),
                     LabelPlan::Field { field, default } => {
                         let (v, changed) = sanitize(
                             field.text(ev).unwrap_or(Cow::Borrowed(default.as_ref())),
                             rule.max_label_length,
                         );
                         sanitized |= changed;
-                        v
+                        key.push_str(&v);
                     }
-                };
+                }
+                key.push(LABEL_END);
             }
-            let labels = &labels[..rule.labels.len()];
             if sanitized {
                 store.note_sanitized(rule.family);
             }
             if rule.histogram {
-                store.observe(rule.family, labels, value);
+                store.observe(rule.family, &key, value);
             } else {
-                store.add(rule.family, labels, value);
+                store.add(rule.family, &key, value);
             }
             if let Some(window) = rule.window {
-                store.window_record(window, labels, value);
+                store.window_record(window, &key, value);
             }
+            store.put_key_buffer(key);
         }
     }
 }

@@ -22,7 +22,8 @@ pub const OVERFLOW: &str = "__overflow__";
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct LabelKey(Arc<str>);
 
-const END: char = '\0';
+/// What follows each label value in a key.
+pub(super) const END: char = '\0';
 
 impl Hash for LabelKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
@@ -31,22 +32,10 @@ impl Hash for LabelKey {
     }
 }
 
-/// Label values encoded as a [`LabelKey`] holds them (each followed by a NUL), borrowed from a reused
-/// buffer: a lookup hashes them in one call and compares them in one slice comparison, without
-/// allocating.
+/// Label values encoded as a [`LabelKey`] holds them (each followed by a NUL), borrowed from the buffer
+/// the plan wrote them into: a lookup hashes them in one call and compares them in one slice comparison,
+/// without allocating.
 struct Encoded<'a>(&'a str);
-
-impl<'a> Encoded<'a> {
-    /// Encodes `labels` into `buf` (cleared first).
-    fn new(labels: &[Cow<'_, str>], buf: &'a mut String) -> Self {
-        buf.clear();
-        for value in labels {
-            buf.push_str(value);
-            buf.push(END);
-        }
-        Encoded(buf)
-    }
-}
 
 impl Hash for Encoded<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
@@ -255,7 +244,7 @@ struct WindowFamily {
 pub struct Store {
     families: Vec<Family>,
     windows: Vec<WindowFamily>,
-    /// Reused to encode the label values of each lookup.
+    /// The key buffer of [`Store::take_key_buffer`].
     scratch: String,
     /// The clock: wall-clock seconds, set by the pipeline per batch and by the expiry sweep.
     now: u64,
@@ -300,9 +289,8 @@ impl Store {
     }
 
     /// Adds `value` to a counter.
-    pub(super) fn add(&mut self, family: usize, labels: &[Cow<'_, str>], value: f64) {
-        let labels = Encoded::new(labels, &mut self.scratch);
-        self.families[family].update(labels, self.now, |v| {
+    pub(super) fn add(&mut self, family: usize, key: &str, value: f64) {
+        self.families[family].update(Encoded(key), self.now, |v| {
             if let Value::Counter(total) = v {
                 *total += value;
             }
@@ -310,11 +298,10 @@ impl Store {
     }
 
     /// Observes `value` in a histogram.
-    pub(super) fn observe(&mut self, family: usize, labels: &[Cow<'_, str>], value: f64) {
-        let labels = Encoded::new(labels, &mut self.scratch);
+    pub(super) fn observe(&mut self, family: usize, key: &str, value: f64) {
         let family = &mut self.families[family];
         let bucket = family.def.buckets.partition_point(|bound| *bound < value);
-        family.update(labels, self.now, |v| {
+        family.update(Encoded(key), self.now, |v| {
             if let Value::Histogram { counts, sum, count } = v {
                 counts[bucket] += 1;
                 *sum += value;
@@ -324,11 +311,11 @@ impl Store {
     }
 
     /// Records `value` in a sliding window.
-    pub(super) fn window_record(&mut self, window: usize, labels: &[Cow<'_, str>], value: f64) {
+    pub(super) fn window_record(&mut self, window: usize, key: &str, value: f64) {
         let w = &mut self.windows[window];
         let epoch = self.now / w.def.slice_secs;
         let scaled = (value / w.def.resolution).round().max(0.0) as u64;
-        let encoded = Encoded::new(labels, &mut self.scratch);
+        let encoded = Encoded(key);
         if let Some(series) = w.series.get_mut(&encoded) {
             series.record(epoch, value, scaled, w.def.significant_digits);
             return;
@@ -345,6 +332,18 @@ impl Store {
             .entry(key)
             .or_insert_with(|| SlidingWindow::new(w.def.slices))
             .record(epoch, value, scaled, w.def.significant_digits);
+    }
+
+    /// The buffer a series key is written into (label values, each followed by [`END`]), empty; give it
+    /// back with [`Store::put_key_buffer`] so that its allocation serves every lookup.
+    pub(super) fn take_key_buffer(&mut self) -> String {
+        let mut key = std::mem::take(&mut self.scratch);
+        key.clear();
+        key
+    }
+
+    pub(super) fn put_key_buffer(&mut self, key: String) {
+        self.scratch = key;
     }
 
     pub(super) fn skip(&mut self, family: usize, reason: SkipReason) {
@@ -681,8 +680,10 @@ mod tests {
                 prop_assert_eq!(ka.prefix().cmp(&kb.prefix()), a.cmp(&b));
             }
             let (ra, rb) = (owned(&a), owned(&b));
-            let (mut buf_a, mut buf_b) = (String::new(), String::new());
-            let (ea, eb) = (Encoded::new(&ra, &mut buf_a), Encoded::new(&rb, &mut buf_b));
+            // As the plan writes a key: each value, then END.
+            let encode = |values: &[Cow<'_, str>]| values.iter().map(|v| format!("{v}{END}")).collect::<String>();
+            let (buf_a, buf_b) = (encode(&ra), encode(&rb));
+            let (ea, eb) = (Encoded(&buf_a), Encoded(&buf_b));
             prop_assert!(ea.equivalent(&ka));
             prop_assert_eq!(ea.equivalent(&kb), a == b);
             prop_assert_eq!(eb.equivalent(&ka), a == b);
