@@ -2,7 +2,7 @@
 
 use super::field::Field;
 use super::rules::{MetricKind, RuleSpec, ValueSpec};
-use super::store::{FamilyDef, Store, WindowDef, END as LABEL_END};
+use super::store::{push_label_value, FamilyDef, Store, WindowDef};
 use super::DeriveError;
 use crate::decode::{Event, EventType};
 use std::borrow::Cow;
@@ -414,23 +414,21 @@ impl Plan {
                     continue;
                 }
             };
-            // The label values, sanitised, go straight into the store's key buffer (each followed by a
-            // NUL, as the store's keys hold them).
+            // The label values, sanitised, go straight into the store's key buffer.
             let mut key = store.take_key_buffer();
             let mut sanitized = false;
             for label in &rule.labels {
                 match label {
-                    LabelPlan::Const(v) => key.push_str(v),
+                    LabelPlan::Const(v) => push_label_value(&mut key, v),
                     LabelPlan::Field { field, default } => {
                         let (v, changed) = sanitize(
                             field.text(ev).unwrap_or(Cow::Borrowed(default.as_ref())),
                             rule.max_label_length,
                         );
                         sanitized |= changed;
-                        key.push_str(&v);
+                        push_label_value(&mut key, &v);
                     }
                 }
-                key.push(LABEL_END);
             }
             if sanitized {
                 store.note_sanitized(rule.family);

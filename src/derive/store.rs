@@ -22,8 +22,14 @@ pub const OVERFLOW: &str = "__overflow__";
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct LabelKey(Arc<str>);
 
-/// What follows each label value in a key.
-pub(super) const END: char = '\0';
+const END: char = '\0';
+
+/// Appends one label value to a series key as the store's keys hold it (the value, then a NUL). Every key
+/// is written through here, by the plan and by [`LabelKey::from_ref`].
+pub(super) fn push_label_value(key: &mut String, value: &str) {
+    key.push_str(value);
+    key.push(END);
+}
 
 impl Hash for LabelKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
@@ -59,8 +65,7 @@ impl LabelKey {
     fn from_ref(labels: &[Cow<'_, str>]) -> Self {
         let mut text = String::with_capacity(labels.iter().map(|v| v.len() + 1).sum());
         for value in labels {
-            text.push_str(value);
-            text.push(END);
+            push_label_value(&mut text, value);
         }
         LabelKey(Arc::from(text))
     }
@@ -334,7 +339,7 @@ impl Store {
             .record(epoch, value, scaled, w.def.significant_digits);
     }
 
-    /// The buffer a series key is written into (label values, each followed by [`END`]), empty; give it
+    /// The buffer a series key is written into (label values, each appended with [`push_label_value`]), empty; give it
     /// back with [`Store::put_key_buffer`] so that its allocation serves every lookup.
     pub(super) fn take_key_buffer(&mut self) -> String {
         let mut key = std::mem::take(&mut self.scratch);
@@ -680,8 +685,14 @@ mod tests {
                 prop_assert_eq!(ka.prefix().cmp(&kb.prefix()), a.cmp(&b));
             }
             let (ra, rb) = (owned(&a), owned(&b));
-            // As the plan writes a key: each value, then END.
-            let encode = |values: &[Cow<'_, str>]| values.iter().map(|v| format!("{v}{END}")).collect::<String>();
+            // As the plan writes a key.
+            let encode = |values: &[Cow<'_, str>]| {
+                let mut key = String::new();
+                for v in values {
+                    push_label_value(&mut key, v);
+                }
+                key
+            };
             let (buf_a, buf_b) = (encode(&ra), encode(&rb));
             let (ea, eb) = (Encoded(&buf_a), Encoded(&buf_b));
             prop_assert!(ea.equivalent(&ka));
