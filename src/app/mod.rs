@@ -15,10 +15,11 @@ use crate::derive::join::IntakeJoin;
 use crate::derive::{DeriveError, Plan, Store};
 use crate::forward::{build_sink, Enricher, HostInfo, OrganizationTable, Redactor};
 use crate::http::{HttpError, HttpState, Security, DEMO_PASSWORD};
+use crate::lifecycle::{Health, Shutdown};
 use crate::pipeline::forward::{ForwardPipeline, Prepare};
 use crate::pipeline::metrics::JoinState;
 use crate::pipeline::metrics::MetricsPipeline;
-use crate::pipeline::{Health, Progress, Shutdown};
+use crate::pipeline::Progress;
 use crate::source::file::FileSource;
 use crate::source::generator::{GeneratorSettings, GeneratorSource};
 use crate::source::kafka::{consumer_properties, KafkaSource, KafkaSourceSettings};
@@ -489,20 +490,14 @@ async fn sweep_expired(
             _ = tick.tick() => {}
             _ = shutdown.wait() => return,
         }
-        let counts: Vec<(String, crate::derive::FamilyCounts)> = {
+        let counts = {
             let mut store = store.lock();
             if store.sweep(crate::derive::wall_clock()) == 0 {
                 continue;
             }
-            store
-                .take_counts()
-                .into_iter()
-                .map(|(n, c)| (n.to_owned(), c))
-                .collect()
+            store.take_owned_counts()
         };
-        for (metric, counts) in &counts {
-            crate::telemetry::events::DerivedCounts { metric, counts }.emit(&metrics);
-        }
+        counts.emit(&metrics);
     }
 }
 

@@ -10,7 +10,7 @@
 //! `hestyna.dlq.line`). File: one JSON object per line with the same fields and the payload as text (or
 //! base64 when it is not UTF-8).
 
-use crate::forward::sink::AppendFile;
+use crate::shared::append::AppendFile;
 use crate::source::{Origin, Record};
 use base64::Engine as _;
 use rdkafka::message::{Header, OwnedHeaders};

@@ -8,6 +8,8 @@
 //! a request's events share a partition.
 
 use crate::decode::{Body, Event, Stage};
+use crate::telemetry::events::JoinCounted;
+use crate::telemetry::SelfMetrics;
 use chrono::{DateTime, Utc};
 use hashbrown::HashMap;
 use std::collections::BTreeSet;
@@ -244,6 +246,18 @@ impl IntakeJoin {
     /// Takes the counts since the last call.
     pub fn take_counts(&mut self) -> JoinCounts {
         std::mem::take(&mut self.counts)
+    }
+
+    /// Takes the counts since the last call and counts them, with the pending size, in the self metrics.
+    pub fn emit_counts(&mut self, metrics: &SelfMetrics) {
+        let c = self.take_counts();
+        JoinCounted {
+            joined: c.joined,
+            evicted_ttl: c.evicted_ttl,
+            evicted_capacity: c.evicted_capacity,
+            pending: self.len(),
+        }
+        .emit(metrics);
     }
 }
 

@@ -10,7 +10,6 @@
 //! missing `intake_at` from the `intake` seen earlier.
 
 pub mod changelog;
-pub mod exposition;
 mod field;
 pub mod join;
 mod plan;
@@ -18,11 +17,13 @@ mod rules;
 mod store;
 mod window;
 
-pub use exposition::{format_value, Format};
+pub use crate::shared::exposition::{format_value, Format};
 pub use field::Field;
-pub use plan::{Plan, SkipReason};
+pub use plan::Plan;
 pub use rules::{default_rules, LabelSource, MetricKind, RuleSpec, Unit, ValueSpec, WindowSpec};
-pub use store::{wall_clock, FamilyCounts, Scope, Snapshot, Store, OVERFLOW};
+pub use store::{
+    wall_clock, FamilyCounts, Scope, SkipReason, Snapshot, Store, TakenCounts, OVERFLOW,
+};
 
 /// Why a rule cannot be compiled.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -2,32 +2,13 @@
 
 use super::field::Field;
 use super::rules::{MetricKind, RuleSpec, ValueSpec};
-use super::store::{push_label_value, FamilyDef, Store, WindowDef};
+use super::store::{push_label_value, FamilyDef, SkipReason, Store, WindowDef};
 use super::DeriveError;
 use crate::decode::{Event, EventType};
 use std::borrow::Cow;
 
 /// The most labels a family may have.
 pub const MAX_LABELS: usize = 8;
-
-/// Why a matching event gave a rule no value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SkipReason {
-    /// The value's field is absent (a `resolved` event without `intake_at`, ...).
-    MissingValue,
-    /// The value is negative (a duration whose end is before its start).
-    NegativeValue,
-}
-
-impl SkipReason {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SkipReason::MissingValue => "missing_value",
-            SkipReason::NegativeValue => "negative_value",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Value {

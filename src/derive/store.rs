@@ -1,9 +1,10 @@
 //! The series themselves: limits, expiry, windows, and their exposition.
 
-use super::exposition::{format_value, FamilyType, Format, Labels, Number, Writer};
-use super::plan::SkipReason;
 use super::rules::{MetricKind, WindowSpec};
 use super::window::SlidingWindow;
+use crate::shared::exposition::{format_value, FamilyType, Format, Labels, Number, Writer};
+use crate::telemetry::events::DerivedCounts;
+use crate::telemetry::SelfMetrics;
 use hashbrown::hash_map::EntryRef;
 use hashbrown::{Equivalent, HashMap};
 use std::borrow::Cow;
@@ -162,6 +163,49 @@ struct Series {
     touched: u64,
 }
 
+/// Why a matching event gave a rule no value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The value's field is absent (a `resolved` event without `intake_at`, ...).
+    MissingValue,
+    /// The value is negative (a duration whose end is before its start).
+    NegativeValue,
+}
+
+impl SkipReason {
+    /// Every reason, in index order (`reason as usize`).
+    pub const ALL: [SkipReason; 2] = [SkipReason::MissingValue, SkipReason::NegativeValue];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::MissingValue => "missing_value",
+            SkipReason::NegativeValue => "negative_value",
+        }
+    }
+}
+
+/// Counts taken from the store ([`Store::take_owned_counts`]), to be counted in the self metrics.
+#[derive(Debug, Default)]
+pub struct TakenCounts(Vec<(String, FamilyCounts)>);
+
+impl TakenCounts {
+    /// Counts every family's counts in the self metrics.
+    pub fn emit(&self, metrics: &SelfMetrics) {
+        for (metric, c) in &self.0 {
+            let skipped = SkipReason::ALL.map(|r| (r.as_str(), c.skipped[r as usize]));
+            DerivedCounts {
+                metric,
+                overflowed: c.overflowed,
+                sanitized: c.sanitized,
+                expired: c.expired,
+                skipped: &skipped,
+            }
+            .emit(metrics);
+        }
+    }
+}
+
 /// What a family counted since the last [`Store::take_counts`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FamilyCounts {
@@ -170,7 +214,7 @@ pub struct FamilyCounts {
     /// Label values cut or cleaned.
     pub sanitized: u64,
     /// Matching events with no usable value, by reason.
-    pub skipped: [u64; 2],
+    pub skipped: [u64; SkipReason::ALL.len()],
     /// Series removed by expiry.
     pub expired: u64,
 }
@@ -388,6 +432,17 @@ impl Store {
                 .contains_key(&LabelKey::overflow(w.def.label_names.len()));
         }
         removed
+    }
+
+    /// Takes each family's counts since the last call and counts them in the self metrics. The names are
+    /// copied, so the caller can emit after releasing the store's lock: see [`TakenCounts::emit`].
+    pub fn take_owned_counts(&mut self) -> TakenCounts {
+        TakenCounts(
+            self.take_counts()
+                .into_iter()
+                .map(|(name, counts)| (name.to_owned(), counts))
+                .collect(),
+        )
     }
 
     /// Takes each family's counts since the last call: (metric name, counts).

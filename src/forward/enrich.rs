@@ -21,11 +21,11 @@
 
 use super::organizations::OrganizationTable;
 use crate::decode::{Body, Event, Invalid};
+use crate::shared::json::{hex, write_timestamp};
 use crate::source::{Origin, Record};
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use sha2::Digest;
-use std::io::Write;
 
 /// How the event ended, as ECS `event.outcome` (plus `invalid`); sinks map it to a severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,62 +90,6 @@ pub fn original_json(payload: &[u8]) -> Result<Box<RawValue>, serde_json::Error>
     }
     let text = std::str::from_utf8(payload).map_err(serde::de::Error::custom)?;
     RawValue::from_string(text.trim().to_owned())
-}
-
-/// Appends `t` as RFC 3339 UTC with milliseconds and `Z`.
-pub fn write_timestamp(out: &mut Vec<u8>, t: DateTime<Utc>) {
-    let year = t.year();
-    if (0..=9999).contains(&year) {
-        // Digit by digit: the formatting machinery costs more than the rest of a document's fields.
-        let two = |n: u32| [b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8];
-        let (y, ms) = (year as u32, t.timestamp_subsec_millis().min(999));
-        let [y0, y1] = two(y / 100);
-        let [y2, y3] = two(y);
-        let [mo0, mo1] = two(t.month());
-        let [d0, d1] = two(t.day());
-        let [h0, h1] = two(t.hour());
-        let [mi0, mi1] = two(t.minute());
-        let [s0, s1] = two(t.second());
-        let [m1, m2] = two(ms);
-        out.extend_from_slice(&[
-            y0,
-            y1,
-            y2,
-            y3,
-            b'-',
-            mo0,
-            mo1,
-            b'-',
-            d0,
-            d1,
-            b'T',
-            h0,
-            h1,
-            b':',
-            mi0,
-            mi1,
-            b':',
-            s0,
-            s1,
-            b'.',
-            b'0' + (ms / 100) as u8,
-            m1,
-            m2,
-            b'Z',
-        ]);
-        return;
-    }
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.timestamp_subsec_millis().min(999)
-    );
 }
 
 /// Appends `s` as a JSON string.
@@ -538,15 +482,6 @@ fn embeddable(payload: &[u8], decoded: bool) -> Option<&[u8]> {
     Some(text.as_bytes())
 }
 
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
-
 /// ECS `event.outcome`: success, failure or unknown.
 fn outcome(body: &Body<'_>) -> Outcome {
     use crate::decode::{AutomationOutcome as A, IntegrationOutcome as I, LlmOutcome as L};
@@ -572,31 +507,6 @@ fn outcome(body: &Body<'_>) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    proptest::proptest! {
-        /// The digit-by-digit timestamp is what the formatting machinery writes (leap seconds included:
-        /// second 59 and millisecond 999, as before), and chrono's RFC 3339 form otherwise.
-        #[test]
-        fn timestamps_are_written_as_formatting_writes_them(
-            secs in -70_000_000_000i64..260_000_000_000, nanos in 0u32..1_000_000_000, leap in proptest::bool::weighted(0.1)
-        ) {
-            let t = DateTime::from_timestamp(secs / 60 * 60 + 59, nanos + 1_000_000_000)
-                .filter(|_| leap)
-                .unwrap_or_else(|| DateTime::from_timestamp(secs, nanos).expect("in chrono's range"));
-            let mut ours = Vec::new();
-            write_timestamp(&mut ours, t);
-            let ours = String::from_utf8(ours).unwrap();
-            let expected = format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-                t.year(), t.month(), t.day(), t.hour(), t.minute(), t.second(),
-                t.timestamp_subsec_millis().min(999)
-            );
-            proptest::prop_assert_eq!(&ours, &expected);
-            if !leap && (0..=9999).contains(&t.year()) {
-                proptest::prop_assert_eq!(ours, t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-            }
-        }
-    }
 
     use crate::decode::decode;
     use serde_json::{json, Value};

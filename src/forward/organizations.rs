@@ -5,7 +5,7 @@
 //! organization. Fields may be quoted (`"Acme, Inc."`, with `""` for a quote). A file that cannot be read
 //! or parsed at a reload leaves the previous table in place (counted and logged).
 
-use crate::pipeline::Shutdown;
+use crate::lifecycle::Shutdown;
 use crate::telemetry::SelfMetrics;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

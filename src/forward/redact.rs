@@ -12,8 +12,9 @@
 //! again. A pattern anchored with `^`/`$` cannot be checked on the raw bytes, so it always takes the slow
 //! path.
 
-use super::enrich::{hex, Document};
+use super::enrich::Document;
 use crate::config::{RedactionConfig, RedactionMode, BUILTIN_PATTERNS};
+use crate::shared::json::hex;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 

@@ -15,7 +15,7 @@ pub use auth::{Access, AuthFailure, Authenticator, FailureLimiter, DEMO_PASSWORD
 pub use security::{Security, SecurityError};
 
 use crate::derive::{Format, Store};
-use crate::pipeline::{Health, Shutdown};
+use crate::lifecycle::{Health, Shutdown};
 use crate::telemetry::SelfMetrics;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -323,7 +323,7 @@ pub fn render(
     if scope.is_none() {
         metrics.render(&mut out, format);
     }
-    crate::derive::exposition::Writer::new(&mut out, format).finish();
+    crate::shared::exposition::Writer::new(&mut out, format).finish();
     out
 }
 

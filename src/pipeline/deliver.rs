@@ -10,7 +10,7 @@
 
 use super::Shutdown;
 use crate::config::{BatchConfig, RetryConfig};
-use crate::forward::sink::{Delivery, Encoded, Refusal, Sink, SinkError};
+use crate::forward::sink::{Delivery, Encoded, FailureClass, Refusal, Sink, SinkError};
 use crate::forward::Document;
 use crate::source::BatchRef;
 use crate::telemetry::events::{SinkAttemptFailed, SinkDelivered, SinkRejected};
@@ -244,16 +244,11 @@ impl Worker {
                     .emit(&self.metrics);
                     for (i, refusal) in &rejected {
                         reject(*i, refusal);
-                        SinkRejected {
-                            sink: name,
-                            refusal,
-                            count: 1,
-                        }
-                        .emit(&self.metrics);
+                        self.rejected(refusal, 1);
                     }
                     if !retry.is_empty() {
                         let error = SinkError::new(
-                            "partial",
+                            FailureClass::Partial,
                             format!("{} record(s) to send again", retry.len()),
                         );
                         self.failed(&error, &mut attempt, &mut backoff).await?;
@@ -263,12 +258,7 @@ impl Worker {
                 Ok(Delivery::Split(refusal)) => {
                     if sub.len() == 1 {
                         reject(0, &refusal);
-                        SinkRejected {
-                            sink: name,
-                            refusal: &refusal,
-                            count: 1,
-                        }
-                        .emit(&self.metrics);
+                        self.rejected(&refusal, 1);
                     } else {
                         let (a, b) = sub.split_at(sub.len() / 2);
                         queue.push_front(b.to_vec());
@@ -280,12 +270,7 @@ impl Worker {
                     for i in 0..sub.len() {
                         reject(i, &refusal);
                     }
-                    SinkRejected {
-                        sink: name,
-                        refusal: &refusal,
-                        count: sub.len() as u64,
-                    }
-                    .emit(&self.metrics);
+                    self.rejected(&refusal, sub.len() as u64);
                 }
                 Err(error) => {
                     self.failed(&error, &mut attempt, &mut backoff).await?;
@@ -309,6 +294,18 @@ impl Worker {
         Ok(())
     }
 
+    /// Counts `count` records refused for good.
+    fn rejected(&self, refusal: &Refusal, count: u64) {
+        SinkRejected {
+            sink: self.sink.name(),
+            class: refusal.class.as_str(),
+            credentials: refusal.class.is_credentials(),
+            detail: &refusal.detail,
+            count,
+        }
+        .emit(&self.metrics);
+    }
+
     /// Counts a failed attempt, then waits before the retry (exponential, with jitter); stops once the
     /// drain deadline has passed.
     async fn failed(
@@ -320,6 +317,8 @@ impl Worker {
         *attempt += 1;
         SinkAttemptFailed {
             sink: self.sink.name(),
+            class: error.class.as_str(),
+            down: error.class.means_down(),
             error,
             attempt: *attempt,
         }
@@ -362,7 +361,10 @@ mod tests {
             let poisoned = self.poison.as_ref().is_some_and(|p| ids.contains(p));
             self.sent.lock().push(ids);
             let answer = if poisoned {
-                Ok(Delivery::Split(Refusal::new("http_400", "bad record")))
+                Ok(Delivery::Split(Refusal::new(
+                    FailureClass::Http(400),
+                    "bad record",
+                )))
             } else {
                 self.answers
                     .lock()
@@ -518,10 +520,10 @@ mod tests {
             timeout_ms: 60_000,
         };
         let answers = vec![
-            Err(SinkError::new("http_503", "down")),
-            Err(SinkError::new("connect", "refused")),
+            Err(SinkError::new(FailureClass::Http(503), "down")),
+            Err(SinkError::new(FailureClass::Connect, "refused")),
             Ok(Delivery::Partial {
-                rejected: vec![(0, Refusal::new("bulk_item", "mapping"))],
+                rejected: vec![(0, Refusal::new(FailureClass::BulkItem, "mapping"))],
                 retry: vec![2],
             }),
         ];
@@ -540,7 +542,7 @@ mod tests {
         let rejections = done[0].rejections.lock().clone();
         assert_eq!(rejections.len(), 1);
         assert_eq!(rejections[0].doc, 0);
-        assert_eq!(rejections[0].refusal.class, "bulk_item");
+        assert_eq!(rejections[0].refusal.class, FailureClass::BulkItem);
     }
 
     #[tokio::test]
@@ -577,7 +579,7 @@ mod tests {
     #[tokio::test]
     async fn the_drain_deadline_stops_retrying_and_leaves_the_job_unfinished() {
         let sink = Arc::new(scripted(
-            vec![Err(SinkError::new("connect", "refused")); 1000],
+            vec![Err(SinkError::new(FailureClass::Connect, "refused")); 1000],
             None,
         ));
         let shutdown = Shutdown::new(Duration::from_millis(1));

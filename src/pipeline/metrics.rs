@@ -8,9 +8,7 @@ use crate::derive::changelog::Changelog;
 use crate::derive::join::{Change, IntakeJoin, Partition};
 use crate::derive::{wall_clock, Plan, Store};
 use crate::source::{BatchRef, Origin, SourceMessage};
-use crate::telemetry::events::{
-    DeadLetterFailed, DeadLettered, DerivedCounts, EventsIgnored, JoinCounted,
-};
+use crate::telemetry::events::{DeadLetterFailed, DeadLettered, EventsIgnored};
 use crate::telemetry::SelfMetrics;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -118,11 +116,7 @@ impl MetricsPipeline {
             for change in changes {
                 join.restore(change, now);
             }
-            JoinCounted {
-                counts: join.take_counts(),
-                pending: join.len(),
-            }
-            .emit(&self.metrics);
+            join.emit_counts(&self.metrics);
             tracing::info!(
                 topic = topic.as_ref(),
                 partition,
@@ -141,12 +135,7 @@ impl MetricsPipeline {
         };
         let mut changes = Vec::new();
         state.join.expire(chrono::Utc::now(), &mut changes);
-        let counts = state.join.take_counts();
-        JoinCounted {
-            counts,
-            pending: state.join.len(),
-        }
-        .emit(&self.metrics);
+        state.join.emit_counts(&self.metrics);
         if let (Some(changelog), false) = (&state.changelog, changes.is_empty()) {
             retry(&self.shutdown, || changelog.write(&changes), |error, attempt| {
                 tracing::warn!(%error, attempt, "writing the intake changelog failed; retrying")
@@ -184,11 +173,7 @@ impl MetricsPipeline {
                     joined.push((at, ev));
                 }
             }
-            JoinCounted {
-                counts: state.join.take_counts(),
-                pending: state.join.len(),
-            }
-            .emit(&self.metrics);
+            state.join.emit_counts(&self.metrics);
         }
         let unknown = decoded
             .events
@@ -206,15 +191,9 @@ impl MetricsPipeline {
                 };
                 self.plan.observe(&mut store, ev);
             }
-            store
-                .take_counts()
-                .into_iter()
-                .map(|(name, c)| (name.to_owned(), c))
-                .collect::<Vec<_>>()
+            store.take_owned_counts()
         };
-        for (metric, counts) in &counts {
-            DerivedCounts { metric, counts }.emit(&self.metrics);
-        }
+        counts.emit(&self.metrics);
         if unknown > 0 {
             EventsIgnored {
                 pipeline: NAME,

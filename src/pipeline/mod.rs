@@ -13,37 +13,15 @@ pub mod deliver;
 pub mod forward;
 pub mod metrics;
 mod retry;
-mod shutdown;
 
+pub use crate::lifecycle::{Health, Shutdown};
 pub use retry::{retry, Stopped};
-pub use shutdown::Shutdown;
 
 use crate::decode::{decode, Event, Invalid};
 use crate::source::Record;
 use crate::telemetry::events::{EventsReceived, InvalidEvents};
 use crate::telemetry::SelfMetrics;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-
-/// Readiness: every Kafka source has had its first assignment.
-#[derive(Debug, Default)]
-pub struct Health {
-    flags: parking_lot::Mutex<Vec<Arc<AtomicBool>>>,
-}
-
-impl Health {
-    /// A new readiness condition, false until set.
-    pub fn condition(&self) -> Arc<AtomicBool> {
-        let flag = Arc::new(AtomicBool::new(false));
-        self.flags.lock().push(flag.clone());
-        flag
-    }
-
-    /// Whether every condition holds.
-    pub fn is_ready(&self) -> bool {
-        self.flags.lock().iter().all(|f| f.load(Ordering::Acquire))
-    }
-}
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Progress counters of a pipeline (for `replay`'s progress bar and summary).
 #[derive(Debug, Default)]

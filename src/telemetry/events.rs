@@ -38,8 +38,8 @@ pub struct InvalidEvents<'a> {
     pub count: u64,
     /// One example, for the log line.
     pub detail: &'a str,
-    /// Where the example came from.
-    pub origin: &'a crate::source::Origin,
+    /// Where the example came from (the record's topic, partition and offset, or line).
+    pub origin: &'a dyn std::fmt::Debug,
 }
 
 impl InvalidEvents<'_> {
@@ -136,20 +136,24 @@ impl SinkDelivered<'_> {
 /// A sink attempt failed in a way worth retrying; the records will be sent again.
 pub struct SinkAttemptFailed<'a> {
     pub sink: &'a str,
-    pub error: &'a crate::forward::SinkError,
+    /// The failure's bounded class (a label value).
+    pub class: &'a str,
+    /// Whether the failure says the destination is down (`sink_up` 0).
+    pub down: bool,
+    pub error: &'a dyn std::error::Error,
     pub attempt: u32,
 }
 
 impl SinkAttemptFailed<'_> {
     pub fn emit(&self, m: &SelfMetrics) {
         m.sink_retries
-            .with_label_values(&[self.sink, self.error.class])
+            .with_label_values(&[self.sink, self.class])
             .inc();
-        if self.error.class != "partial" {
+        if self.down {
             m.sink_up.with_label_values(&[self.sink]).set(0);
         }
         if let Some(suppressed) = SINK_LOG.allow() {
-            tracing::error!(sink = self.sink, class = self.error.class, error = %self.error, attempt = self.attempt, suppressed, "sink delivery failed; retrying");
+            tracing::error!(sink = self.sink, class = self.class, error = %self.error, attempt = self.attempt, suppressed, "sink delivery failed; retrying");
         }
     }
 }
@@ -157,21 +161,31 @@ impl SinkAttemptFailed<'_> {
 /// A sink refused records for good; they go to the dead letters.
 pub struct SinkRejected<'a> {
     pub sink: &'a str,
-    pub refusal: &'a crate::forward::sink::Refusal,
+    /// The refusal's bounded class (a label value).
+    pub class: &'a str,
+    /// Whether the destination refused the credentials (`sink_up` 0: not usable as configured).
+    pub credentials: bool,
+    pub detail: &'a str,
     pub count: u64,
 }
 
 impl SinkRejected<'_> {
     pub fn emit(&self, m: &SelfMetrics) {
         m.sink_rejected
-            .with_label_values(&[self.sink, self.refusal.class])
+            .with_label_values(&[self.sink, self.class])
             .inc_by(self.count);
-        // Credentials refused: the sink is not usable as configured.
-        if matches!(self.refusal.class, "http_401" | "http_403") {
+        if self.credentials {
             m.sink_up.with_label_values(&[self.sink]).set(0);
         }
         if let Some(suppressed) = SINK_REJECT_LOG.allow() {
-            tracing::error!(sink = self.sink, class = self.refusal.class, detail = %self.refusal.detail, count = self.count, suppressed, "sink refused records; dead-lettering them");
+            tracing::error!(
+                sink = self.sink,
+                class = self.class,
+                detail = self.detail,
+                count = self.count,
+                suppressed,
+                "sink refused records; dead-lettering them"
+            );
         }
     }
 }
@@ -210,45 +224,45 @@ impl KafkaClientError<'_> {
 /// What the derive stage counted for one metric during a batch.
 pub struct DerivedCounts<'a> {
     pub metric: &'a str,
-    pub counts: &'a crate::derive::FamilyCounts,
+    /// Observations folded into the rule's `__overflow__` series.
+    pub overflowed: u64,
+    /// Label values cut or cleaned.
+    pub sanitized: u64,
+    /// Series removed by expiry.
+    pub expired: u64,
+    /// Matching events with no usable value: (reason label, count).
+    pub skipped: &'a [(&'a str, u64)],
 }
 
 impl DerivedCounts<'_> {
     pub fn emit(&self, m: &SelfMetrics) {
-        let c = self.counts;
-        if c.overflowed > 0 {
+        if self.overflowed > 0 {
             m.series_overflow
                 .with_label_values(&[self.metric])
-                .inc_by(c.overflowed);
+                .inc_by(self.overflowed);
             if let Some(suppressed) = OVERFLOW_LOG.allow() {
                 tracing::warn!(
                     metric = self.metric,
-                    folded = c.overflowed,
+                    folded = self.overflowed,
                     suppressed,
                     "series limit reached: new label sets are folded into __overflow__"
                 );
             }
         }
-        if c.sanitized > 0 {
+        if self.sanitized > 0 {
             m.label_values_sanitized
                 .with_label_values(&[self.metric])
-                .inc_by(c.sanitized);
+                .inc_by(self.sanitized);
         }
-        if c.expired > 0 {
+        if self.expired > 0 {
             m.series_expired
                 .with_label_values(&[self.metric])
-                .inc_by(c.expired);
+                .inc_by(self.expired);
         }
-        for (reason, n) in [
-            crate::derive::SkipReason::MissingValue,
-            crate::derive::SkipReason::NegativeValue,
-        ]
-        .iter()
-        .zip(c.skipped)
-        {
+        for &(reason, n) in self.skipped {
             if n > 0 {
                 m.rule_skipped
-                    .with_label_values(&[self.metric, reason.as_str()])
+                    .with_label_values(&[self.metric, reason])
                     .inc_by(n);
             }
         }
@@ -257,25 +271,30 @@ impl DerivedCounts<'_> {
 
 /// What the intake join counted.
 pub struct JoinCounted {
-    pub counts: crate::derive::join::JoinCounts,
+    /// `resolved` events whose intake time came from the join.
+    pub joined: u64,
+    /// Intakes dropped for age.
+    pub evicted_ttl: u64,
+    /// Intakes dropped because the state was full.
+    pub evicted_capacity: u64,
+    /// Intakes held now.
     pub pending: usize,
 }
 
 impl JoinCounted {
     pub fn emit(&self, m: &SelfMetrics) {
-        let c = self.counts;
-        if c.joined > 0 {
-            m.intake_joined.inc_by(c.joined);
+        if self.joined > 0 {
+            m.intake_joined.inc_by(self.joined);
         }
-        if c.evicted_ttl > 0 {
+        if self.evicted_ttl > 0 {
             m.intake_evicted
                 .with_label_values(&["ttl"])
-                .inc_by(c.evicted_ttl);
+                .inc_by(self.evicted_ttl);
         }
-        if c.evicted_capacity > 0 {
+        if self.evicted_capacity > 0 {
             m.intake_evicted
                 .with_label_values(&["capacity"])
-                .inc_by(c.evicted_capacity);
+                .inc_by(self.evicted_capacity);
         }
         m.intake_pending.set(self.pending as i64);
     }

@@ -1,4 +1,4 @@
-use crate::derive::exposition::{format_value, FamilyType, Format, Writer};
+use crate::shared::exposition::{format_value, FamilyType, Format, Writer};
 use prometheus::proto::MetricType;
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,

@@ -5,8 +5,8 @@
 //! "something in this batch" (split); 401, 403 and other 4xx rejected whole.
 
 use super::{
-    client_roots, encode_line, Delivery, Encoded, Refusal, Sink, SinkBuildError, SinkError,
-    SinkFuture,
+    client_roots, encode_line, Delivery, Encoded, FailureClass, Refusal, Sink, SinkBuildError,
+    SinkError, SinkFuture,
 };
 use crate::config::{
     BulkAction, ClientTlsConfig, Compression, HttpAuthKind, HttpEncoding, HttpSinkConfig,
@@ -255,7 +255,7 @@ impl HttpSink {
             .and_then(|v| v.get("ackId").and_then(|a| a.as_u64()))
             .ok_or_else(|| {
                 SinkError::new(
-                    "hec_ack",
+                    FailureClass::HecAck,
                     format!(
                         "no ackId in the answer (is acknowledgement on for the token?): {}",
                         snippet(answer)
@@ -279,7 +279,7 @@ impl HttpSink {
             }
             if Instant::now() >= deadline {
                 return Err(SinkError::new(
-                    "hec_ack",
+                    FailureClass::HecAck,
                     format!(
                         "ack {ack_id} not confirmed within {}s: sending again",
                         hec.config.ack_timeout_secs
@@ -293,7 +293,7 @@ impl HttpSink {
 /// A random HEC channel id (UUID v4 form).
 fn channel_id() -> String {
     let b: [u8; 16] = rand::random();
-    let h = crate::forward::enrich::hex(&b);
+    let h = crate::shared::json::hex(&b);
     format!(
         "{}-{}-4{}-a{}-{}",
         &h[0..8],
@@ -306,11 +306,11 @@ fn channel_id() -> String {
 
 fn request_error(e: reqwest::Error) -> SinkError {
     let class = if e.is_timeout() {
-        "timeout"
+        FailureClass::Timeout
     } else if e.is_connect() {
-        "connect"
+        FailureClass::Connect
     } else {
-        "request"
+        FailureClass::Request
     };
     // The chain says why (refused, reset, certificate).
     let mut detail = e.to_string();
@@ -328,34 +328,10 @@ fn snippet(body: &[u8]) -> String {
     text.trim().to_owned()
 }
 
-/// A bounded label for a status.
-fn status_class(status: u16) -> &'static str {
-    const NAMED: &[(u16, &str)] = &[
-        (400, "http_400"),
-        (401, "http_401"),
-        (403, "http_403"),
-        (404, "http_404"),
-        (408, "http_408"),
-        (413, "http_413"),
-        (422, "http_422"),
-        (429, "http_429"),
-        (500, "http_500"),
-        (502, "http_502"),
-        (503, "http_503"),
-        (504, "http_504"),
-    ];
-    match NAMED.iter().find(|(code, _)| *code == status) {
-        Some((_, name)) => name,
-        None if (400..500).contains(&status) => "http_4xx",
-        None if (500..600).contains(&status) => "http_5xx",
-        None => "http_other",
-    }
-}
-
 /// The answer for any status but 2xx (`None`: 2xx, read the body).
 fn classify(status: u16, body: &[u8]) -> Option<Result<Delivery, SinkError>> {
     let detail = || format!("HTTP {status}: {}", snippet(body));
-    let class = status_class(status);
+    let class = FailureClass::Http(status);
     Some(match status {
         200..=299 => return None,
         408 | 429 | 500..=599 => Err(SinkError::new(class, detail())),
@@ -366,7 +342,12 @@ fn classify(status: u16, body: &[u8]) -> Option<Result<Delivery, SinkError>> {
 
 /// Reads an Elasticsearch bulk answer item by item.
 fn bulk_answer(body: &[u8], expected: usize, create: bool) -> Result<Delivery, SinkError> {
-    let bad = |what: &str| SinkError::new("bulk_response", format!("{what}: {}", snippet(body)));
+    let bad = |what: &str| {
+        SinkError::new(
+            FailureClass::BulkResponse,
+            format!("{what}: {}", snippet(body)),
+        )
+    };
     let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| bad("not JSON"))?;
     if v.get("errors").and_then(|e| e.as_bool()) == Some(false) {
         return Ok(Delivery::Accepted);
@@ -405,7 +386,10 @@ fn bulk_answer(body: &[u8], expected: usize, create: bool) -> Result<Delivery, S
                     .unwrap_or("");
                 rejected.push((
                     i,
-                    Refusal::new("bulk_item", format!("status {status} {kind}: {reason}")),
+                    Refusal::new(
+                        FailureClass::BulkItem,
+                        format!("status {status} {kind}: {reason}"),
+                    ),
                 ));
             }
         }
@@ -478,7 +462,7 @@ mod tests {
         }
         match classify(401, b"{\"text\":\"Invalid token\"}") {
             Some(Ok(Delivery::RejectedAll(r))) => {
-                assert_eq!(r.class, "http_401");
+                assert_eq!(r.class, FailureClass::Http(401));
                 assert!(r.detail.contains("Invalid token"));
             }
             other => panic!("{other:?}"),

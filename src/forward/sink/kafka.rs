@@ -4,7 +4,9 @@
 //! Record by record: a record the broker refuses for its content (too large, invalid) is rejected; any
 //! other failure (timeouts, broker transport) is sent again.
 
-use super::{Delivery, Encoded, Refusal, Sink, SinkBuildError, SinkError, SinkFuture};
+use super::{
+    Delivery, Encoded, FailureClass, Refusal, Sink, SinkBuildError, SinkError, SinkFuture,
+};
 use crate::config::{KafkaConfig, KafkaSinkConfig};
 use crate::forward::Document;
 use rdkafka::error::KafkaError;
@@ -88,7 +90,7 @@ impl KafkaSink {
         }
         if retry.len() == batch.len() {
             return Err(SinkError::new(
-                "kafka",
+                FailureClass::Kafka,
                 "no record of the batch was delivered",
             ));
         }
@@ -116,7 +118,10 @@ fn classify(
     match code {
         Some(
             C::MessageSizeTooLarge | C::InvalidRecord | C::InvalidMessage | C::InvalidMessageSize,
-        ) => rejected.push((i, Refusal::new("kafka_record", error.to_string()))),
+        ) => rejected.push((
+            i,
+            Refusal::new(FailureClass::KafkaRecord, error.to_string()),
+        )),
         _ => retry.push(i),
     }
 }

@@ -15,7 +15,7 @@ mod http;
 mod kafka;
 mod syslog;
 
-pub use file::{AppendFile, FileSink, StdoutSink};
+pub use file::{FileSink, StdoutSink};
 pub use http::HttpSink;
 pub use kafka::KafkaSink;
 pub use syslog::SyslogSink;
@@ -53,16 +53,104 @@ impl Encoded<'_> {
     }
 }
 
-/// A refusal: a bounded class (a label value: `http_401`, `bulk_item`, ...) and details for humans.
+/// The bounded class of a failure or refusal: the `class` label of the sink self metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// Connecting failed.
+    Connect,
+    /// Connecting, the TLS handshake, a request or a write timed out.
+    Timeout,
+    /// The HTTP request failed otherwise.
+    Request,
+    /// The TLS handshake failed.
+    Tls,
+    /// Writing failed (file, stdout, syslog stream).
+    Io,
+    /// The Kafka producer delivered nothing of the batch.
+    Kafka,
+    /// The Kafka broker refused a record for its content.
+    KafkaRecord,
+    /// An HTTP status other than 2xx.
+    Http(u16),
+    /// The Elasticsearch bulk answer could not be read.
+    BulkResponse,
+    /// Elasticsearch refused one item of a bulk request.
+    BulkItem,
+    /// Splunk did not acknowledge the batch.
+    HecAck,
+    /// Some records of an answered batch are to be sent again.
+    Partial,
+}
+
+impl FailureClass {
+    /// The label value (`http_401`, `bulk_item`, ...). Statuses without a name of their own fold into
+    /// `http_4xx`, `http_5xx` or `http_other`, so the label stays bounded.
+    pub fn as_str(self) -> &'static str {
+        const NAMED: &[(u16, &str)] = &[
+            (400, "http_400"),
+            (401, "http_401"),
+            (403, "http_403"),
+            (404, "http_404"),
+            (408, "http_408"),
+            (413, "http_413"),
+            (422, "http_422"),
+            (429, "http_429"),
+            (500, "http_500"),
+            (502, "http_502"),
+            (503, "http_503"),
+            (504, "http_504"),
+        ];
+        match self {
+            FailureClass::Connect => "connect",
+            FailureClass::Timeout => "timeout",
+            FailureClass::Request => "request",
+            FailureClass::Tls => "tls",
+            FailureClass::Io => "io",
+            FailureClass::Kafka => "kafka",
+            FailureClass::KafkaRecord => "kafka_record",
+            FailureClass::BulkResponse => "bulk_response",
+            FailureClass::BulkItem => "bulk_item",
+            FailureClass::HecAck => "hec_ack",
+            FailureClass::Partial => "partial",
+            FailureClass::Http(status) => match NAMED.iter().find(|(code, _)| *code == status) {
+                Some((_, name)) => name,
+                None if (400..500).contains(&status) => "http_4xx",
+                None if (500..600).contains(&status) => "http_5xx",
+                None => "http_other",
+            },
+        }
+    }
+
+    /// Whether the destination refused our credentials (401, 403): the sink is not usable as configured.
+    pub fn is_credentials(self) -> bool {
+        matches!(self, FailureClass::Http(401 | 403))
+    }
+
+    /// Whether a failure of this class says the destination is down (a partial answer does not: it
+    /// answered).
+    pub fn means_down(self) -> bool {
+        self != FailureClass::Partial
+    }
+}
+
+impl std::fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refusal: a bounded class and details for humans.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    pub class: &'static str,
+    /// What kind of refusal.
+    pub class: FailureClass,
+    /// Details for humans.
     pub detail: String,
 }
 
 impl Refusal {
     /// A refusal of this class.
-    pub fn new(class: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(class: FailureClass, detail: impl Into<String>) -> Self {
         Refusal {
             class,
             detail: detail.into(),
@@ -92,15 +180,15 @@ pub enum Delivery {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{detail}")]
 pub struct SinkError {
-    /// Bounded class (a label value: `connect`, `timeout`, `http_503`, `io`, `kafka`).
-    pub class: &'static str,
+    /// What kind of failure.
+    pub class: FailureClass,
     /// Details for humans.
     pub detail: String,
 }
 
 impl SinkError {
     /// A failure of this class.
-    pub fn new(class: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(class: FailureClass, detail: impl Into<String>) -> Self {
         SinkError {
             class,
             detail: detail.into(),

@@ -10,10 +10,10 @@
 //! receiver died is lost: syslog over TCP cannot do better (RFC 5425 has no acknowledgements).
 
 use super::http::tls_client_config;
-use super::{Delivery, Encoded, Sink, SinkBuildError, SinkError, SinkFuture};
+use super::{Delivery, Encoded, FailureClass, Sink, SinkBuildError, SinkError, SinkFuture};
 use crate::config::SyslogSinkConfig;
-use crate::forward::enrich::write_timestamp;
 use crate::forward::{Document, HostInfo, Outcome};
+use crate::shared::json::write_timestamp;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,8 +126,13 @@ impl SyslogSink {
     async fn connect(&self) -> Result<Connection, SinkError> {
         let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address))
             .await
-            .map_err(|_| SinkError::new("timeout", format!("connecting to {}", self.address)))?
-            .map_err(|e| SinkError::new("connect", format!("{}: {e}", self.address)))?;
+            .map_err(|_| {
+                SinkError::new(
+                    FailureClass::Timeout,
+                    format!("connecting to {}", self.address),
+                )
+            })?
+            .map_err(|e| SinkError::new(FailureClass::Connect, format!("{}: {e}", self.address)))?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
             None => Ok(Connection::Plain(tcp)),
@@ -138,10 +143,16 @@ impl SyslogSink {
                 )
                 .await
                 .map_err(|_| {
-                    SinkError::new("timeout", format!("TLS handshake with {}", self.address))
+                    SinkError::new(
+                        FailureClass::Timeout,
+                        format!("TLS handshake with {}", self.address),
+                    )
                 })?
                 .map_err(|e| {
-                    SinkError::new("tls", format!("TLS handshake with {}: {e}", self.address))
+                    SinkError::new(
+                        FailureClass::Tls,
+                        format!("TLS handshake with {}: {e}", self.address),
+                    )
                 })?;
                 Ok(Connection::Tls(Box::new(tls)))
             }
@@ -168,12 +179,15 @@ impl SyslogSink {
             Ok(Ok(())) => Ok(Delivery::Accepted),
             Ok(Err(e)) => {
                 *slot = None;
-                Err(SinkError::new("io", format!("{}: {e}", self.address)))
+                Err(SinkError::new(
+                    FailureClass::Io,
+                    format!("{}: {e}", self.address),
+                ))
             }
             Err(_) => {
                 *slot = None;
                 Err(SinkError::new(
-                    "timeout",
+                    FailureClass::Timeout,
                     format!("writing to {}", self.address),
                 ))
             }

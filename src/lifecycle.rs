@@ -1,3 +1,7 @@
+//! Lifecycle: the stop signal with its drain deadline ([`Shutdown`]) and readiness ([`Health`]), shared by
+//! the sources, the pipelines, the HTTP server and the watchers. A leaf: it imports no other module of
+//! the crate.
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,5 +62,25 @@ impl Shutdown {
     pub async fn wait(&self) {
         let mut rx = self.rx.clone();
         let _ = rx.wait_for(|v| *v).await;
+    }
+}
+
+/// Readiness: every Kafka source has had its first assignment.
+#[derive(Debug, Default)]
+pub struct Health {
+    flags: parking_lot::Mutex<Vec<Arc<AtomicBool>>>,
+}
+
+impl Health {
+    /// A new readiness condition, false until set.
+    pub fn condition(&self) -> Arc<AtomicBool> {
+        let flag = Arc::new(AtomicBool::new(false));
+        self.flags.lock().push(flag.clone());
+        flag
+    }
+
+    /// Whether every condition holds.
+    pub fn is_ready(&self) -> bool {
+        self.flags.lock().iter().all(|f| f.load(Ordering::Acquire))
     }
 }
