@@ -122,6 +122,8 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
         _ => config::load(cli.config.as_deref())?,
     };
     if let Command::CheckConfig = command {
+        // What `run` reads and refuses, read and refused the same way (nothing is started).
+        app::Inputs::read(&config, true)?;
         let text = toml::to_string_pretty(&config::masked(&config))
             .map_err(|e| AppError::Usage(e.to_string()))?;
         println!("{text}");

@@ -4,8 +4,14 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Retrying stopped: the drain deadline passed during shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("stopped retrying: the shutdown drain deadline passed")]
+pub struct Stopped;
 
 /// The stop signal, and the drain deadline that starts with it.
 ///
@@ -58,6 +64,30 @@ impl Shutdown {
         self.drain
     }
 
+    /// When the drain ends, once shutdown has started.
+    pub fn deadline(&self) -> Option<Instant> {
+        *self.deadline.lock()
+    }
+
+    /// Sleeps `d`, but never past the drain deadline, one that starts during the sleep included.
+    /// `Err(Stopped)` when the deadline has passed: give up, leave the records to be read again.
+    pub async fn sleep(&self, d: Duration) -> Result<(), Stopped> {
+        let end = Instant::now() + d;
+        if self.deadline().is_none() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(end) => {}
+                _ = self.wait() => {}
+            }
+        }
+        if let Some(deadline) = self.deadline() {
+            tokio::time::sleep_until(end.min(deadline)).await;
+        }
+        match self.drain_expired() {
+            true => Err(Stopped),
+            false => Ok(()),
+        }
+    }
+
     /// Resolves once shutdown has started.
     pub async fn wait(&self) {
         let mut rx = self.rx.clone();
@@ -82,5 +112,32 @@ impl Health {
     /// Whether every condition holds.
     pub fn is_ready(&self) -> bool {
         self.flags.lock().iter().all(|f| f.load(Ordering::Acquire))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sleep_ends_at_the_drain_deadline_even_one_that_starts_during_it() {
+        let shutdown = Shutdown::new(Duration::from_secs(5));
+        let started = Instant::now();
+        assert_eq!(shutdown.sleep(Duration::from_secs(2)).await, Ok(()));
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            trigger.trigger();
+        });
+        let started = Instant::now();
+        // An hour asked, cut to the trigger (1 s) plus the drain (5 s).
+        assert_eq!(
+            shutdown.sleep(Duration::from_secs(3600)).await,
+            Err(Stopped)
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(6));
+        assert_eq!(shutdown.sleep(Duration::from_secs(1)).await, Err(Stopped));
     }
 }

@@ -1,58 +1,51 @@
 //! App: wiring the stages into the running daemon, and the other subcommands.
 //!
 //! Start-up order (anything that can fail does so before a record is read): configuration (by the
-//! caller), logging, rules, credentials, dead-letter destination, sinks, HTTP listener, pipelines, and
-//! last the sources. Shutdown runs the other way: sources stop reading, pipelines finish what they hold
-//! (within `shutdown.drain_timeout_secs`), Kafka sources store and commit, the HTTP server stops.
+//! caller), then [`Inputs`] (rules, credentials, redaction, organizations, sink secrets and TLS, every
+//! fault at once), the dead-letter destination, the sinks, the HTTP listeners (a busy port fails here),
+//! the pipelines, and last the sources. Shutdown runs the other way: sources stop reading, pipelines
+//! finish what they hold (within `shutdown.drain_timeout_secs`), Kafka sources store and commit, and
+//! only then does the HTTP server stop, so `/metrics` and the probes answer through the drain.
 
 pub mod generate;
+pub mod inputs;
 pub mod replay;
 
-use crate::config::{Config, DeadLetterKind, SourceKind};
-use crate::deadletter::{DeadLetter, DeadLetterError};
+pub use inputs::Inputs;
+
+use crate::config::{Config, DeadLetterKind, Issue, SourceKind};
+use crate::deadletter::{DeadLetterError, Destination};
 use crate::derive::changelog::Changelog;
 use crate::derive::join::IntakeJoin;
-use crate::derive::{DeriveError, Plan, Store};
-use crate::forward::{build_sink, Enricher, HostInfo, OrganizationTable, Redactor};
-use crate::http::{HttpError, HttpState, Security, DEMO_PASSWORD};
+use crate::derive::{Plan, Store};
+use crate::forward::{build_sink, Enricher, HostInfo, LiveOrganizations, OrganizationTable};
+use crate::http::{HttpError, HttpState, LiveSecurity, DEMO_PASSWORD};
 use crate::lifecycle::{Health, Shutdown};
+use crate::pipeline::deliver::Worker;
 use crate::pipeline::forward::{ForwardPipeline, Prepare};
-use crate::pipeline::metrics::JoinState;
-use crate::pipeline::metrics::MetricsPipeline;
+use crate::pipeline::metrics::{JoinState, MetricsPipeline};
 use crate::pipeline::Progress;
 use crate::source::file::FileSource;
 use crate::source::generator::{GeneratorSettings, GeneratorSource};
-use crate::source::kafka::{consumer_properties, KafkaSource, KafkaSourceSettings};
-use crate::source::{Outputs, SourceError, SourceSummary};
+use crate::source::kafka::{KafkaSource, KafkaSourceSettings};
+use crate::source::{Outputs, SourceError, SourceMessage, SourceSummary};
 use crate::telemetry::SelfMetrics;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// Why the daemon (or a subcommand) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("invalid metric rules:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
-    Rules(Vec<DeriveError>),
-    #[error("/metrics on the non-loopback address {addr} would be open to anyone: the web configuration file sets no users, tokens, allowed networks or client certificates (or set http.allow_unauthenticated = true)")]
-    Unprotected { addr: std::net::SocketAddr },
-    #[error("web configuration: {0}")]
-    Security(#[from] crate::http::SecurityError),
-    #[error("the public demo password is configured for {users:?} while /metrics listens on {addr}, which is not loopback: set real credentials")]
-    DemoPasswordExposed {
-        users: Vec<String>,
-        addr: std::net::SocketAddr,
-    },
+    #[error("invalid configuration (what it names):\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Inputs(Vec<Issue>),
     #[error("dead-letter destination: {0}")]
     DeadLetter(#[from] DeadLetterError),
     #[error(transparent)]
     Sink(#[from] crate::forward::sink::SinkBuildError),
-    #[error("redaction: {0}")]
-    Redaction(#[from] crate::forward::redact::RedactError),
-    #[error("organization table: {0}")]
-    Organizations(#[from] crate::forward::organizations::OrganizationTableError),
     #[error("source: {0}")]
     Source(#[from] SourceError),
     #[error(transparent)]
@@ -76,12 +69,7 @@ impl AppError {
     /// The process exit code: 64 (EX_USAGE) for configuration and usage errors, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AppError::Config(_)
-            | AppError::Rules(_)
-            | AppError::Usage(_)
-            | AppError::DemoPasswordExposed { .. }
-            | AppError::Unprotected { .. }
-            | AppError::Security(_) => 64,
+            AppError::Config(_) | AppError::Inputs(_) | AppError::Usage(_) => 64,
             _ => 1,
         }
     }
@@ -111,11 +99,6 @@ pub struct RunReport {
     pub store: Arc<parking_lot::Mutex<Store>>,
     /// Self metrics.
     pub self_metrics: Arc<SelfMetrics>,
-}
-
-/// Compiles the metric rules.
-pub fn compile_rules(config: &Config) -> Result<Plan, AppError> {
-    Plan::compile(&config.metrics.all_rules()).map_err(AppError::Rules)
 }
 
 fn generator_settings(config: &Config) -> GeneratorSettings {
@@ -161,293 +144,360 @@ pub async fn run_observed(
     metrics_progress: Arc<Progress>,
     forward_progress: Arc<Progress>,
 ) -> Result<RunReport, AppError> {
-    let self_metrics = Arc::new(SelfMetrics::new());
-    let plan = Arc::new(compile_rules(&config)?);
-    let store = Arc::new(parking_lot::Mutex::new(plan.new_store()));
-
-    let security = match &config.http.web_config_file {
-        Some(path) => Security::load(path)?,
-        None => Security::basic(config.http.basic_auth_users.clone()),
-    };
-    let must_protect = !config.http.listen.ip().is_loopback() && !config.http.allow_unauthenticated;
-    if options.http && must_protect && !security.is_protected() {
-        return Err(AppError::Unprotected {
-            addr: config.http.listen,
-        });
-    }
-    let demo_users: Vec<String> = security
-        .auth
-        .demo_users()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    let auth_required = security.auth.requires_credentials();
-    let security: crate::http::LiveSecurity =
-        Arc::new(parking_lot::RwLock::new(Arc::new(security)));
-    if options.http && !demo_users.is_empty() && !config.http.listen.ip().is_loopback() {
-        return Err(AppError::DemoPasswordExposed {
-            users: demo_users,
-            addr: config.http.listen,
-        });
-    }
-
-    let dead_letter = Arc::new(match config.dead_letter.kind {
-        DeadLetterKind::Kafka => DeadLetter::kafka(
-            &config.kafka.producer_properties(),
-            &config.dead_letter.topic,
-        )?,
-        DeadLetterKind::File => DeadLetter::file(&config.dead_letter.path)?,
-    });
-    let pipes = &config.pipelines;
-    let shutdown = Shutdown::new(Duration::from_secs(config.shutdown.drain_timeout_secs));
-    let host = HostInfo::from_env();
-    let mut workers = Vec::new();
-    if pipes.forward.enabled {
-        for (index, (name, sink)) in config.forward.sinks.iter().enumerate() {
-            let (batch, retry) = sink.delivery();
-            workers.push(crate::pipeline::deliver::Worker {
-                sink: build_sink(name, sink, &config.kafka, &host)?,
-                index,
-                batch: batch.clone(),
-                retry: retry.clone(),
-                metrics: self_metrics.clone(),
-                shutdown: shutdown.clone(),
-            });
-        }
-    }
-    let redactor = Redactor::new(&config.forward.redaction)?;
-    let organizations = match &config.forward.organizations_file {
-        Some(path) => {
-            let (live, seen) = crate::forward::organizations::load_live(path)?;
-            tokio::spawn(crate::forward::organizations::watch(
-                path.clone(),
-                live.clone(),
-                seen,
-                Duration::from_secs(2),
-                self_metrics.clone(),
-                shutdown.clone(),
-            ));
-            live
-        }
-        None => Arc::new(parking_lot::RwLock::new(Arc::new(
-            OrganizationTable::default(),
-        ))),
-    };
-
-    let listener = match options.http {
-        true => Some(crate::http::bind(config.http.listen).await?),
-        false => None,
-    };
-    let health_listener = match (options.http, config.http.health_listen) {
-        (true, Some(addr)) => Some(crate::http::bind(addr).await?),
-        _ => None,
-    };
-    let health = Arc::new(Health::default());
-
-    // Pipelines.
-    let queue = config.source.queue_batches.max(1);
-    let mut tasks = Vec::new();
-    let mut senders = Vec::new();
-    let (metrics_progress, forward_progress) = (
-        pipes.metrics.enabled.then_some(metrics_progress),
-        pipes.forward.enabled.then_some(forward_progress),
+    let inputs = Inputs::read(&config, options.http)?;
+    let mut core = Core::new(&config, inputs.plan)?;
+    let workers = build_workers(&config, inputs.sinks, &core)?;
+    let servers = Servers::bind(&config, options.http).await?;
+    let progress = (
+        config.pipelines.metrics.enabled.then_some(metrics_progress),
+        config.pipelines.forward.enabled.then_some(forward_progress),
     );
-    if let Some(progress) = metrics_progress.clone() {
-        let (tx, rx) = mpsc::channel(queue);
-        let pipeline = MetricsPipeline {
-            plan: plan.clone(),
-            store: store.clone(),
-            dead_letter: Some(dead_letter.clone()),
-            join: open_join(&config).await?,
-            metrics: self_metrics.clone(),
-            progress,
-            shutdown: shutdown.clone(),
-        };
-        tasks.push(tokio::spawn(pipeline.run(rx)));
-        senders.push((
-            crate::pipeline::metrics::NAME,
-            pipes.metrics.group_id.clone(),
-            tx,
-        ));
-    }
-    if let Some(progress) = forward_progress.clone() {
-        let (tx, rx) = mpsc::channel(queue);
-        let pipeline = ForwardPipeline {
-            prepare: Prepare {
-                enricher: Enricher::new(
-                    host.clone(),
-                    &config.forward.service_name,
-                    &config.forward.environment,
-                    &config.forward.trace_url_template,
-                ),
-                redactor,
-                organizations,
-                forward_invalid: config.forward.forward_invalid,
-                dead_letter: dead_letter.clone(),
-                owns_invalid: !pipes.metrics.enabled,
-                metrics: self_metrics.clone(),
-                progress,
-                shutdown: shutdown.clone(),
-            },
-            workers,
-        };
-        tasks.push(tokio::spawn(pipeline.run(rx)));
-        senders.push((
-            crate::pipeline::forward::NAME,
-            pipes.forward.group_id.clone(),
-            tx,
-        ));
-    }
-
-    // Sources, last.
-    let batch_max = config.source.batch_max_records;
-    let mut sources: Vec<SourceThread> = Vec::new();
-    match config.source.kind {
-        SourceKind::Kafka => {
-            for (pipeline, group_id, tx) in senders {
-                let settings = KafkaSourceSettings {
-                    pipeline,
-                    properties: consumer_properties(
-                        &config.kafka.brokers,
-                        &group_id,
-                        &config.kafka.consumer_overrides(),
-                    ),
-                    topics: config.kafka.topics.clone(),
-                    batch_max_records: batch_max,
-                    batch_max_wait: Duration::from_millis(config.source.batch_max_wait_ms),
-                    revoke_drain: Duration::from_millis(config.shutdown.revoke_drain_ms),
-                    shutdown_drain: shutdown.drain(),
-                };
-                let source =
-                    KafkaSource::new(settings, self_metrics.clone(), health.condition(), tx)?;
-                let stop = shutdown.flag();
-                sources.push(spawn_source(pipeline, move || source.run(stop))?);
-            }
-        }
-        SourceKind::File => {
-            let outputs = Outputs::new(senders.into_iter().map(|(_, _, tx)| tx).collect());
-            let source = FileSource::new(config.source.file.path.clone(), batch_max);
-            let stop = shutdown.flag();
-            sources.push(spawn_source("file", move || source.run(outputs, stop))?);
-        }
-        SourceKind::Generator => {
-            let outputs = Outputs::new(senders.into_iter().map(|(_, _, tx)| tx).collect());
-            let source = GeneratorSource::new(generator_settings(&config), batch_max);
-            let stop = shutdown.flag();
-            sources.push(spawn_source("generator", move || {
-                source.run(outputs, stop)
-            })?);
-        }
-    }
-
-    let sweeper = tokio::spawn(sweep_expired(
-        store.clone(),
-        self_metrics.clone(),
-        shutdown.clone(),
-    ));
-    let state = HttpState::new(
-        store.clone(),
-        self_metrics.clone(),
-        health.clone(),
-        security.clone(),
-    );
-    let mut servers = Vec::new();
-    if let Some(listener) = listener {
-        servers.push(tokio::spawn(crate::http::serve(
-            listener,
-            state.clone(),
-            shutdown.clone(),
-        )));
-    }
-    if let Some(listener) = health_listener {
-        servers.push(tokio::spawn(crate::http::serve_health(
-            listener,
-            state.clone(),
-            shutdown.clone(),
-        )));
-    }
-    if let (Some(path), true) = (&config.http.web_config_file, options.http) {
-        let watcher = crate::http::watch_security(
-            path.clone(),
-            security.clone(),
-            self_metrics.clone(),
-            must_protect,
-            shutdown.clone(),
-        );
-        servers.push(tokio::spawn(watcher));
-    }
+    let organizations = watch_organizations(&config, inputs.organizations, &core);
+    let redactor = inputs.redactor;
+    let senders = start_pipelines(
+        &config,
+        &mut core,
+        workers,
+        organizations,
+        redactor,
+        &progress,
+    )
+    .await?;
+    let sources = start_sources(&config, &core, senders)?;
+    let security: LiveSecurity = Arc::new(parking_lot::RwLock::new(Arc::new(inputs.security)));
+    let served = servers.serve(&config, &core, security.clone());
     if options.banner {
-        print_banner(&config, &demo_users, auth_required, &dead_letter);
+        print_banner(&config, &security.read(), &core.dead_letter);
     }
     tracing::info!(
         source = ?config.source.kind,
-        metrics_pipeline = pipes.metrics.enabled,
-        forward_pipeline = pipes.forward.enabled,
-        dead_letters = %dead_letter.describe(),
+        metrics_pipeline = config.pipelines.metrics.enabled,
+        forward_pipeline = config.pipelines.forward.enabled,
+        dead_letters = %core.dead_letter.describe(),
         "started"
     );
+    let sources = core.wait(sources, options).await;
+    let source_records = stop(sources, &mut core, served).await?;
+    Ok(RunReport {
+        source_records,
+        metrics: progress.0,
+        forward: progress.1,
+        store: core.store,
+        self_metrics: core.self_metrics,
+    })
+}
 
-    // Wait for a signal, or for the sources to end.
-    let sources_done = async {
-        let handles = std::mem::take(&mut sources);
-        tokio::task::spawn_blocking(move || {
-            handles.into_iter().map(|h| h.join()).collect::<Vec<_>>()
+/// What every phase shares.
+struct Core {
+    self_metrics: Arc<SelfMetrics>,
+    plan: Arc<Plan>,
+    store: Arc<parking_lot::Mutex<Store>>,
+    dead_letter: Arc<Destination>,
+    /// Stops the sources and drains the pipelines.
+    shutdown: Shutdown,
+    /// Stops the HTTP servers and watchers, after the pipelines have drained.
+    serving: Shutdown,
+    health: Arc<Health>,
+    host: HostInfo,
+    /// The pipelines' and background tasks' handles.
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Core {
+    fn new(config: &Config, plan: Plan) -> Result<Core, AppError> {
+        let dead_letter = match config.dead_letter.kind {
+            DeadLetterKind::Kafka => Destination::kafka(
+                &config.kafka.producer_properties(),
+                &config.dead_letter.topic,
+            )?,
+            DeadLetterKind::File => Destination::file(&config.dead_letter.path)?,
+        };
+        let store = Arc::new(parking_lot::Mutex::new(plan.new_store()));
+        Ok(Core {
+            self_metrics: Arc::new(SelfMetrics::new()),
+            plan: Arc::new(plan),
+            store,
+            dead_letter: Arc::new(dead_letter),
+            shutdown: Shutdown::new(config.shutdown.drain_timeout),
+            serving: Shutdown::new(config.shutdown.drain_timeout),
+            health: Arc::new(Health::default()),
+            host: HostInfo::from_env(),
+            tasks: Vec::new(),
         })
-        .await
-    };
-    tokio::pin!(sources_done);
-    let mut joined = None;
-    tokio::select! {
-        signal = wait_for_signal() => {
+    }
+
+    /// Waits for a signal, or (`exit_when_sources_end`) for the sources to end; then stops the sources
+    /// and joins them. What they read, or the first source's failure.
+    async fn wait(
+        &self,
+        mut sources: Vec<SourceThread>,
+        options: RunOptions,
+    ) -> Result<u64, AppError> {
+        let sources_done = async {
+            let handles = std::mem::take(&mut sources);
+            tokio::task::spawn_blocking(move || {
+                handles.into_iter().map(|h| h.join()).collect::<Vec<_>>()
+            })
+            .await
+        };
+        tokio::pin!(sources_done);
+        let mut joined = None;
+        tokio::select! {
+            signal = wait_for_signal() => tracing::info!(signal, "stopping"),
+            results = &mut sources_done => joined = Some(results),
+        }
+        if joined.is_some() && !options.exit_when_sources_end {
+            tracing::info!("every source has ended; serving until stopped");
+            let signal = wait_for_signal().await;
             tracing::info!(signal, "stopping");
         }
-        results = &mut sources_done => {
-            joined = Some(results);
-        }
-    }
-    if joined.is_some() && !options.exit_when_sources_end {
-        tracing::info!("every source has ended; serving until stopped");
-        let signal = wait_for_signal().await;
-        tracing::info!(signal, "stopping");
-    }
-    shutdown.trigger();
-    let results = match joined {
-        Some(results) => results,
-        None => sources_done.await,
-    };
-    let mut source_records = 0;
-    let mut first_error = None;
-    for result in results.unwrap_or_default() {
-        match result {
-            Ok(Ok(summary)) => source_records += summary.records,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "source failed");
-                first_error.get_or_insert(AppError::Source(e));
+        self.shutdown.trigger();
+        let results = match joined {
+            Some(results) => results,
+            None => sources_done.await,
+        };
+        let mut records = 0;
+        let mut first_error = None;
+        for result in results.unwrap_or_default() {
+            match result {
+                Ok(Ok(summary)) => records += summary.records,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "source failed");
+                    first_error.get_or_insert(AppError::Source(e));
+                }
+                Err(_) => tracing::error!("a source thread panicked"),
             }
-            Err(_) => tracing::error!("a source thread panicked"),
         }
+        first_error.map_or(Ok(records), Err)
     }
-    for task in tasks {
+}
+
+/// Shutdown, after the sources have stopped: the pipelines drain, dead letters are flushed, and only
+/// then do the HTTP servers and watchers stop.
+async fn stop(
+    sources: Result<u64, AppError>,
+    core: &mut Core,
+    served: Vec<JoinHandle<()>>,
+) -> Result<u64, AppError> {
+    for task in std::mem::take(&mut core.tasks) {
         let _ = task.await;
     }
-    let _ = sweeper.await;
-    dead_letter.flush(Duration::from_secs(5));
-    for server in servers {
+    core.dead_letter.flush(Duration::from_secs(5));
+    core.serving.trigger();
+    for server in served {
         if let Err(e) = server.await {
             tracing::error!(error = %e, "http server task failed");
         }
     }
-    tracing::info!(records = source_records, "stopped");
-    if let Some(error) = first_error {
-        return Err(error);
+    if let Ok(records) = &sources {
+        tracing::info!(records, "stopped");
     }
-    Ok(RunReport {
-        source_records,
-        metrics: metrics_progress,
-        forward: forward_progress,
-        store,
-        self_metrics,
-    })
+    sources
+}
+
+/// One delivery worker per configured sink, built from what [`Inputs`] read.
+fn build_workers(
+    config: &Config,
+    inputs: Vec<crate::forward::sink::SinkInputs>,
+    core: &Core,
+) -> Result<Vec<Worker>, AppError> {
+    if !config.pipelines.forward.enabled {
+        return Ok(Vec::new());
+    }
+    let sinks = config.forward.sinks.iter().zip(inputs).enumerate();
+    let mut workers = Vec::new();
+    for (index, ((name, sink), inputs)) in sinks {
+        let (batch, retry) = sink.delivery();
+        workers.push(Worker {
+            sink: build_sink(name, sink, inputs, &config.kafka, &core.host)?,
+            index,
+            batch: batch.clone(),
+            retry: retry.clone(),
+            metrics: core.self_metrics.clone(),
+            shutdown: core.shutdown.clone(),
+        });
+    }
+    Ok(workers)
+}
+
+/// The organization table in force, re-read by a watcher when its file changes.
+fn watch_organizations(
+    config: &Config,
+    loaded: Option<(LiveOrganizations, crate::forward::organizations::Stamp)>,
+    core: &Core,
+) -> LiveOrganizations {
+    let (Some(path), Some((live, seen))) = (&config.forward.organizations_file, loaded) else {
+        return Arc::new(parking_lot::RwLock::new(Arc::new(
+            OrganizationTable::default(),
+        )));
+    };
+    tokio::spawn(crate::forward::organizations::watch(
+        path.clone(),
+        live.clone(),
+        seen,
+        Duration::from_secs(2),
+        core.self_metrics.clone(),
+        core.serving.clone(),
+    ));
+    live
+}
+
+/// A pipeline's input: its name (a label), its consumer group, its channel.
+type Sender = (&'static str, String, mpsc::Sender<SourceMessage>);
+
+/// Starts the enabled pipelines; their senders, for the sources.
+async fn start_pipelines(
+    config: &Config,
+    core: &mut Core,
+    workers: Vec<Worker>,
+    organizations: LiveOrganizations,
+    redactor: crate::forward::Redactor,
+    (metrics, forward): &(Option<Arc<Progress>>, Option<Arc<Progress>>),
+) -> Result<Vec<Sender>, AppError> {
+    let queue = config.source.queue_batches.max(1);
+    let pipes = &config.pipelines;
+    let mut senders = Vec::new();
+    if let Some(progress) = metrics.clone() {
+        let (tx, rx) = mpsc::channel(queue);
+        let pipeline = MetricsPipeline {
+            plan: core.plan.clone(),
+            store: core.store.clone(),
+            dead_letter: core.dead_letter.clone(),
+            join: open_join(config).await?,
+            metrics: core.self_metrics.clone(),
+            progress,
+            shutdown: core.shutdown.clone(),
+        };
+        core.tasks.push(tokio::spawn(pipeline.run(rx)));
+        let group = pipes.metrics.group_id.clone();
+        senders.push((crate::pipeline::metrics::NAME, group, tx));
+    }
+    if let Some(progress) = forward.clone() {
+        let (tx, rx) = mpsc::channel(queue);
+        let f = &config.forward;
+        let prepare = Prepare {
+            enricher: Enricher::new(
+                core.host.clone(),
+                &f.service_name,
+                &f.environment,
+                &f.trace_url_template,
+            ),
+            redactor,
+            organizations,
+            forward_invalid: f.forward_invalid,
+            dead_letter: core.dead_letter.clone(),
+            owns_invalid: !pipes.metrics.enabled,
+            metrics: core.self_metrics.clone(),
+            progress,
+            shutdown: core.shutdown.clone(),
+        };
+        let pipeline = ForwardPipeline { prepare, workers };
+        core.tasks.push(tokio::spawn(pipeline.run(rx)));
+        let group = pipes.forward.group_id.clone();
+        senders.push((crate::pipeline::forward::NAME, group, tx));
+    }
+    core.tasks.push(tokio::spawn(sweep_expired(
+        core.store.clone(),
+        core.self_metrics.clone(),
+        core.shutdown.clone(),
+    )));
+    Ok(senders)
+}
+
+/// Starts the sources, last: one Kafka consumer per pipeline, or one reader feeding every pipeline.
+fn start_sources(
+    config: &Config,
+    core: &Core,
+    senders: Vec<Sender>,
+) -> Result<Vec<SourceThread>, AppError> {
+    let batch_max = config.source.batch_max_records;
+    let stop = core.shutdown.flag();
+    if config.source.kind != SourceKind::Kafka {
+        let outputs = Outputs::new(senders.into_iter().map(|(_, _, tx)| tx).collect());
+        let thread = match config.source.kind {
+            SourceKind::File => {
+                let source = FileSource::new(config.source.file.path.clone(), batch_max);
+                spawn_source("file", move || source.run(outputs, stop))?
+            }
+            _ => {
+                let source = GeneratorSource::new(generator_settings(config), batch_max);
+                spawn_source("generator", move || source.run(outputs, stop))?
+            }
+        };
+        return Ok(vec![thread]);
+    }
+    let mut sources = Vec::new();
+    for (pipeline, group_id, tx) in senders {
+        let settings = KafkaSourceSettings {
+            pipeline,
+            properties: config.kafka.consumer_properties(&group_id),
+            topics: config.kafka.topics.clone(),
+            batch_max_records: batch_max,
+            batch_max_wait: config.source.batch_max_wait,
+            revoke_drain: config.shutdown.revoke_drain,
+            shutdown_drain: core.shutdown.drain(),
+        };
+        let ready = core.health.condition();
+        let source = KafkaSource::new(settings, core.self_metrics.clone(), ready, tx)?;
+        let stop = stop.clone();
+        sources.push(spawn_source(pipeline, move || source.run(stop))?);
+    }
+    Ok(sources)
+}
+
+/// The HTTP listeners, bound before anything is consumed.
+struct Servers {
+    main: Option<tokio::net::TcpListener>,
+    health: Option<tokio::net::TcpListener>,
+}
+
+impl Servers {
+    async fn bind(config: &Config, http: bool) -> Result<Servers, AppError> {
+        if !http {
+            return Ok(Servers {
+                main: None,
+                health: None,
+            });
+        }
+        let main = Some(crate::http::bind(config.http.listen).await?);
+        let health = match config.http.health_listen {
+            Some(addr) => Some(crate::http::bind(addr).await?),
+            None => None,
+        };
+        Ok(Servers { main, health })
+    }
+
+    /// Serves until [`Core::serving`] stops, with the web-configuration watcher.
+    fn serve(self, config: &Config, core: &Core, security: LiveSecurity) -> Vec<JoinHandle<()>> {
+        let state = HttpState::new(
+            core.store.clone(),
+            core.self_metrics.clone(),
+            core.health.clone(),
+            security.clone(),
+        );
+        let stop = &core.serving;
+        let mut served = Vec::new();
+        if let Some(listener) = self.main {
+            let server = crate::http::serve(listener, state.clone(), stop.clone());
+            served.push(tokio::spawn(server));
+            if let Some(path) = &config.http.web_config_file {
+                let exposure = (config.http.listen, config.http.must_protect());
+                let watcher = crate::http::watch_security(
+                    path.clone(),
+                    security,
+                    core.self_metrics.clone(),
+                    exposure,
+                    stop.clone(),
+                );
+                served.push(tokio::spawn(watcher));
+            }
+        }
+        if let Some(listener) = self.health {
+            let server = crate::http::serve_health(listener, state, stop.clone());
+            served.push(tokio::spawn(server));
+        }
+        served
+    }
 }
 
 /// The intake join of the metrics pipeline, with its changelog for a Kafka source.
@@ -456,7 +506,7 @@ async fn open_join(config: &Config) -> Result<Option<JoinState>, AppError> {
     if !settings.enabled {
         return Ok(None);
     }
-    let join = IntakeJoin::new(settings.max_entries, Duration::from_secs(settings.ttl_secs));
+    let join = IntakeJoin::new(settings.max_entries, settings.ttl);
     let changelog = match config.source.kind {
         SourceKind::Kafka => {
             let mut consumer = vec![(
@@ -514,7 +564,9 @@ async fn wait_for_signal() -> &'static str {
     }
 }
 
-fn print_banner(config: &Config, demo_users: &[String], auth: bool, dead_letter: &DeadLetter) {
+fn print_banner(config: &Config, security: &crate::http::Security, dead_letter: &Destination) {
+    let demo_users = security.auth.demo_users();
+    let auth = security.auth.requires_credentials();
     let addr = config.http.listen;
     let host = if addr.ip().is_unspecified() {
         "127.0.0.1".to_string()

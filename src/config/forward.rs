@@ -1,8 +1,10 @@
 //! `[forward]`: enrichment, redaction and the SIEM sinks.
 
+use super::Faults;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// `[forward]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,8 +165,9 @@ pub struct BatchConfig {
     pub max_events: usize,
     /// Encoded bytes per batch at most (a single larger record goes alone).
     pub max_bytes: usize,
-    /// How long the first record of a batch may wait for more.
-    pub timeout_ms: u64,
+    /// How long the first record of a batch may wait for more (`timeout_ms`).
+    #[serde(rename = "timeout_ms", with = "super::duration::millis")]
+    pub timeout: Duration,
 }
 
 impl Default for BatchConfig {
@@ -172,7 +175,7 @@ impl Default for BatchConfig {
         BatchConfig {
             max_events: 1000,
             max_bytes: 1 << 20,
-            timeout_ms: 200,
+            timeout: Duration::from_millis(200),
         }
     }
 }
@@ -182,17 +185,19 @@ impl Default for BatchConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
-    /// The first wait.
-    pub initial_backoff_ms: u64,
-    /// The wait doubles up to this.
-    pub max_backoff_ms: u64,
+    /// The first wait (`initial_backoff_ms`).
+    #[serde(rename = "initial_backoff_ms", with = "super::duration::millis")]
+    pub initial_backoff: Duration,
+    /// The wait doubles up to this (`max_backoff_ms`).
+    #[serde(rename = "max_backoff_ms", with = "super::duration::millis")]
+    pub max_backoff: Duration,
 }
 
 impl Default for RetryConfig {
     fn default() -> Self {
         RetryConfig {
-            initial_backoff_ms: 100,
-            max_backoff_ms: 10_000,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
         }
     }
 }
@@ -321,12 +326,20 @@ pub struct HttpSinkConfig {
     /// TLS settings for `https://` URLs.
     #[serde(default)]
     pub tls: ClientTlsConfig,
-    /// Connecting gives up after this long (then retried).
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout_secs: u64,
-    /// A request gives up after this long (then retried).
-    #[serde(default = "default_request_timeout")]
-    pub request_timeout_secs: u64,
+    /// Connecting gives up after this long (then retried) (`connect_timeout_secs`).
+    #[serde(
+        rename = "connect_timeout_secs",
+        default = "default_connect_timeout",
+        with = "super::duration::secs"
+    )]
+    pub connect_timeout: Duration,
+    /// A request gives up after this long (then retried) (`request_timeout_secs`).
+    #[serde(
+        rename = "request_timeout_secs",
+        default = "default_request_timeout",
+        with = "super::duration::secs"
+    )]
+    pub request_timeout: Duration,
     /// `[forward.sinks.<name>.splunk]`.
     #[serde(default)]
     pub splunk: SplunkConfig,
@@ -341,12 +354,12 @@ pub struct HttpSinkConfig {
     pub retry: RetryConfig,
 }
 
-fn default_connect_timeout() -> u64 {
-    10
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
-fn default_request_timeout() -> u64 {
-    30
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// Splunk HEC settings.
@@ -362,10 +375,12 @@ pub struct SplunkConfig {
     /// Wait for indexer acknowledgement (the token must have it enabled): a batch counts as delivered
     /// only once Splunk says it is indexed, polled on `/services/collector/ack`.
     pub indexer_acknowledgements: bool,
-    /// Polling interval of acknowledgements.
-    pub ack_poll_ms: u64,
-    /// A batch not acknowledged within this long is sent again.
-    pub ack_timeout_secs: u64,
+    /// Polling interval of acknowledgements (`ack_poll_ms`).
+    #[serde(rename = "ack_poll_ms", with = "super::duration::millis")]
+    pub ack_poll: Duration,
+    /// A batch not acknowledged within this long is sent again (`ack_timeout_secs`).
+    #[serde(rename = "ack_timeout_secs", with = "super::duration::secs")]
+    pub ack_timeout: Duration,
 }
 
 impl Default for SplunkConfig {
@@ -375,8 +390,8 @@ impl Default for SplunkConfig {
             sourcetype: "hestyna:event".into(),
             source: "hestyna-obsd".into(),
             indexer_acknowledgements: false,
-            ack_poll_ms: 500,
-            ack_timeout_secs: 30,
+            ack_poll: Duration::from_millis(500),
+            ack_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -427,12 +442,21 @@ pub struct SyslogSinkConfig {
     /// APP-NAME of every message.
     #[serde(default = "default_app_name")]
     pub app_name: String,
-    /// Connecting gives up after this long (then retried).
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout_secs: u64,
-    /// Writing a batch gives up after this long (then retried on a new connection).
-    #[serde(default = "default_request_timeout")]
-    pub write_timeout_secs: u64,
+    /// Connecting gives up after this long (then retried) (`connect_timeout_secs`).
+    #[serde(
+        rename = "connect_timeout_secs",
+        default = "default_connect_timeout",
+        with = "super::duration::secs"
+    )]
+    pub connect_timeout: Duration,
+    /// Writing a batch gives up after this long (then retried on a new connection)
+    /// (`write_timeout_secs`).
+    #[serde(
+        rename = "write_timeout_secs",
+        default = "default_request_timeout",
+        with = "super::duration::secs"
+    )]
+    pub write_timeout: Duration,
     /// Batching.
     #[serde(default)]
     pub batch: BatchConfig,
@@ -461,9 +485,14 @@ pub struct KafkaSinkConfig {
     /// librdkafka properties of this producer (over `kafka.properties`).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
-    /// A batch gives up waiting for the broker after this long (then retried).
-    #[serde(default = "default_request_timeout")]
-    pub delivery_timeout_secs: u64,
+    /// A batch gives up waiting for the broker after this long (then retried)
+    /// (`delivery_timeout_secs`).
+    #[serde(
+        rename = "delivery_timeout_secs",
+        default = "default_request_timeout",
+        with = "super::duration::secs"
+    )]
+    pub delivery_timeout: Duration,
     /// Batching.
     #[serde(default)]
     pub batch: BatchConfig,
@@ -518,18 +547,13 @@ impl SecretConfig {
 }
 
 impl ForwardConfig {
-    /// Every fault of `[forward]` (key paths from the root), given the topics the source reads and the
-    /// cluster's brokers.
-    pub(super) fn check(
-        &self,
-        forward_enabled: bool,
-        kafka: &super::KafkaConfig,
-        fault: &mut dyn FnMut(&str, String),
-    ) {
+    /// Every fault of `[forward]` (key paths from the root), given whether the pipeline runs and the
+    /// cluster (the topics the source reads, the default brokers).
+    pub(super) fn check(&self, forward_enabled: bool, kafka: &super::KafkaConfig, f: &mut Faults) {
         if forward_enabled && self.sinks.is_empty() {
-            fault(
+            f.add(
                 "forward.sinks",
-                "at least one sink is required when pipelines.forward is enabled".into(),
+                "at least one sink is required when pipelines.forward is enabled",
             );
         }
         let mut placeholders = self.trace_url_template.split('{').skip(1);
@@ -537,7 +561,7 @@ impl ForwardConfig {
             let name = rest.split('}').next().unwrap_or("");
             (!TRACE_URL_PLACEHOLDERS.contains(&name)).then(|| name.to_owned())
         }) {
-            fault(
+            f.add(
                 "forward.trace_url_template",
                 format!(
                     "unknown placeholder {{{bad}}}: use {}",
@@ -545,234 +569,276 @@ impl ForwardConfig {
                 ),
             );
         }
-        if let Some(path) = &self.organizations_file {
-            if let Err(e) = crate::forward::OrganizationTable::load(path) {
-                fault("forward.organizations_file", e.to_string());
-            }
+        if self
+            .organizations_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            f.add("forward.organizations_file", "must not be empty");
         }
-        let r = &self.redaction;
-        for (i, name) in r.builtin_patterns.iter().enumerate() {
+        self.redaction.check(f);
+        for (name, sink) in &self.sinks {
+            sink.check(&format!("forward.sinks.{name}"), kafka, f);
+        }
+    }
+}
+
+impl RedactionConfig {
+    fn check(&self, f: &mut Faults) {
+        for (i, name) in self.builtin_patterns.iter().enumerate() {
             if !BUILTIN_PATTERNS.iter().any(|(n, _)| n == name) {
-                fault(
-                    &format!("forward.redaction.builtin_patterns.{i}"),
-                    format!(
-                        "unknown pattern {name:?}: use {}",
-                        BUILTIN_PATTERNS
-                            .iter()
-                            .map(|(n, _)| *n)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
+                let known: Vec<&str> = BUILTIN_PATTERNS.iter().map(|(n, _)| *n).collect();
+                f.add(
+                    format!("forward.redaction.builtin_patterns.{i}"),
+                    format!("unknown pattern {name:?}: use {}", known.join(", ")),
                 );
             }
         }
-        for (i, pattern) in r.patterns.iter().enumerate() {
-            if let Err(e) = regex::Regex::new(pattern) {
-                fault(&format!("forward.redaction.patterns.{i}"), e.to_string());
-            }
-        }
-        for (i, field) in r.fields.iter().enumerate() {
+        for (i, field) in self.fields.iter().enumerate() {
             if field.split('.').any(str::is_empty) {
-                fault(
-                    &format!("forward.redaction.fields.{i}"),
-                    "must be a dot-separated path without empty segments".into(),
+                f.add(
+                    format!("forward.redaction.fields.{i}"),
+                    "must be a dot-separated path without empty segments",
                 );
             }
         }
-        match (&r.mode, &r.hmac_key) {
-            (RedactionMode::Hmac, None) => fault(
+        match (&self.mode, &self.hmac_key) {
+            (RedactionMode::Hmac, None) => f.add(
                 "forward.redaction.hmac_key",
-                "required when forward.redaction.mode is \"hmac\"".into(),
+                "required when forward.redaction.mode is \"hmac\"",
             ),
-            (_, Some(key)) => check_secret("forward.redaction.hmac_key", key, fault),
+            (_, Some(key)) => key.check("forward.redaction.hmac_key", f),
             _ => {}
         }
+    }
+}
 
-        for (name, sink) in &self.sinks {
-            let at = |key: &str| format!("forward.sinks.{name}.{key}");
-            let (batch, retry) = sink.delivery();
-            if !(1..=100_000).contains(&batch.max_events) {
-                fault(
-                    &at("batch.max_events"),
-                    "must be between 1 and 100000".into(),
-                );
-            }
-            if batch.max_bytes == 0 {
-                fault(&at("batch.max_bytes"), "must be at least 1".into());
-            }
-            if batch.timeout_ms > 60_000 {
-                fault(&at("batch.timeout_ms"), "must be at most 60000".into());
-            }
-            if retry.initial_backoff_ms == 0 {
-                fault(&at("retry.initial_backoff_ms"), "must be at least 1".into());
-            }
-            if retry.max_backoff_ms < retry.initial_backoff_ms {
-                fault(
-                    &at("retry.max_backoff_ms"),
-                    "must be at least retry.initial_backoff_ms".into(),
-                );
-            }
-            match sink {
-                SinkConfig::File(f) => {
-                    if f.path.as_os_str().is_empty() {
-                        fault(&at("path"), "must not be empty".into());
-                    }
-                    if f.rotate_bytes > 0 && f.rotate_keep == 0 {
-                        fault(&at("rotate_keep"), "must be at least 1 to rotate".into());
-                    }
-                }
-                SinkConfig::Stdout(_) => {}
-                SinkConfig::Http(h) => {
-                    match reqwest::Url::parse(&h.url) {
-                        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-                        Ok(u) => fault(
-                            &at("url"),
-                            format!("scheme {:?} is not http or https", u.scheme()),
-                        ),
-                        Err(e) => fault(&at("url"), format!("{:?} is not a URL: {e}", h.url)),
-                    }
-                    match (&h.auth.kind, &h.auth.secret) {
-                        (HttpAuthKind::None, Some(_)) => fault(
-                            &at("auth.kind"),
-                            "a secret is set but auth.kind is \"none\"".into(),
-                        ),
-                        (HttpAuthKind::None, None) => {}
-                        (_, None) => fault(&at("auth.secret"), "required by auth.kind".into()),
-                        (_, Some(secret)) => check_secret(&at("auth.secret"), secret, fault),
-                    }
-                    if h.auth.kind == HttpAuthKind::Basic && h.auth.user.is_empty() {
-                        fault(
-                            &at("auth.user"),
-                            "required when auth.kind is \"basic\"".into(),
-                        );
-                    }
-                    if h.encoding == HttpEncoding::SplunkHec && h.auth.kind != HttpAuthKind::Splunk
-                    {
-                        fault(
-                            &at("auth.kind"),
-                            "must be \"splunk\" (the HEC token) when encoding is \"splunk_hec\""
-                                .into(),
-                        );
-                    }
-                    for key in h.headers.keys() {
-                        if reqwest::header::HeaderName::from_bytes(key.as_bytes()).is_err() {
-                            fault(
-                                &at(&format!("headers.{key}")),
-                                "not a valid header name".into(),
-                            );
-                        }
-                    }
-                    check_tls(&at("tls"), &h.tls, fault);
-                    for (key, secs) in [
-                        ("connect_timeout_secs", h.connect_timeout_secs),
-                        ("request_timeout_secs", h.request_timeout_secs),
-                    ] {
-                        if secs == 0 {
-                            fault(&at(key), "must be at least 1".into());
-                        }
-                    }
-                    if h.encoding == HttpEncoding::ElasticsearchBulk
-                        && h.elasticsearch.index.trim().is_empty()
-                    {
-                        fault(&at("elasticsearch.index"), "must not be empty".into());
-                    }
-                    if h.splunk.indexer_acknowledgements
-                        && (h.splunk.ack_poll_ms < 10 || h.splunk.ack_timeout_secs == 0)
-                    {
-                        fault(
-                            &at("splunk.ack_poll_ms"),
-                            "ack_poll_ms must be at least 10 and ack_timeout_secs at least 1"
-                                .into(),
-                        );
-                    }
-                }
-                SinkConfig::Syslog(s) => {
-                    let port_ok = s.address.rsplit_once(':').is_some_and(|(host, port)| {
-                        !host.is_empty() && port.parse::<u16>().is_ok()
-                    });
-                    if !port_ok {
-                        fault(&at("address"), format!("{:?} is not host:port", s.address));
-                    }
-                    if s.facility > 23 {
-                        fault(&at("facility"), "must be between 0 and 23".into());
-                    }
-                    if s.app_name.is_empty()
-                        || s.app_name.len() > 48
-                        || !s.app_name.bytes().all(|b| (33..=126).contains(&b))
-                    {
-                        fault(
-                            &at("app_name"),
-                            "must be 1 to 48 printable ASCII characters without spaces".into(),
-                        );
-                    }
-                    if let Some(tls) = &s.tls {
-                        check_tls(&at("tls"), tls, fault);
-                    }
-                    for (key, secs) in [
-                        ("connect_timeout_secs", s.connect_timeout_secs),
-                        ("write_timeout_secs", s.write_timeout_secs),
-                    ] {
-                        if secs == 0 {
-                            fault(&at(key), "must be at least 1".into());
-                        }
-                    }
-                }
-                SinkConfig::Kafka(k) => {
-                    if k.topic.trim().is_empty() {
-                        fault(&at("topic"), "must not be empty".into());
-                    } else if kafka.topics.contains(&k.topic) {
-                        fault(
-                            &at("topic"),
-                            "must not be one of kafka.topics (records would be read again)".into(),
-                        );
-                    }
-                    let brokers = k.brokers.as_deref().unwrap_or(&kafka.brokers);
-                    if brokers.trim().is_empty() {
-                        fault(&at("brokers"), "missing: set it or kafka.brokers".into());
-                    }
-                    for key in k.properties.keys() {
-                        if key == "bootstrap.servers" || key == "enable.idempotence" {
-                            fault(
-                                &at(&format!("properties.{key}")),
-                                "managed by hestyna-obsd (use brokers; the producer is always idempotent)"
-                                    .into(),
-                            );
-                        }
-                    }
-                    if k.delivery_timeout_secs == 0 {
-                        fault(&at("delivery_timeout_secs"), "must be at least 1".into());
-                    }
-                }
-            }
+impl SecretConfig {
+    /// Exactly one source is set (whether it can be read is found when it is read, once, at start-up).
+    fn check(&self, at: &str, f: &mut Faults) {
+        let set = [
+            self.env.is_some(),
+            self.file.is_some(),
+            self.value.is_some(),
+        ];
+        if set.iter().filter(|s| **s).count() != 1 {
+            f.add(at, "set exactly one of env, file or value");
+        } else if self.value.as_deref() == Some("") || self.env.as_deref() == Some("") {
+            f.add(at, "must not be empty");
         }
     }
 }
 
-fn check_secret(path: &str, secret: &SecretConfig, fault: &mut dyn FnMut(&str, String)) {
-    if let Err(e) = secret.read() {
-        fault(path, e);
+impl SinkConfig {
+    /// Every fault of the sink at `at` (`forward.sinks.<name>`).
+    fn check(&self, at: &str, kafka: &super::KafkaConfig, f: &mut Faults) {
+        let (batch, retry) = self.delivery();
+        batch.check(at, f);
+        retry.check(at, f);
+        match self {
+            SinkConfig::File(c) => c.check(at, f),
+            SinkConfig::Stdout(_) => {}
+            SinkConfig::Http(c) => c.check(at, f),
+            SinkConfig::Syslog(c) => c.check(at, f),
+            SinkConfig::Kafka(c) => c.check(at, kafka, f),
+        }
     }
 }
 
-fn check_tls(path: &str, tls: &ClientTlsConfig, fault: &mut dyn FnMut(&str, String)) {
-    for (key, file) in [
-        ("ca_file", &tls.ca_file),
-        ("cert_file", &tls.cert_file),
-        ("key_file", &tls.key_file),
-    ] {
-        if let Some(f) = file {
-            if !f.is_file() {
-                fault(
-                    &format!("{path}.{key}"),
-                    format!("{} is not a readable file", f.display()),
+/// A duration that must be at least a second.
+fn at_least_a_second(at: &str, key: &str, d: Duration, f: &mut Faults) {
+    if d < Duration::from_secs(1) {
+        f.add(format!("{at}.{key}"), "must be at least 1");
+    }
+}
+
+impl BatchConfig {
+    fn check(&self, at: &str, f: &mut Faults) {
+        if !(1..=100_000).contains(&self.max_events) {
+            f.add(
+                format!("{at}.batch.max_events"),
+                "must be between 1 and 100000",
+            );
+        }
+        if self.max_bytes == 0 {
+            f.add(format!("{at}.batch.max_bytes"), "must be at least 1");
+        }
+        if self.timeout > Duration::from_secs(60) {
+            f.add(format!("{at}.batch.timeout_ms"), "must be at most 60000");
+        }
+    }
+}
+
+impl RetryConfig {
+    fn check(&self, at: &str, f: &mut Faults) {
+        if self.initial_backoff.is_zero() {
+            f.add(
+                format!("{at}.retry.initial_backoff_ms"),
+                "must be at least 1",
+            );
+        }
+        if self.max_backoff < self.initial_backoff {
+            f.add(
+                format!("{at}.retry.max_backoff_ms"),
+                "must be at least retry.initial_backoff_ms",
+            );
+        }
+    }
+}
+
+impl FileSinkConfig {
+    fn check(&self, at: &str, f: &mut Faults) {
+        if self.path.as_os_str().is_empty() {
+            f.add(format!("{at}.path"), "must not be empty");
+        }
+        if self.rotate_bytes > 0 && self.rotate_keep == 0 {
+            f.add(format!("{at}.rotate_keep"), "must be at least 1 to rotate");
+        }
+    }
+}
+
+impl HttpSinkConfig {
+    fn check(&self, at: &str, f: &mut Faults) {
+        match reqwest::Url::parse(&self.url) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+            Ok(u) => f.add(
+                format!("{at}.url"),
+                format!("scheme {:?} is not http or https", u.scheme()),
+            ),
+            Err(e) => f.add(
+                format!("{at}.url"),
+                format!("{:?} is not a URL: {e}", self.url),
+            ),
+        }
+        self.auth.check(at, self.encoding, f);
+        for key in self.headers.keys() {
+            if reqwest::header::HeaderName::from_bytes(key.as_bytes()).is_err() {
+                f.add(format!("{at}.headers.{key}"), "not a valid header name");
+            }
+        }
+        self.tls.check(&format!("{at}.tls"), f);
+        at_least_a_second(at, "connect_timeout_secs", self.connect_timeout, f);
+        at_least_a_second(at, "request_timeout_secs", self.request_timeout, f);
+        if self.encoding == HttpEncoding::ElasticsearchBulk
+            && self.elasticsearch.index.trim().is_empty()
+        {
+            f.add(format!("{at}.elasticsearch.index"), "must not be empty");
+        }
+        let s = &self.splunk;
+        if s.indexer_acknowledgements
+            && (s.ack_poll < Duration::from_millis(10) || s.ack_timeout < Duration::from_secs(1))
+        {
+            f.add(
+                format!("{at}.splunk.ack_poll_ms"),
+                "ack_poll_ms must be at least 10 and ack_timeout_secs at least 1",
+            );
+        }
+    }
+}
+
+impl HttpAuthConfig {
+    fn check(&self, at: &str, encoding: HttpEncoding, f: &mut Faults) {
+        match (&self.kind, &self.secret) {
+            (HttpAuthKind::None, Some(_)) => f.add(
+                format!("{at}.auth.kind"),
+                "a secret is set but auth.kind is \"none\"",
+            ),
+            (HttpAuthKind::None, None) => {}
+            (_, None) => f.add(format!("{at}.auth.secret"), "required by auth.kind"),
+            (_, Some(secret)) => secret.check(&format!("{at}.auth.secret"), f),
+        }
+        if self.kind == HttpAuthKind::Basic && self.user.is_empty() {
+            f.add(
+                format!("{at}.auth.user"),
+                "required when auth.kind is \"basic\"",
+            );
+        }
+        if encoding == HttpEncoding::SplunkHec && self.kind != HttpAuthKind::Splunk {
+            f.add(
+                format!("{at}.auth.kind"),
+                "must be \"splunk\" (the HEC token) when encoding is \"splunk_hec\"",
+            );
+        }
+    }
+}
+
+impl ClientTlsConfig {
+    fn check(&self, at: &str, f: &mut Faults) {
+        for (key, file) in [
+            ("ca_file", &self.ca_file),
+            ("cert_file", &self.cert_file),
+            ("key_file", &self.key_file),
+        ] {
+            if file.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                f.add(format!("{at}.{key}"), "must not be empty");
+            }
+        }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            f.add(
+                format!("{at}.key_file"),
+                "cert_file and key_file go together",
+            );
+        }
+    }
+}
+
+impl SyslogSinkConfig {
+    fn check(&self, at: &str, f: &mut Faults) {
+        let port_ok = self
+            .address
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !port_ok {
+            f.add(
+                format!("{at}.address"),
+                format!("{:?} is not host:port", self.address),
+            );
+        }
+        if self.facility > 23 {
+            f.add(format!("{at}.facility"), "must be between 0 and 23");
+        }
+        let name = &self.app_name;
+        if name.is_empty() || name.len() > 48 || !name.bytes().all(|b| (33..=126).contains(&b)) {
+            f.add(
+                format!("{at}.app_name"),
+                "must be 1 to 48 printable ASCII characters without spaces",
+            );
+        }
+        if let Some(tls) = &self.tls {
+            tls.check(&format!("{at}.tls"), f);
+        }
+        at_least_a_second(at, "connect_timeout_secs", self.connect_timeout, f);
+        at_least_a_second(at, "write_timeout_secs", self.write_timeout, f);
+    }
+}
+
+impl KafkaSinkConfig {
+    fn check(&self, at: &str, kafka: &super::KafkaConfig, f: &mut Faults) {
+        if self.topic.trim().is_empty() {
+            f.add(format!("{at}.topic"), "must not be empty");
+        } else if kafka.topics.contains(&self.topic) {
+            f.add(
+                format!("{at}.topic"),
+                "must not be one of kafka.topics (records would be read again)",
+            );
+        }
+        if self
+            .brokers
+            .as_deref()
+            .unwrap_or(&kafka.brokers)
+            .trim()
+            .is_empty()
+        {
+            f.add(format!("{at}.brokers"), "missing: set it or kafka.brokers");
+        }
+        for key in self.properties.keys() {
+            if key == "bootstrap.servers" || key == "enable.idempotence" {
+                f.add(
+                    format!("{at}.properties.{key}"),
+                    "managed by hestyna-obsd (use brokers; the producer is always idempotent)",
                 );
             }
         }
-    }
-    if tls.cert_file.is_some() != tls.key_file.is_some() {
-        fault(
-            &format!("{path}.key_file"),
-            "cert_file and key_file go together".into(),
-        );
+        at_least_a_second(at, "delivery_timeout_secs", self.delivery_timeout, f);
     }
 }

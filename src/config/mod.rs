@@ -5,6 +5,7 @@
 //! (a test keeps the two equal). Unknown keys are refused. Loading reports every fault at once, each with
 //! its key path, rather than stopping at the first: see [`load`].
 
+mod duration;
 mod forward;
 mod validate;
 
@@ -15,7 +16,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-pub use validate::Issue;
+use std::time::Duration;
+pub use validate::{Faults, Issue};
 
 /// The embedded default configuration (`config/demo.toml`): generator source, `/metrics` on loopback with
 /// demo credentials, SIEM records to a local file.
@@ -83,8 +85,9 @@ pub struct SourceConfig {
     pub kind: SourceKind,
     /// A batch is cut at this many records...
     pub batch_max_records: usize,
-    /// ...or once its first record has waited this many milliseconds.
-    pub batch_max_wait_ms: u64,
+    /// ...or once its first record has waited this many milliseconds (`batch_max_wait_ms`).
+    #[serde(rename = "batch_max_wait_ms", with = "duration::millis")]
+    pub batch_max_wait: Duration,
     /// Batches buffered between the source and each pipeline; when full, Kafka partitions are paused.
     pub queue_batches: usize,
     /// `[source.file]`.
@@ -98,7 +101,7 @@ impl Default for SourceConfig {
         SourceConfig {
             kind: SourceKind::Kafka,
             batch_max_records: 1024,
-            batch_max_wait_ms: 50,
+            batch_max_wait: Duration::from_millis(50),
             queue_batches: 8,
             file: FileSourceConfig::default(),
             generator: GeneratorConfig::default(),
@@ -182,10 +185,44 @@ impl Default for KafkaConfig {
     }
 }
 
+/// The librdkafka consumer properties hestyna-obsd sets itself, which the configuration may not: the
+/// offset invariant rests on them (see [`KafkaConfig::consumer_properties`]).
+pub const MANAGED_CONSUMER_PROPERTIES: [&str; 4] = [
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.offset.store",
+    "enable.auto.commit",
+];
+
 impl KafkaConfig {
     /// `properties` then `consumer_properties`.
     pub fn consumer_overrides(&self) -> Vec<(String, String)> {
         merged(&self.properties, &self.consumer_properties)
+    }
+
+    /// The librdkafka configuration of a consumer in `group_id`: our defaults, then the configured
+    /// overrides, then the [`MANAGED_CONSUMER_PROPERTIES`], which nothing overrides (offsets are
+    /// stored by hand, only after processing, and committed by librdkafka).
+    pub fn consumer_properties(&self, group_id: &str) -> Vec<(String, String)> {
+        let mut props: Vec<(String, String)> = [
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "false"),
+            ("statistics.interval.ms", "5000"),
+            ("fetch.wait.max.ms", "100"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .to_vec();
+        let values = [self.brokers.as_str(), group_id, "false", "true"];
+        let managed = MANAGED_CONSUMER_PROPERTIES
+            .iter()
+            .zip(values)
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        let user = self.consumer_overrides();
+        for (k, v) in user.into_iter().chain(managed) {
+            props.retain(|(key, _)| *key != k);
+            props.push((k, v));
+        }
+        props
     }
 
     /// `bootstrap.servers`, then `properties`, then `producer_properties`.
@@ -276,6 +313,14 @@ impl Default for MetricsConfig {
 }
 
 impl MetricsConfig {
+    /// The key path of `key` in the `index`th rule of [`Self::all_rules`].
+    pub fn rule_path(&self, index: usize, key: &str) -> String {
+        match index.checked_sub(self.rules.len()) {
+            None => format!("metrics.rules.{index}.{key}"),
+            Some(extra) => format!("metrics.extra_rules.{extra}.{key}"),
+        }
+    }
+
     /// `rules` then `extra_rules`.
     pub fn all_rules(&self) -> Vec<crate::derive::RuleSpec> {
         self.rules
@@ -295,8 +340,9 @@ pub struct IntakeJoinConfig {
     pub enabled: bool,
     /// At most this many pending intakes; the oldest is evicted first (counted).
     pub max_entries: usize,
-    /// Pending intakes older than this many seconds are evicted (counted).
-    pub ttl_secs: u64,
+    /// Pending intakes older than this many seconds are evicted (counted) (`ttl_secs`).
+    #[serde(rename = "ttl_secs", with = "duration::secs")]
+    pub ttl: Duration,
     /// With the kafka source: the compacted topic that persists the state per input partition (created
     /// when missing). It survives restarts and follows a partition to another replica.
     pub changelog_topic: String,
@@ -307,7 +353,7 @@ impl Default for IntakeJoinConfig {
         IntakeJoinConfig {
             enabled: true,
             max_entries: 1_000_000,
-            ttl_secs: 30 * 86_400,
+            ttl: Duration::from_secs(30 * 86_400),
             changelog_topic: "hestyna-obsd.intake-changelog".into(),
         }
     }
@@ -365,6 +411,14 @@ pub struct HttpConfig {
     pub health_listen: Option<SocketAddr>,
 }
 
+impl HttpConfig {
+    /// Whether `/metrics` must be protected: it listens off loopback and unauthenticated access was not
+    /// asked for. The one rule, used at start-up and on every reload of the web configuration.
+    pub fn must_protect(&self) -> bool {
+        !self.listen.ip().is_loopback() && !self.allow_unauthenticated
+    }
+}
+
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
@@ -400,17 +454,21 @@ impl Default for TelemetryConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShutdownConfig {
-    /// On SIGTERM/SIGINT, how long in-flight records may take before the final commit.
-    pub drain_timeout_secs: u64,
-    /// On a partition revoke, how long in-flight records of that partition may take before it is given up.
-    pub revoke_drain_ms: u64,
+    /// On SIGTERM/SIGINT, how long in-flight records may take before the final commit
+    /// (`drain_timeout_secs`).
+    #[serde(rename = "drain_timeout_secs", with = "duration::secs")]
+    pub drain_timeout: Duration,
+    /// On a partition revoke, how long in-flight records of that partition may take before it is given
+    /// up (`revoke_drain_ms`).
+    #[serde(rename = "revoke_drain_ms", with = "duration::millis")]
+    pub revoke_drain: Duration,
 }
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
         ShutdownConfig {
-            drain_timeout_secs: 30,
-            revoke_drain_ms: 5000,
+            drain_timeout: Duration::from_secs(30),
+            revoke_drain: Duration::from_millis(5000),
         }
     }
 }

@@ -5,7 +5,10 @@
 //! until the tree deserializes. Then the checks that span keys run on the result; a key already reported
 //! is not reported twice.
 
-use super::{Config, DeadLetterKind, SourceKind};
+use super::{
+    Config, DeadLetterConfig, DeadLetterKind, GeneratorConfig, HttpConfig, IntakeJoinConfig,
+    KafkaConfig, PipelinesConfig, SourceConfig, SourceKind, MANAGED_CONSUMER_PROPERTIES,
+};
 use serde_json::Value;
 use std::fmt;
 
@@ -143,240 +146,235 @@ pub(super) fn deserialize_and_check(mut tree: Value) -> Result<Config, Vec<Issue
     }
 }
 
-fn check(c: &Config) -> Vec<Issue> {
-    let mut issues = Vec::new();
-    let mut fault = |path: &str, message: String| {
-        issues.push(Issue {
+/// Collects faults, each at its key path.
+#[derive(Debug, Default)]
+pub struct Faults(Vec<Issue>);
+
+impl Faults {
+    /// A fault at `path`.
+    pub fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Issue {
             path: path.into(),
-            message,
-        })
-    };
-
-    let kafka_source = c.source.kind == SourceKind::Kafka;
-    let kafka_dead_letters = c.dead_letter.kind == DeadLetterKind::Kafka;
-    if c.kafka.brokers.trim().is_empty() && (kafka_source || kafka_dead_letters) {
-        let user = if kafka_source {
-            "source.kind"
-        } else {
-            "dead_letter.kind"
-        };
-        fault(
-            "kafka.brokers",
-            format!("missing broker list: required when {user} is \"kafka\""),
-        );
-    }
-    if kafka_source && c.kafka.topics.iter().all(|t| t.trim().is_empty()) {
-        fault(
-            "kafka.topics",
-            "at least one topic is required when source.kind is \"kafka\"".into(),
-        );
-    }
-    for (section, props) in [
-        ("kafka.properties", &c.kafka.properties),
-        ("kafka.consumer_properties", &c.kafka.consumer_properties),
-        ("kafka.producer_properties", &c.kafka.producer_properties),
-    ] {
-        for key in props.keys() {
-            if [
-                "bootstrap.servers",
-                "group.id",
-                "enable.auto.offset.store",
-                "enable.auto.commit",
-            ]
-            .contains(&key.as_str())
-            {
-                fault(
-                    &format!("{section}.{key}"),
-                    "managed by hestyna-obsd (use kafka.brokers / pipelines.*.group_id); offsets are stored only after processing".into(),
-                );
-            }
-        }
+            message: message.into(),
+        });
     }
 
-    let b = &c.source;
-    if !(1..=1_000_000).contains(&b.batch_max_records) {
-        fault(
-            "source.batch_max_records",
-            "must be between 1 and 1000000".into(),
-        );
-    }
-    if b.queue_batches == 0 {
-        fault("source.queue_batches", "must be at least 1".into());
-    }
-    let g = &b.generator;
-    if !(g.rate >= 0.0 && g.rate.is_finite()) {
-        fault(
-            "source.generator.rate",
-            "must be a finite number >= 0".into(),
-        );
-    }
-    for (path, ratio) in [
-        ("source.generator.invalid_ratio", g.invalid_ratio),
-        ("source.generator.unknown_ratio", g.unknown_ratio),
-    ] {
-        if !(0.0..=1.0).contains(&ratio) {
-            fault(path, "must be between 0 and 1".into());
-        }
-    }
-    if g.invalid_ratio + g.unknown_ratio > 1.0 {
-        fault(
-            "source.generator.unknown_ratio",
-            "invalid_ratio + unknown_ratio must not exceed 1".into(),
-        );
-    }
-    if g.organizations == 0 {
-        fault(
-            "source.generator.organizations",
-            "must be at least 1".into(),
-        );
-    }
-    if !g.start.is_empty() && chrono::DateTime::parse_from_rfc3339(&g.start).is_err() {
-        fault(
-            "source.generator.start",
-            "must be an RFC 3339 timestamp or empty".into(),
-        );
-    }
-    if b.kind == SourceKind::File && b.file.path.is_empty() {
-        fault(
-            "source.file.path",
-            "must name a file, or - for stdin".into(),
-        );
+    /// Whether none was found.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
-    let p = &c.pipelines;
-    if !p.metrics.enabled && !p.forward.enabled {
-        fault(
-            "pipelines",
-            "at least one of pipelines.metrics and pipelines.forward must be enabled".into(),
-        );
+    /// The faults, in the order found.
+    pub fn into_vec(self) -> Vec<Issue> {
+        self.0
     }
-    if kafka_source {
-        for (path, pipe) in [
-            ("pipelines.metrics.group_id", &p.metrics),
-            ("pipelines.forward.group_id", &p.forward),
-        ] {
-            if pipe.enabled && pipe.group_id.trim().is_empty() {
-                fault(path, "must not be empty".into());
-            }
-        }
-        if p.metrics.enabled && p.forward.enabled && p.metrics.group_id == p.forward.group_id {
-            fault("pipelines.forward.group_id", "must differ from pipelines.metrics.group_id: each pipeline is its own consumer group".into());
-        }
-    }
+}
 
-    match c.dead_letter.kind {
-        DeadLetterKind::Kafka => {
-            if c.dead_letter.topic.trim().is_empty() {
-                fault("dead_letter.topic", "must not be empty".into());
-            } else if c.kafka.topics.contains(&c.dead_letter.topic) {
-                fault(
-                    "dead_letter.topic",
-                    "must not be one of kafka.topics (dead letters would be read again)".into(),
-                );
-            }
-        }
-        DeadLetterKind::File => {
-            if c.dead_letter.path.as_os_str().is_empty() {
-                fault("dead_letter.path", "must not be empty".into());
-            }
-        }
-    }
-
-    for (user, hash) in &c.http.basic_auth_users {
-        if user.is_empty() || user.contains(':') {
-            fault(
-                &format!("http.basic_auth_users.{user}"),
-                "a user name must be non-empty and without ':'".into(),
-            );
-        }
-        let looks_bcrypt = hash.len() == 60
-            && ["$2a$", "$2b$", "$2y$", "$2x$"]
-                .iter()
-                .any(|p| hash.starts_with(p));
-        if !looks_bcrypt {
-            fault(
-                &format!("http.basic_auth_users.{user}"),
-                "must be a bcrypt hash (make one with `hestyna-obsd hash-password`)".into(),
-            );
-        }
-    }
-    if c.http.web_config_file.is_some() && !c.http.basic_auth_users.is_empty() {
-        fault(
-            "http.basic_auth_users",
-            "set the users in http.web_config_file instead (one source of credentials)".into(),
-        );
-    }
-    if let Some(path) = &c.http.web_config_file {
-        if !path.is_file() {
-            fault(
-                "http.web_config_file",
-                format!("{} is not a readable file", path.display()),
-            );
-        }
-    }
-    if c.http.health_listen.is_some_and(|h| h == c.http.listen) {
-        fault("http.health_listen", "must differ from http.listen".into());
-    }
-    // With a web configuration file, whether it protects /metrics is checked when it is loaded.
-    if c.http.web_config_file.is_none()
-        && c.http.basic_auth_users.is_empty()
-        && !c.http.listen.ip().is_loopback()
-        && !c.http.allow_unauthenticated
-    {
-        fault(
-            "http.basic_auth_users",
-            format!(
-                "/metrics on the non-loopback address {} would be open to anyone: add users, or set http.allow_unauthenticated = true",
-                c.http.listen
-            ),
-        );
-    }
-
-    c.forward.check(p.forward.enabled, &c.kafka, &mut fault);
-
-    if let Err(errors) = crate::derive::Plan::compile(&c.metrics.all_rules()) {
-        let first_extra = c.metrics.rules.len();
-        for e in errors {
-            let (list, index) = if e.rule < first_extra {
-                ("rules", e.rule)
-            } else {
-                ("extra_rules", e.rule - first_extra)
-            };
-            fault(
-                &format!("metrics.{list}.{index}.{}", e.key),
-                format!("{} (rule {:?})", e.message, e.name),
-            );
-        }
-    }
-    let join = &c.metrics.intake_join;
-    if join.enabled {
-        if join.max_entries == 0 {
-            fault(
-                "metrics.intake_join.max_entries",
-                "must be at least 1".into(),
-            );
-        }
-        if join.ttl_secs == 0 {
-            fault("metrics.intake_join.ttl_secs", "must be at least 1".into());
-        }
-        if kafka_source
-            && (join.changelog_topic.trim().is_empty()
-                || c.kafka.topics.contains(&join.changelog_topic))
-        {
-            fault(
-                "metrics.intake_join.changelog_topic",
-                "must be set, and not one of kafka.topics".into(),
-            );
-        }
-    }
+/// The checks that span keys, section by section. Pure: nothing here reads a file or a secret, or
+/// compiles a rule or a pattern; what needs that is checked once, when it is built (`app::Inputs`).
+fn check(c: &Config) -> Vec<Issue> {
+    let mut f = Faults::default();
+    c.kafka.check(c, &mut f);
+    c.source.check(&mut f);
+    c.pipelines.check(c, &mut f);
+    c.dead_letter.check(c, &mut f);
+    c.http.check(&mut f);
+    c.forward
+        .check(c.pipelines.forward.enabled, &c.kafka, &mut f);
+    c.metrics.intake_join.check(c, &mut f);
     if tracing_subscriber::EnvFilter::try_new(&c.telemetry.log_level).is_err() {
-        fault(
+        f.add(
             "telemetry.log_level",
             format!("{:?} is not a valid log filter", c.telemetry.log_level),
         );
     }
-    if c.shutdown.drain_timeout_secs == 0 {
-        fault("shutdown.drain_timeout_secs", "must be at least 1".into());
+    if c.shutdown.drain_timeout.is_zero() {
+        f.add("shutdown.drain_timeout_secs", "must be at least 1");
     }
-    issues
+    f.into_vec()
+}
+
+impl KafkaConfig {
+    fn check(&self, c: &Config, f: &mut Faults) {
+        let kafka_source = c.source.kind == SourceKind::Kafka;
+        let kafka_dead_letters = c.dead_letter.kind == DeadLetterKind::Kafka;
+        if self.brokers.trim().is_empty() && (kafka_source || kafka_dead_letters) {
+            let user = match kafka_source {
+                true => "source.kind",
+                false => "dead_letter.kind",
+            };
+            f.add(
+                "kafka.brokers",
+                format!("missing broker list: required when {user} is \"kafka\""),
+            );
+        }
+        if kafka_source && self.topics.iter().all(|t| t.trim().is_empty()) {
+            f.add(
+                "kafka.topics",
+                "at least one topic is required when source.kind is \"kafka\"",
+            );
+        }
+        for (section, props) in [
+            ("kafka.properties", &self.properties),
+            ("kafka.consumer_properties", &self.consumer_properties),
+            ("kafka.producer_properties", &self.producer_properties),
+        ] {
+            for key in props.keys() {
+                if MANAGED_CONSUMER_PROPERTIES.contains(&key.as_str()) {
+                    f.add(
+                        format!("{section}.{key}"),
+                        "managed by hestyna-obsd (use kafka.brokers / pipelines.*.group_id); offsets are stored only after processing",
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl SourceConfig {
+    fn check(&self, f: &mut Faults) {
+        if !(1..=1_000_000).contains(&self.batch_max_records) {
+            f.add("source.batch_max_records", "must be between 1 and 1000000");
+        }
+        if self.queue_batches == 0 {
+            f.add("source.queue_batches", "must be at least 1");
+        }
+        if self.kind == SourceKind::File && self.file.path.is_empty() {
+            f.add("source.file.path", "must name a file, or - for stdin");
+        }
+        self.generator.check(f);
+    }
+}
+
+impl GeneratorConfig {
+    fn check(&self, f: &mut Faults) {
+        if !(self.rate >= 0.0 && self.rate.is_finite()) {
+            f.add("source.generator.rate", "must be a finite number >= 0");
+        }
+        for (path, ratio) in [
+            ("source.generator.invalid_ratio", self.invalid_ratio),
+            ("source.generator.unknown_ratio", self.unknown_ratio),
+        ] {
+            if !(0.0..=1.0).contains(&ratio) {
+                f.add(path, "must be between 0 and 1");
+            }
+        }
+        if self.invalid_ratio + self.unknown_ratio > 1.0 {
+            f.add(
+                "source.generator.unknown_ratio",
+                "invalid_ratio + unknown_ratio must not exceed 1",
+            );
+        }
+        if self.organizations == 0 {
+            f.add("source.generator.organizations", "must be at least 1");
+        }
+        if !self.start.is_empty() && chrono::DateTime::parse_from_rfc3339(&self.start).is_err() {
+            f.add(
+                "source.generator.start",
+                "must be an RFC 3339 timestamp or empty",
+            );
+        }
+    }
+}
+
+impl PipelinesConfig {
+    fn check(&self, c: &Config, f: &mut Faults) {
+        if !self.metrics.enabled && !self.forward.enabled {
+            f.add(
+                "pipelines",
+                "at least one of pipelines.metrics and pipelines.forward must be enabled",
+            );
+        }
+        if c.source.kind != SourceKind::Kafka {
+            return;
+        }
+        for (path, pipe) in [
+            ("pipelines.metrics.group_id", &self.metrics),
+            ("pipelines.forward.group_id", &self.forward),
+        ] {
+            if pipe.enabled && pipe.group_id.trim().is_empty() {
+                f.add(path, "must not be empty");
+            }
+        }
+        if self.metrics.enabled
+            && self.forward.enabled
+            && self.metrics.group_id == self.forward.group_id
+        {
+            f.add(
+                "pipelines.forward.group_id",
+                "must differ from pipelines.metrics.group_id: each pipeline is its own consumer group",
+            );
+        }
+    }
+}
+
+impl DeadLetterConfig {
+    fn check(&self, c: &Config, f: &mut Faults) {
+        match self.kind {
+            DeadLetterKind::Kafka if self.topic.trim().is_empty() => {
+                f.add("dead_letter.topic", "must not be empty")
+            }
+            DeadLetterKind::Kafka if c.kafka.topics.contains(&self.topic) => f.add(
+                "dead_letter.topic",
+                "must not be one of kafka.topics (dead letters would be read again)",
+            ),
+            DeadLetterKind::File if self.path.as_os_str().is_empty() => {
+                f.add("dead_letter.path", "must not be empty")
+            }
+            _ => {}
+        }
+    }
+}
+
+impl HttpConfig {
+    fn check(&self, f: &mut Faults) {
+        for (user, hash) in &self.basic_auth_users {
+            let at = format!("http.basic_auth_users.{user}");
+            if user.is_empty() || user.contains(':') {
+                f.add(&at, "a user name must be non-empty and without ':'");
+            }
+            let looks_bcrypt = hash.len() == 60
+                && ["$2a$", "$2b$", "$2y$", "$2x$"]
+                    .iter()
+                    .any(|p| hash.starts_with(p));
+            if !looks_bcrypt {
+                f.add(
+                    at,
+                    "must be a bcrypt hash (make one with `hestyna-obsd hash-password`)",
+                );
+            }
+        }
+        if self.web_config_file.is_some() && !self.basic_auth_users.is_empty() {
+            f.add(
+                "http.basic_auth_users",
+                "set the users in http.web_config_file instead (one source of credentials)",
+            );
+        }
+        if self.health_listen.is_some_and(|h| h == self.listen) {
+            f.add("http.health_listen", "must differ from http.listen");
+        }
+    }
+}
+
+impl IntakeJoinConfig {
+    fn check(&self, c: &Config, f: &mut Faults) {
+        if !self.enabled {
+            return;
+        }
+        if self.max_entries == 0 {
+            f.add("metrics.intake_join.max_entries", "must be at least 1");
+        }
+        if self.ttl.is_zero() {
+            f.add("metrics.intake_join.ttl_secs", "must be at least 1");
+        }
+        if c.source.kind == SourceKind::Kafka
+            && (self.changelog_topic.trim().is_empty()
+                || c.kafka.topics.contains(&self.changelog_topic))
+        {
+            f.add(
+                "metrics.intake_join.changelog_topic",
+                "must be set, and not one of kafka.topics",
+            );
+        }
+    }
 }

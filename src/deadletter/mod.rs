@@ -21,7 +21,7 @@ use std::time::Duration;
 
 /// One record to dead-letter.
 #[derive(Debug, Clone)]
-pub struct DeadLetterItem<'a> {
+pub struct DeadLetter<'a> {
     /// The record, as read.
     pub record: &'a Record,
     /// The bounded reason (a label value: `not_json`, `missing_field`, `sink_rejected`, ...).
@@ -43,7 +43,7 @@ pub enum DeadLetterError {
 }
 
 /// Where dead letters go.
-pub enum DeadLetter {
+pub enum Destination {
     /// A Kafka topic.
     Kafka {
         producer: FutureProducer,
@@ -73,7 +73,7 @@ fn origin_headers(origin: &Origin) -> Vec<(&'static str, String)> {
 }
 
 /// The original headers, then `hestyna.dlq.*`.
-fn dead_letter_headers(item: &DeadLetterItem<'_>, pipeline: &str) -> OwnedHeaders {
+fn dead_letter_headers(item: &DeadLetter<'_>, pipeline: &str) -> OwnedHeaders {
     let mut headers = OwnedHeaders::new_with_capacity(item.record.headers.len() + 6);
     for (k, v) in &item.record.headers {
         headers = headers.insert(Header {
@@ -96,7 +96,7 @@ fn dead_letter_headers(item: &DeadLetterItem<'_>, pipeline: &str) -> OwnedHeader
     headers
 }
 
-impl DeadLetter {
+impl Destination {
     /// A Kafka destination with these producer properties.
     pub fn kafka(properties: &[(String, String)], topic: &str) -> Result<Self, DeadLetterError> {
         let mut config = rdkafka::ClientConfig::new();
@@ -107,7 +107,7 @@ impl DeadLetter {
         for (k, v) in properties {
             config.set(k, v);
         }
-        Ok(DeadLetter::Kafka {
+        Ok(Destination::Kafka {
             producer: config.create()?,
             topic: topic.to_owned(),
         })
@@ -116,7 +116,7 @@ impl DeadLetter {
     /// A file destination (created if absent, appended to).
     pub fn file(path: &Path) -> Result<Self, DeadLetterError> {
         AppendFile::open(path)
-            .map(DeadLetter::File)
+            .map(Destination::File)
             .map_err(|source| DeadLetterError::File {
                 path: path.to_owned(),
                 source,
@@ -126,8 +126,8 @@ impl DeadLetter {
     /// A name for logs.
     pub fn describe(&self) -> String {
         match self {
-            DeadLetter::Kafka { topic, .. } => format!("kafka topic {topic}"),
-            DeadLetter::File(file) => format!("file {}", file.path().display()),
+            Destination::Kafka { topic, .. } => format!("kafka topic {topic}"),
+            Destination::File(file) => format!("file {}", file.path().display()),
         }
     }
 
@@ -135,13 +135,13 @@ impl DeadLetter {
     pub async fn send(
         &self,
         pipeline: &str,
-        items: &[DeadLetterItem<'_>],
+        items: &[DeadLetter<'_>],
     ) -> Result<(), DeadLetterError> {
         if items.is_empty() {
             return Ok(());
         }
         match self {
-            DeadLetter::Kafka { producer, topic } => {
+            Destination::Kafka { producer, topic } => {
                 let headers: Vec<OwnedHeaders> = items
                     .iter()
                     .map(|item| dead_letter_headers(item, pipeline))
@@ -157,7 +157,7 @@ impl DeadLetter {
                 });
                 Ok(crate::produce::send_all(producer, records.collect()).await?)
             }
-            DeadLetter::File(file) => {
+            Destination::File(file) => {
                 let mut buf = Vec::with_capacity(items.len() * 256);
                 for item in items {
                     let mut line = serde_json::Map::new();
@@ -191,7 +191,7 @@ impl DeadLetter {
 
     /// Waits for queued Kafka deliveries (shutdown).
     pub fn flush(&self, timeout: Duration) {
-        if let DeadLetter::Kafka { producer, .. } = self {
+        if let Destination::Kafka { producer, .. } = self {
             let _ = producer.flush(Timeout::After(timeout));
         }
     }

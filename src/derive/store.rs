@@ -495,7 +495,7 @@ impl Store {
 
     /// A copy of every series, cheap to take (label keys are shared, not copied) and rendered after the
     /// lock on the store is released, so that a scrape never holds up event processing for longer than
-    /// the copy. Window quantiles are computed here.
+    /// the copy. Windows are copied too; their quantiles are computed when the snapshot is rendered.
     pub fn snapshot(&self) -> Snapshot {
         let families = self
             .families
@@ -512,26 +512,14 @@ impl Store {
         let windows = self
             .windows
             .iter()
-            .map(|family| {
-                let def = &family.def;
-                let epoch = self.now / def.slice_secs;
-                let rows = family
+            .map(|family| WindowSnapshot {
+                def: family.def.clone(),
+                epoch: self.now / family.def.slice_secs,
+                series: family
                     .series
                     .iter()
-                    .filter_map(|(key, window)| {
-                        let (h, sum) = window.merged(epoch)?;
-                        let values = def
-                            .quantiles
-                            .iter()
-                            .map(|(q, _)| h.value_at_quantile(*q) as f64 * def.resolution)
-                            .collect();
-                        Some((key.clone(), h.len(), sum, values))
-                    })
-                    .collect();
-                WindowSnapshot {
-                    def: def.clone(),
-                    rows,
-                }
+                    .map(|(key, window)| (key.clone(), window.clone()))
+                    .collect(),
             })
             .collect();
         Snapshot { families, windows }
@@ -545,8 +533,35 @@ struct FamilySnapshot {
 
 struct WindowSnapshot {
     def: Arc<WindowDef>,
-    /// (labels, observations in the window, their sum, the value of each quantile).
-    rows: Vec<(LabelKey, u64, f64, Vec<f64>)>,
+    /// The slice the window ends at.
+    epoch: u64,
+    /// Copies of the windows: merged and read after the store's lock is released.
+    series: Vec<(LabelKey, SlidingWindow)>,
+}
+
+/// A window's row: labels, observations in the window, their sum, the value of each quantile.
+type WindowRow = (LabelKey, u64, f64, Vec<f64>);
+
+impl WindowSnapshot {
+    /// The quantiles of every series that holds observations in the window, sorted by labels.
+    fn rows(&self) -> Vec<WindowRow> {
+        let def = &self.def;
+        let mut rows: Vec<WindowRow> = self
+            .series
+            .iter()
+            .filter_map(|(key, window)| {
+                let (h, sum) = window.merged(self.epoch)?;
+                let values = def
+                    .quantiles
+                    .iter()
+                    .map(|(q, _)| h.value_at_quantile(*q) as f64 * def.resolution)
+                    .collect();
+                Some((key.clone(), h.len(), sum, values))
+            })
+            .collect();
+        sort_by_labels(&mut rows, |row| &row.0);
+        rows
+    }
 }
 
 /// Every series at one moment; see [`Store::snapshot`].
@@ -659,9 +674,8 @@ impl Snapshot {
             // A summary: the Prometheus type for quantiles computed by the exporter (a gauge may not
             // carry a `quantile` label).
             w.family(&def.name, &def.help, FamilyType::Summary);
-            sort_by_labels(&mut window.rows, |row| &row.0);
             let mut labels = Labels::default();
-            for (key, count, sum, values) in window.rows.iter().filter(|r| visible.key(&r.0)) {
+            for (key, count, sum, values) in window.rows().iter().filter(|r| visible.key(&r.0)) {
                 key.write_labels(&def.label_names, &mut labels);
                 for ((_, q), v) in def.quantiles.iter().zip(values) {
                     w.series_sample(
@@ -687,9 +701,8 @@ impl Snapshot {
             let Some(visible) = visible(&def.label_names, scope) else {
                 continue;
             };
-            sort_by_labels(&mut window.rows, |row| &row.0);
             let series: Vec<Value> = window
-                .rows
+                .rows()
                 .iter()
                 .filter(|r| visible.key(&r.0))
                 .map(|(key, count, sum, values)| {

@@ -356,14 +356,32 @@ async fn quantiles(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
+/// Why serving `security` on `listen` is refused, if it is: the one rule applied at start-up and to
+/// every reload. `must_protect` is the configuration's `http.must_protect()` (off loopback, and
+/// unauthenticated access not asked for). Bcrypt work: call it only where `/metrics` will be served.
+pub fn refusal(security: &Security, listen: SocketAddr, must_protect: bool) -> Option<String> {
+    if must_protect && !security.is_protected() {
+        return Some(format!(
+            "/metrics on the non-loopback address {listen} would be open to anyone: set users, tokens, allowed networks or client certificates (or set http.allow_unauthenticated = true)"
+        ));
+    }
+    let demo = security.auth.demo_users();
+    if !demo.is_empty() && !listen.ip().is_loopback() {
+        return Some(format!(
+            "the public demo password is configured for {demo:?} while /metrics listens on {listen}, which is not loopback: set real credentials"
+        ));
+    }
+    None
+}
+
 /// Re-reads the web configuration file on SIGHUP and when it, or a file it names, changes. A file that
-/// does not load (or would leave a non-loopback listener unprotected when that is not allowed) keeps the
-/// security in force; either way the outcome is logged and counted.
+/// does not load, or that start-up would refuse ([`refusal`]), keeps the security in force; either way
+/// the outcome is logged and counted.
 pub async fn watch_security(
     path: PathBuf,
     live: LiveSecurity,
     metrics: Arc<SelfMetrics>,
-    must_protect: bool,
+    (listen, must_protect): (SocketAddr, bool),
     shutdown: Shutdown,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
@@ -387,13 +405,19 @@ pub async fn watch_security(
             continue;
         }
         seen = now;
-        match Security::load(&path) {
-            Ok(new) if must_protect && !new.is_protected() => {
+        let loaded = Security::load(&path).map_err(|e| e.to_string());
+        let refused = loaded
+            .as_ref()
+            .ok()
+            .and_then(|new| refusal(new, listen, must_protect));
+        match loaded {
+            Ok(_) if refused.is_some() => {
                 metrics
                     .web_config_reloads
                     .with_label_values(&["failure"])
                     .inc();
-                tracing::error!(path = %path.display(), "the new web configuration leaves /metrics open on a non-loopback address; keeping the old one");
+                let reason = refused.unwrap_or_default();
+                tracing::error!(path = %path.display(), %reason, "the new web configuration is refused; keeping the old one");
             }
             Ok(new) => {
                 seen = security::fingerprint(&new.files);

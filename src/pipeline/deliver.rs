@@ -8,18 +8,17 @@
 //! the dead letters and only then reports the source batch done. A job a worker could not finish (the
 //! shutdown drain deadline passed during a retry) is never reported done: its records are read again.
 
-use super::Shutdown;
+use super::{Backoff, Shutdown};
 use crate::config::{BatchConfig, RetryConfig};
 use crate::forward::sink::{Delivery, Encoded, FailureClass, Refusal, Sink, SinkError};
 use crate::forward::Document;
 use crate::source::BatchRef;
 use crate::telemetry::events::{SinkAttemptFailed, SinkDelivered, SinkRejected};
 use crate::telemetry::SelfMetrics;
-use rand::Rng;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 /// A document refused for good by a sink.
@@ -133,7 +132,7 @@ impl Worker {
     /// deadline.
     pub async fn run(self, mut rx: mpsc::Receiver<Arc<Job>>, finished: Finished) {
         let mut pending = Pending::default();
-        let timeout = Duration::from_millis(self.batch.timeout_ms);
+        let timeout = self.batch.timeout;
         loop {
             let deadline = pending
                 .since
@@ -179,7 +178,7 @@ impl Worker {
         let name = self.sink.name();
         let n = batch.len();
         let mut queue: VecDeque<Vec<usize>> = VecDeque::from([(0..n).collect()]);
-        let mut backoff = Duration::from_millis(self.retry.initial_backoff_ms);
+        let mut backoff = Backoff::new(&self.retry);
         let mut attempt = 0u32;
         while let Some(sub) = queue.pop_front() {
             // The first attempt sends the batch's bytes as they are; parts are framed again from them.
@@ -230,7 +229,7 @@ impl Worker {
                         elapsed,
                     }
                     .emit(&self.metrics);
-                    backoff = Duration::from_millis(self.retry.initial_backoff_ms);
+                    backoff.reset();
                 }
                 Ok(Delivery::Partial { rejected, retry }) => {
                     let mut skip: Vec<usize> = retry.clone();
@@ -306,13 +305,12 @@ impl Worker {
         .emit(&self.metrics);
     }
 
-    /// Counts a failed attempt, then waits before the retry (exponential, with jitter); stops once the
-    /// drain deadline has passed.
+    /// Counts a failed attempt, then waits before the retry; stops once the drain deadline has passed.
     async fn failed(
         &self,
         error: &SinkError,
         attempt: &mut u32,
-        backoff: &mut Duration,
+        backoff: &mut Backoff,
     ) -> Result<(), super::Stopped> {
         *attempt += 1;
         SinkAttemptFailed {
@@ -323,13 +321,7 @@ impl Worker {
             attempt: *attempt,
         }
         .emit(&self.metrics);
-        if self.shutdown.drain_expired() {
-            return Err(super::Stopped);
-        }
-        let jitter = rand::rng().random_range(0.5..1.0);
-        tokio::time::sleep(backoff.mul_f64(jitter)).await;
-        *backoff = (*backoff * 2).min(Duration::from_millis(self.retry.max_backoff_ms));
-        Ok(())
+        backoff.wait(&self.shutdown).await
     }
 }
 
@@ -339,6 +331,7 @@ mod tests {
     use crate::forward::sink::SinkFuture;
     use crate::forward::Outcome;
     use crate::source::{Batch, Origin, Record};
+    use std::time::Duration;
 
     /// A sink that answers from a script and records what it was sent.
     struct Scripted {
@@ -410,8 +403,8 @@ mod tests {
             index: 0,
             batch,
             retry: RetryConfig {
-                initial_backoff_ms: 1,
-                max_backoff_ms: 2,
+                initial_backoff: Duration::from_millis(1),
+                max_backoff: Duration::from_millis(2),
             },
             metrics: Arc::new(SelfMetrics::new()),
             shutdown: Shutdown::new(Duration::from_secs(1)),
@@ -444,7 +437,7 @@ mod tests {
         let cfg = BatchConfig {
             max_events: 3,
             max_bytes: 1 << 20,
-            timeout_ms: 60_000,
+            timeout: Duration::from_secs(60),
         };
         let (sink, done) = run(
             scripted(vec![], None),
@@ -461,7 +454,7 @@ mod tests {
         let cfg = BatchConfig {
             max_events: 100,
             max_bytes: 4,
-            timeout_ms: 60_000,
+            timeout: Duration::from_secs(60),
         };
         let (sink, _) = run(
             scripted(vec![], None),
@@ -474,7 +467,7 @@ mod tests {
         let cfg = BatchConfig {
             max_events: 100,
             max_bytes: 1 << 20,
-            timeout_ms: 20,
+            timeout: Duration::from_millis(20),
         };
         let sink = Arc::new(scripted(vec![], None));
         let worker = Worker {
@@ -517,7 +510,7 @@ mod tests {
         let cfg = BatchConfig {
             max_events: 4,
             max_bytes: 1 << 20,
-            timeout_ms: 60_000,
+            timeout: Duration::from_secs(60),
         };
         let answers = vec![
             Err(SinkError::new(FailureClass::Http(503), "down")),
@@ -550,7 +543,7 @@ mod tests {
         let cfg = BatchConfig {
             max_events: 8,
             max_bytes: 1 << 20,
-            timeout_ms: 60_000,
+            timeout: Duration::from_secs(60),
         };
         let ids = ["a", "b", "c", "d", "e", "f", "g", "h"];
         let (sink, done) = run(scripted(vec![], Some("f")), cfg, vec![job(&ids, 1)]).await;
@@ -589,11 +582,11 @@ mod tests {
             batch: BatchConfig {
                 max_events: 1,
                 max_bytes: 1 << 20,
-                timeout_ms: 10,
+                timeout: Duration::from_millis(10),
             },
             retry: RetryConfig {
-                initial_backoff_ms: 1,
-                max_backoff_ms: 1,
+                initial_backoff: Duration::from_millis(1),
+                max_backoff: Duration::from_millis(1),
             },
             metrics: Arc::new(SelfMetrics::new()),
             shutdown: shutdown.clone(),

@@ -7,10 +7,10 @@
 //! offsets back and never the metrics pipeline (its own consumer group). The finisher writes what the
 //! sinks refused for good to the dead letters, then reports the batch done.
 
+use super::dead_letters::{dead_letter_invalid, write_dead_letters};
 use super::deliver::{Job, Worker};
-use super::metrics::{dead_letter_invalid, write_dead_letters};
 use super::{decode_batch, Progress, Shutdown};
-use crate::deadletter::{DeadLetter, DeadLetterItem};
+use crate::deadletter::{DeadLetter, Destination};
 use crate::forward::enrich::BatchContext;
 use crate::forward::organizations::LiveOrganizations;
 use crate::forward::{Document, Enricher, Redactor};
@@ -103,7 +103,7 @@ pub struct Prepare {
     pub forward_invalid: bool,
     /// Where invalid records go when the metrics pipeline is off, and where records a sink refused for
     /// good always go.
-    pub dead_letter: Arc<DeadLetter>,
+    pub dead_letter: Arc<Destination>,
     /// Whether this pipeline dead-letters invalid records (the metrics pipeline does, when it runs).
     pub owns_invalid: bool,
     pub metrics: Arc<SelfMetrics>,
@@ -177,7 +177,7 @@ impl Prepare {
 /// Settles finished jobs: dead letters for what sinks refused, then the batch is done.
 async fn finish(
     mut rx: mpsc::UnboundedReceiver<Arc<Job>>,
-    dead_letter: Arc<DeadLetter>,
+    dead_letter: Arc<Destination>,
     metrics: Arc<SelfMetrics>,
     progress: Arc<Progress>,
     shutdown: Shutdown,
@@ -189,9 +189,9 @@ async fn finish(
         let records = batch.records();
         let rejections = std::mem::take(&mut *job.rejections.lock());
         if !rejections.is_empty() {
-            let dead: Vec<DeadLetterItem<'_>> = rejections
+            let dead: Vec<DeadLetter<'_>> = rejections
                 .iter()
-                .map(|r| DeadLetterItem {
+                .map(|r| DeadLetter {
                     record: &records[job.doc_records[r.doc]],
                     reason: "sink_rejected",
                     detail: format!("{} ({}): {}", r.sink, r.refusal.class, r.refusal.detail),

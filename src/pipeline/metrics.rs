@@ -1,14 +1,16 @@
 //! The metrics pipeline: decode -> (intake join) -> derive; invalid records are dead-lettered.
 
 use super::ahead::{decode_ahead, default_workers, DecodedBatch, Staged};
-use super::{retry, Progress, Shutdown};
-use crate::deadletter::{DeadLetter, DeadLetterItem};
+use super::dead_letters::dead_letter_invalid;
+use super::{retry, Progress, Shutdown, Stopped};
+use crate::config::RetryConfig;
+use crate::deadletter::Destination;
 use crate::decode::{Event, EventType};
 use crate::derive::changelog::Changelog;
 use crate::derive::join::{Change, IntakeJoin, Partition};
 use crate::derive::{wall_clock, Plan, Store};
 use crate::source::{BatchRef, Origin, SourceMessage};
-use crate::telemetry::events::{DeadLetterFailed, DeadLettered, EventsIgnored};
+use crate::telemetry::events::EventsIgnored;
 use crate::telemetry::SelfMetrics;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,9 +30,8 @@ pub struct JoinState {
 pub struct MetricsPipeline {
     pub plan: Arc<Plan>,
     pub store: Arc<parking_lot::Mutex<Store>>,
-    /// Where invalid records go; `None` when the forward pipeline dead-letters instead (it never is while
-    /// this pipeline runs, see `app`).
-    pub dead_letter: Option<Arc<DeadLetter>>,
+    /// Where invalid records go (while this pipeline runs, it is the one that dead-letters them).
+    pub dead_letter: Arc<Destination>,
     /// The intake join, when enabled.
     pub join: Option<JoinState>,
     pub metrics: Arc<SelfMetrics>,
@@ -92,7 +93,7 @@ impl MetricsPipeline {
     }
 
     /// Reads the join state of newly assigned partitions from the changelog, before their records.
-    async fn restore(&mut self, partitions: &[(Arc<str>, i32)]) -> Result<(), super::Stopped> {
+    async fn restore(&mut self, partitions: &[(Arc<str>, i32)]) -> Result<(), Stopped> {
         let Some(JoinState {
             join,
             changelog: Some(changelog),
@@ -104,6 +105,7 @@ impl MetricsPipeline {
             let started = std::time::Instant::now();
             let changes = retry(
                 &self.shutdown,
+                &RetryConfig::default(),
                 || changelog.read(topic, *partition),
                 |error, attempt| {
                     tracing::warn!(%error, attempt, topic = topic.as_ref(), partition, "reading the intake changelog failed; retrying")
@@ -129,28 +131,37 @@ impl MetricsPipeline {
         Ok(())
     }
 
-    async fn expire_intakes(&mut self) -> Result<(), super::Stopped> {
+    async fn expire_intakes(&mut self) -> Result<(), Stopped> {
         let Some(state) = &mut self.join else {
             return Ok(());
         };
         let mut changes = Vec::new();
         state.join.expire(chrono::Utc::now(), &mut changes);
         state.join.emit_counts(&self.metrics);
-        if let (Some(changelog), false) = (&state.changelog, changes.is_empty()) {
-            retry(&self.shutdown, || changelog.write(&changes), |error, attempt| {
-                tracing::warn!(%error, attempt, "writing the intake changelog failed; retrying")
-            })
-            .await?;
+        self.write_changelog(&changes).await
+    }
+
+    /// Persists join changes to the changelog (with a Kafka source), retrying until they are safe.
+    async fn write_changelog(&self, changes: &[Change]) -> Result<(), Stopped> {
+        let Some(JoinState {
+            changelog: Some(changelog),
+            ..
+        }) = &self.join
+        else {
+            return Ok(());
+        };
+        if changes.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let policy = RetryConfig::default();
+        retry(&self.shutdown, &policy, || changelog.write(changes), |error, attempt| {
+            tracing::warn!(%error, attempt, "writing the intake changelog failed; retrying")
+        })
+        .await
     }
 
     /// Derives a batch that [`decode_ahead`] decoded.
-    async fn process(
-        &mut self,
-        batch: &BatchRef,
-        decoded: &DecodedBatch,
-    ) -> Result<(), super::Stopped> {
+    async fn process(&mut self, batch: &BatchRef, decoded: &DecodedBatch) -> Result<(), Stopped> {
         let records = batch.records();
         let decoded = decoded.get();
         let mut changes: Vec<Change> = Vec::new();
@@ -202,95 +213,20 @@ impl MetricsPipeline {
             }
             .emit(&self.metrics);
         }
-        if let Some(dead_letter) = &self.dead_letter {
-            dead_letter_invalid(
-                dead_letter,
-                NAME,
-                records,
-                &decoded.invalid,
-                &self.metrics,
-                &self.progress,
-                &self.shutdown,
-            )
-            .await?;
-        }
-        if let Some(JoinState {
-            changelog: Some(changelog),
-            ..
-        }) = &self.join
-        {
-            if !changes.is_empty() {
-                retry(&self.shutdown, || changelog.write(&changes), |error, attempt| {
-                    tracing::warn!(%error, attempt, "writing the intake changelog failed; retrying")
-                })
-                .await?;
-            }
-        }
+        dead_letter_invalid(
+            &self.dead_letter,
+            NAME,
+            records,
+            &decoded.invalid,
+            &self.metrics,
+            &self.progress,
+            &self.shutdown,
+        )
+        .await?;
+        self.write_changelog(&changes).await?;
         self.progress
             .records
             .fetch_add(records.len() as u64, Ordering::Relaxed);
         Ok(())
     }
-}
-
-/// Dead-letters a batch's invalid records (by index into `records`) and counts them.
-pub(crate) async fn dead_letter_invalid(
-    dead_letter: &DeadLetter,
-    pipeline: &str,
-    records: &[crate::source::Record],
-    invalid: &[(usize, crate::decode::Invalid)],
-    metrics: &SelfMetrics,
-    progress: &super::Progress,
-    shutdown: &Shutdown,
-) -> Result<(), super::Stopped> {
-    if invalid.is_empty() {
-        return Ok(());
-    }
-    let items: Vec<DeadLetterItem<'_>> = invalid
-        .iter()
-        .map(|(i, e)| DeadLetterItem {
-            record: &records[*i],
-            reason: e.reason.as_str(),
-            detail: e.detail.to_string(),
-        })
-        .collect();
-    write_dead_letters(dead_letter, pipeline, &items, metrics, shutdown).await?;
-    progress
-        .dead_letters
-        .fetch_add(items.len() as u64, Ordering::Relaxed);
-    Ok(())
-}
-
-/// Writes dead letters, retrying until they are safe, and counts them by reason.
-pub(crate) async fn write_dead_letters(
-    dead_letter: &DeadLetter,
-    pipeline: &str,
-    items: &[DeadLetterItem<'_>],
-    metrics: &SelfMetrics,
-    shutdown: &Shutdown,
-) -> Result<(), super::Stopped> {
-    retry(
-        shutdown,
-        || dead_letter.send(pipeline, items),
-        |error, attempt| {
-            DeadLetterFailed {
-                pipeline,
-                error,
-                attempt,
-            }
-            .emit(metrics)
-        },
-    )
-    .await?;
-    let mut reasons: Vec<&str> = items.iter().map(|i| i.reason).collect();
-    reasons.sort_unstable();
-    for chunk in reasons.chunk_by(|a, b| a == b) {
-        DeadLettered {
-            pipeline,
-            reason: chunk[0],
-            count: chunk.len() as u64,
-        }
-        .emit(metrics);
-    }
-    Ok(())
 }

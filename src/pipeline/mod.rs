@@ -9,13 +9,15 @@
 //! letters written): see the offset invariant in ARCHITECTURE.md.
 
 mod ahead;
+mod dead_letters;
 pub mod deliver;
 pub mod forward;
 pub mod metrics;
 mod retry;
 
+pub use crate::lifecycle::Stopped;
 pub use crate::lifecycle::{Health, Shutdown};
-pub use retry::{retry, Stopped};
+pub use retry::{retry, Backoff};
 
 use crate::decode::{decode, Event, Invalid};
 use crate::source::Record;

@@ -49,35 +49,6 @@ pub struct KafkaSourceSettings {
     pub shutdown_drain: Duration,
 }
 
-/// Builds the librdkafka configuration of a consumer: `user` properties first, then what the source's
-/// correctness depends on, which no property can override.
-pub fn consumer_properties(
-    brokers: &str,
-    group_id: &str,
-    user: &[(String, String)],
-) -> Vec<(String, String)> {
-    let mut props: Vec<(String, String)> = vec![
-        ("bootstrap.servers".into(), brokers.into()),
-        ("group.id".into(), group_id.into()),
-        ("auto.offset.reset".into(), "earliest".into()),
-        ("enable.partition.eof".into(), "false".into()),
-        ("statistics.interval.ms".into(), "5000".into()),
-        ("fetch.wait.max.ms".into(), "100".into()),
-    ];
-    for (k, v) in user {
-        props.retain(|(key, _)| key != k);
-        props.push((k.clone(), v.clone()));
-    }
-    for (k, v) in [
-        ("enable.auto.offset.store", "false"),
-        ("enable.auto.commit", "true"),
-    ] {
-        props.retain(|(key, _)| key != k);
-        props.push((k.into(), v.into()));
-    }
-    props
-}
-
 /// Tracker and completions, shared by the poll loop and the rebalance callbacks (same thread).
 struct Shared {
     tracker: OffsetTracker,

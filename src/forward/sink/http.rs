@@ -5,12 +5,11 @@
 //! "something in this batch" (split); 401, 403 and other 4xx rejected whole.
 
 use super::{
-    client_roots, encode_line, Delivery, Encoded, FailureClass, Refusal, Sink, SinkBuildError,
-    SinkError, SinkFuture,
+    encode_line, Delivery, Encoded, FailureClass, Refusal, Sink, SinkBuildError, SinkError,
+    SinkFuture, SinkInputs,
 };
 use crate::config::{
-    BulkAction, ClientTlsConfig, Compression, HttpAuthKind, HttpEncoding, HttpSinkConfig,
-    SplunkConfig,
+    BulkAction, Compression, HttpAuthKind, HttpEncoding, HttpSinkConfig, SplunkConfig,
 };
 use crate::forward::{Document, HostInfo};
 use base64::Engine as _;
@@ -18,7 +17,6 @@ use reqwest::header::{
     HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE,
 };
 use std::io::Write;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// An HTTP sink.
@@ -43,49 +41,22 @@ struct Hec {
     ack_url: reqwest::Url,
 }
 
-/// The TLS client configuration of a sink (shared with the syslog sink): the configured CA (else the
-/// system's roots) and optional client certificate.
-pub(crate) fn tls_client_config(
-    name: &str,
-    tls: &ClientTlsConfig,
-) -> Result<rustls::ClientConfig, SinkBuildError> {
-    let roots = client_roots(tls.ca_file.as_deref()).map_err(|e| SinkBuildError::setup(name, e))?;
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| SinkBuildError::setup(name, e))?
-    .with_root_certificates(roots);
-    match (&tls.cert_file, &tls.key_file) {
-        (Some(cert), Some(key)) => {
-            let read = |p: &std::path::Path| {
-                std::fs::read(p)
-                    .map_err(|e| SinkBuildError::setup(name, format!("{}: {e}", p.display())))
-            };
-            let chain = rustls_pemfile::certs(&mut read(cert)?.as_slice())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| SinkBuildError::setup(name, format!("{}: {e}", cert.display())))?;
-            let key = rustls_pemfile::private_key(&mut read(key)?.as_slice())
-                .map_err(|e| SinkBuildError::setup(name, format!("{}: {e}", key.display())))?
-                .ok_or_else(|| {
-                    SinkBuildError::setup(name, format!("{}: no private key", key.display()))
-                })?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| SinkBuildError::setup(name, e))
-        }
-        _ => Ok(builder.with_no_client_auth()),
-    }
-}
-
 impl HttpSink {
     /// Builds the client (TLS, timeouts, headers, credentials).
-    pub fn new(name: &str, c: &HttpSinkConfig, host: &HostInfo) -> Result<Self, SinkBuildError> {
+    pub fn new(
+        name: &str,
+        c: &HttpSinkConfig,
+        inputs: SinkInputs,
+        host: &HostInfo,
+    ) -> Result<Self, SinkBuildError> {
         let setup = |e: &dyn std::fmt::Display| SinkBuildError::setup(name, e);
+        let tls = inputs
+            .tls
+            .ok_or_else(|| setup(&"no TLS configuration was read"))?;
         let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls_client_config(name, &c.tls)?)
-            .connect_timeout(Duration::from_secs(c.connect_timeout_secs))
-            .timeout(Duration::from_secs(c.request_timeout_secs))
+            .use_preconfigured_tls(tls)
+            .connect_timeout(c.connect_timeout)
+            .timeout(c.request_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .no_proxy()
             .user_agent(concat!("hestyna-obsd/", env!("CARGO_PKG_VERSION")))
@@ -110,8 +81,7 @@ impl HttpSink {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        if let Some(secret) = &c.auth.secret {
-            let secret = secret.read().map_err(|e| setup(&e))?;
+        if let Some(secret) = &inputs.secret {
             let value = match c.auth.kind {
                 HttpAuthKind::None => None,
                 HttpAuthKind::Bearer => Some(format!("Bearer {secret}")),
@@ -262,10 +232,10 @@ impl HttpSink {
                     ),
                 )
             })?;
-        let deadline = Instant::now() + Duration::from_secs(hec.config.ack_timeout_secs);
+        let deadline = Instant::now() + hec.config.ack_timeout;
         let poll = serde_json::to_vec(&serde_json::json!({ "acks": [ack_id] })).expect("JSON");
         loop {
-            tokio::time::sleep(Duration::from_millis(hec.config.ack_poll_ms)).await;
+            tokio::time::sleep(hec.config.ack_poll).await;
             if let Ok((200, body)) = self.post(&hec.ack_url, poll.clone(), false).await {
                 let acked = serde_json::from_slice::<serde_json::Value>(&body)
                     .ok()
@@ -282,7 +252,7 @@ impl HttpSink {
                     FailureClass::HecAck,
                     format!(
                         "ack {ack_id} not confirmed within {}s: sending again",
-                        hec.config.ack_timeout_secs
+                        hec.config.ack_timeout.as_secs()
                     ),
                 ));
             }

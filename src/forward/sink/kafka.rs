@@ -41,7 +41,7 @@ impl KafkaSink {
             .set("acks", "all")
             .set(
                 "message.timeout.ms",
-                (c.delivery_timeout_secs * 1000).to_string(),
+                c.delivery_timeout.as_millis().to_string(),
             );
         let producer: FutureProducer = config
             .create()

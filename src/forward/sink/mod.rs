@@ -20,10 +20,11 @@ pub use http::HttpSink;
 pub use kafka::KafkaSink;
 pub use syslog::SyslogSink;
 
-use crate::config::{KafkaConfig, SinkConfig};
+use crate::config::{ClientTlsConfig, KafkaConfig, SinkConfig};
 use crate::forward::{Document, HostInfo};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// A batch of framed documents.
 pub struct Encoded<'a> {
@@ -231,11 +232,83 @@ impl SinkBuildError {
     }
 }
 
-/// Builds one configured sink. `kafka` gives the cluster defaults of kafka sinks; `host` names this
-/// host in syslog headers and HEC envelopes.
+/// What a sink's configuration names that must be read before the sink is built: its secret and its
+/// TLS material. Read once, by [`SinkInputs::read`] (which `check-config` runs too); building a sink
+/// reads nothing more.
+#[derive(Default)]
+pub struct SinkInputs {
+    /// The HTTP sink's credential (`auth.secret`).
+    pub secret: Option<String>,
+    /// The TLS client configuration (HTTP sinks always; syslog sinks with `tls`).
+    pub tls: Option<rustls::ClientConfig>,
+}
+
+impl SinkInputs {
+    /// Reads what `config` names. Every fault, as (key path under the sink, message).
+    pub fn read(config: &SinkConfig) -> Result<Self, Vec<(String, String)>> {
+        let mut faults = Vec::new();
+        let mut inputs = SinkInputs::default();
+        let tls = match config {
+            SinkConfig::Http(h) => {
+                if let Some(secret) = &h.auth.secret {
+                    match secret.read() {
+                        Ok(s) => inputs.secret = Some(s),
+                        Err(e) => faults.push(("auth.secret".to_owned(), e)),
+                    }
+                }
+                Some(&h.tls)
+            }
+            SinkConfig::Syslog(s) => s.tls.as_ref(),
+            _ => None,
+        };
+        if let Some(tls) = tls {
+            match tls_client_config(tls) {
+                Ok(c) => inputs.tls = Some(c),
+                Err((key, e)) => faults.push((format!("tls.{key}"), e)),
+            }
+        }
+        match faults.is_empty() {
+            true => Ok(inputs),
+            false => Err(faults),
+        }
+    }
+}
+
+/// The TLS client configuration of a sink: the configured CA (else the system's roots) and optional
+/// client certificate. A fault names its key (`ca_file`, `cert_file`, `key_file`).
+fn tls_client_config(
+    tls: &ClientTlsConfig,
+) -> Result<rustls::ClientConfig, (&'static str, String)> {
+    let roots = client_roots(tls.ca_file.as_deref()).map_err(|e| ("ca_file", e))?;
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| ("ca_file", e.to_string()))?
+    .with_root_certificates(roots);
+    let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) else {
+        return Ok(builder.with_no_client_auth());
+    };
+    let read = |k: &'static str, p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| (k, format!("{}: {e}", p.display())))
+    };
+    let chain = rustls_pemfile::certs(&mut read("cert_file", cert)?.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ("cert_file", format!("{}: {e}", cert.display())))?;
+    let private = rustls_pemfile::private_key(&mut read("key_file", key)?.as_slice())
+        .map_err(|e| ("key_file", format!("{}: {e}", key.display())))?
+        .ok_or_else(|| ("key_file", format!("{}: no private key", key.display())))?;
+    builder
+        .with_client_auth_cert(chain, private)
+        .map_err(|e| ("key_file", e.to_string()))
+}
+
+/// Builds one configured sink from what [`SinkInputs::read`] read. `kafka` gives the cluster defaults
+/// of kafka sinks; `host` names this host in syslog headers and HEC envelopes.
 pub fn build_sink(
     name: &str,
     config: &SinkConfig,
+    inputs: SinkInputs,
     kafka: &KafkaConfig,
     host: &HostInfo,
 ) -> Result<Box<dyn Sink>, SinkBuildError> {
@@ -250,8 +323,8 @@ pub fn build_sink(
             )
         }
         SinkConfig::Stdout(_) => Box::new(StdoutSink::new(name)),
-        SinkConfig::Http(c) => Box::new(HttpSink::new(name, c, host)?),
-        SinkConfig::Syslog(c) => Box::new(SyslogSink::new(name, c, host)?),
+        SinkConfig::Http(c) => Box::new(HttpSink::new(name, c, inputs, host)?),
+        SinkConfig::Syslog(c) => Box::new(SyslogSink::new(name, c, inputs, host)?),
         SinkConfig::Kafka(c) => Box::new(KafkaSink::new(name, c, kafka)?),
     })
 }

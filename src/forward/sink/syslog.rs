@@ -9,8 +9,9 @@
 //! connection and the whole batch is sent again on a new one. What the receiver's kernel held when the
 //! receiver died is lost: syslog over TCP cannot do better (RFC 5425 has no acknowledgements).
 
-use super::http::tls_client_config;
-use super::{Delivery, Encoded, FailureClass, Sink, SinkBuildError, SinkError, SinkFuture};
+use super::{
+    Delivery, Encoded, FailureClass, Sink, SinkBuildError, SinkError, SinkFuture, SinkInputs,
+};
 use crate::config::SyslogSinkConfig;
 use crate::forward::{Document, HostInfo, Outcome};
 use crate::shared::json::write_timestamp;
@@ -88,10 +89,14 @@ fn header_field(value: Option<&str>, max: usize) -> String {
 
 impl SyslogSink {
     /// Prepares the sink; connects at the first batch.
-    pub fn new(name: &str, c: &SyslogSinkConfig, host: &HostInfo) -> Result<Self, SinkBuildError> {
-        let tls = match &c.tls {
-            Some(tls) => {
-                let config = tls_client_config(name, tls)?;
+    pub fn new(
+        name: &str,
+        c: &SyslogSinkConfig,
+        inputs: SinkInputs,
+        host: &HostInfo,
+    ) -> Result<Self, SinkBuildError> {
+        let tls = match (&c.tls, inputs.tls) {
+            (Some(tls), Some(config)) => {
                 let host_part = c
                     .address
                     .rsplit_once(':')
@@ -102,7 +107,7 @@ impl SyslogSink {
                     .map_err(|e| SinkBuildError::setup(name, format!("server name: {e}")))?;
                 Some((tokio_rustls::TlsConnector::from(Arc::new(config)), server))
             }
-            None => None,
+            _ => None,
         };
         let header_middle = format!(
             " {} {} {} ",
@@ -117,8 +122,8 @@ impl SyslogSink {
             tls,
             facility: c.facility,
             header_middle,
-            connect_timeout: Duration::from_secs(c.connect_timeout_secs),
-            write_timeout: Duration::from_secs(c.write_timeout_secs),
+            connect_timeout: c.connect_timeout,
+            write_timeout: c.write_timeout,
             connection: tokio::sync::Mutex::new(None),
         })
     }
@@ -240,7 +245,7 @@ mod tests {
             host: Some("node a".into()),
             ..HostInfo::default()
         };
-        let sink = SyslogSink::new("s", &config, &host).unwrap();
+        let sink = SyslogSink::new("s", &config, SinkInputs::default(), &host).unwrap();
         let doc = Document {
             json: "{\"m\":\"é\"}".as_bytes().to_vec(),
             event_id: "e".into(),
