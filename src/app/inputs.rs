@@ -148,7 +148,7 @@ mod tests {
         let toml = format!(
             "{OFF_LOOPBACK}allow_unauthenticated = true\n\
              [forward]\norganizations_file = \"/nonexistent/orgs.csv\"\n\
-             [forward.redaction]\npatterns = [\"ok\", \"(unclosed\"]\n\
+             [forward.redaction]\npatterns = [\"ok\", \"a{{1000000}}\"]\n\
              [forward.sinks.s]\nkind = \"http\"\nurl = \"https://127.0.0.1:1\"\n\
              auth = {{ kind = \"bearer\", secret = {{ file = \"/nonexistent/token\" }} }}\n\
              tls = {{ ca_file = \"/nonexistent/ca.pem\" }}\n\

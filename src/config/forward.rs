@@ -594,6 +594,13 @@ impl RedactionConfig {
                 );
             }
         }
+        // The syntax only (the redactor compiles each pattern once, at start-up, where a size limit
+        // could still refuse one).
+        for (i, pattern) in self.patterns.iter().enumerate() {
+            if let Err(e) = regex_syntax::parse(pattern) {
+                f.add(format!("forward.redaction.patterns.{i}"), e.to_string());
+            }
+        }
         for (i, field) in self.fields.iter().enumerate() {
             if field.split('.').any(str::is_empty) {
                 f.add(

@@ -42,7 +42,8 @@ pub struct Plan {
     rules: Vec<CompiledRule>,
     families: Vec<FamilyDef>,
     windows: Vec<WindowDef>,
-    by_type: [Vec<usize>; 4],
+    /// Rules by event type, in `EventType::KNOWN` order.
+    by_type: [Vec<usize>; EventType::KNOWN.len()],
 }
 
 fn type_index(t: EventType) -> Option<usize> {
@@ -109,6 +110,174 @@ fn cleaned(value: &str, max: usize) -> String {
     out
 }
 
+/// Reports a fault of the rule being compiled: (its key, what is wrong).
+type Fail<'a> = &'a mut dyn FnMut(&str, String);
+
+/// The name must suit the metric's type.
+fn check_name(spec: &RuleSpec, fail: Fail<'_>) {
+    if !valid_name(&spec.name) {
+        fail("name", "not a valid Prometheus metric name".into());
+    }
+    if spec.kind == MetricKind::Counter && !spec.name.ends_with("_total") {
+        fail("name", "a counter's name must end in _total".into());
+    }
+    if spec.kind == MetricKind::Histogram && spec.name.ends_with("_total") {
+        fail("name", "a histogram's name must not end in _total".into());
+    }
+}
+
+/// The `when` filters, fields resolved.
+fn compile_when(spec: &RuleSpec, fail: Fail<'_>) -> Vec<(Field, Vec<String>)> {
+    let mut when = Vec::new();
+    for (name, values) in &spec.when {
+        match Field::from_name(name) {
+            Some(f) => when.push((f, values.clone())),
+            None => fail(&format!("when.{name}"), "unknown field".into()),
+        }
+    }
+    when
+}
+
+/// The labels in the family's order (sorted by name, rule labels and constant labels together): their
+/// names and how each gets its value.
+fn compile_labels(spec: &RuleSpec, fail: Fail<'_>) -> (Vec<String>, Vec<LabelPlan>) {
+    let mut names: Vec<&String> = spec.labels.keys().chain(spec.const_labels.keys()).collect();
+    names.sort();
+    for pair in names.windows(2).filter(|w| w[0] == w[1]) {
+        fail(
+            &format!("const_labels.{}", pair[0]),
+            "also in labels".into(),
+        );
+    }
+    let mut labels = Vec::new();
+    for name in &names {
+        let reserved = name.starts_with("__") || *name == "le" || *name == "quantile";
+        if !valid_name(name) || reserved {
+            fail(&format!("labels.{name}"), "not a usable label name".into());
+        }
+        let Some(source) = spec.labels.get(*name) else {
+            // Sanitised like any value: the store relies on label values holding no NUL.
+            let value = spec.const_labels[*name].as_str();
+            let (value, _) = sanitize(Cow::Borrowed(value), spec.max_label_length);
+            labels.push(LabelPlan::Const(value.as_ref().into()));
+            continue;
+        };
+        match Field::from_name(source.field()) {
+            Some(field) => labels.push(LabelPlan::Field {
+                field,
+                default: source.default_value().into(),
+            }),
+            None => fail(
+                &format!("labels.{name}"),
+                format!("unknown field {:?}", source.field()),
+            ),
+        }
+    }
+    if names.len() > MAX_LABELS {
+        fail("labels", format!("at most {MAX_LABELS} labels"));
+    }
+    (names.into_iter().cloned().collect(), labels)
+}
+
+/// What a matching event adds: one, a numeric field (in its unit), or the time between two fields.
+fn compile_value(spec: &RuleSpec, fail: Fail<'_>) -> Option<Value> {
+    let mut field_of = |name: &str| {
+        let f = Field::from_name(name);
+        if f.is_none() {
+            fail("value", format!("unknown field {name:?}"));
+        }
+        f
+    };
+    let (value, fault) = match &spec.value {
+        None => (Some(Value::One), None),
+        Some(ValueSpec::Field(v)) => match field_of(&v.field) {
+            Some(f) if !f.is_numeric() => (None, Some(format!("{:?} is not numeric", v.field))),
+            Some(f) => (
+                Some(Value::Field(f, v.unit.map_or(1.0, |u| u.per_second()))),
+                None,
+            ),
+            None => (None, None),
+        },
+        Some(ValueSpec::Duration(d)) => {
+            match (field_of(&d.duration_from), field_of(&d.duration_to)) {
+                (Some(a), Some(b)) if a.is_time() && b.is_time() => {
+                    (Some(Value::Duration(a, b)), None)
+                }
+                (Some(_), Some(_)) => (
+                    None,
+                    Some("a duration runs between two timestamp fields".to_owned()),
+                ),
+                _ => (None, None),
+            }
+        }
+    };
+    if let Some(fault) = fault {
+        fail("value", fault);
+    }
+    value
+}
+
+/// What only histograms have (a value, buckets, a window), and the limits every rule has.
+fn check_shape(spec: &RuleSpec, value: Option<&Value>, fail: Fail<'_>) {
+    if spec.kind == MetricKind::Histogram {
+        if matches!(value, Some(Value::One)) {
+            fail("value", "a histogram needs a value".into());
+        }
+        if spec.buckets.is_empty() {
+            fail("buckets", "a histogram needs buckets".into());
+        }
+        let b = &spec.buckets;
+        if b.windows(2).any(|w| w[0] >= w[1]) || b.iter().any(|b| !b.is_finite()) {
+            fail("buckets", "must be finite and strictly ascending".into());
+        }
+    } else {
+        if !spec.buckets.is_empty() {
+            fail("buckets", "only histograms have buckets".into());
+        }
+        if spec.window.is_some() {
+            fail("window", "only histograms have a window".into());
+        }
+    }
+    if spec.max_series == 0 {
+        fail("max_series", "must be at least 1".into());
+    }
+    if spec.max_label_length < 8 {
+        fail("max_label_length", "must be at least 8".into());
+    }
+}
+
+/// The window's settings, and its name against every rule's.
+fn check_window(spec: &RuleSpec, specs: &[RuleSpec], fail: Fail<'_>) {
+    let Some(w) = &spec.window else {
+        return;
+    };
+    if !valid_name(&w.name) || specs.iter().any(|s| s.name == w.name) {
+        fail(
+            "window.name",
+            "must be a valid metric name, distinct from every rule's".into(),
+        );
+    }
+    let same_name = |s: &&RuleSpec| s.window.as_ref().is_some_and(|o| o.name == w.name);
+    if specs.iter().filter(same_name).count() > 1 {
+        fail("window.name", "used by another rule's window".into());
+    }
+    if w.seconds == 0 || w.slices == 0 || w.slices as u64 > w.seconds {
+        fail("window.slices", "need 1 <= slices <= seconds".into());
+    }
+    if w.quantiles.is_empty() || w.quantiles.iter().any(|q| !(*q > 0.0 && *q <= 1.0)) {
+        fail("window.quantiles", "each in (0, 1]".into());
+    }
+    if !(1..=5).contains(&w.significant_digits) {
+        fail("window.significant_digits", "between 1 and 5".into());
+    }
+    if !(w.resolution > 0.0 && w.resolution.is_finite()) {
+        fail("window.resolution", "must be > 0".into());
+    }
+    if w.max_series == 0 {
+        fail("window.max_series", "must be at least 1".into());
+    }
+}
+
 impl Plan {
     /// Compiles the rules, reporting every fault of every rule.
     pub fn compile(specs: &[RuleSpec]) -> Result<Plan, Vec<DeriveError>> {
@@ -120,7 +289,6 @@ impl Plan {
             by_type: Default::default(),
         };
         for (index, spec) in specs.iter().enumerate() {
-            let before = errors.len();
             let mut fail = |key: &str, message: String| {
                 errors.push(DeriveError {
                     rule: index,
@@ -129,226 +297,88 @@ impl Plan {
                     message,
                 })
             };
-            if !valid_name(&spec.name) {
-                fail("name", "not a valid Prometheus metric name".into());
-            }
-            if spec.kind == MetricKind::Counter && !spec.name.ends_with("_total") {
-                fail("name", "a counter's name must end in _total".into());
-            }
-            if spec.kind == MetricKind::Histogram && spec.name.ends_with("_total") {
-                fail("name", "a histogram's name must not end in _total".into());
-            }
-            let type_slot = type_index(EventType::from_name(&spec.event_type));
-            if type_slot.is_none() {
-                fail(
-                    "event_type",
-                    format!("unknown event type {:?}", spec.event_type),
-                );
-            }
-            let mut when = Vec::new();
-            for (name, values) in &spec.when {
-                match Field::from_name(name) {
-                    Some(f) => when.push((f, values.clone())),
-                    None => fail(&format!("when.{name}"), "unknown field".into()),
-                }
-            }
-            // Labels in the family's order: sorted by name, rule labels and constant labels together.
-            let mut names: Vec<&String> =
-                spec.labels.keys().chain(spec.const_labels.keys()).collect();
-            names.sort();
-            for pair in names.windows(2).filter(|w| w[0] == w[1]) {
-                fail(
-                    &format!("const_labels.{}", pair[0]),
-                    "also in labels".into(),
-                );
-            }
-            let mut labels = Vec::new();
-            for name in &names {
-                if !valid_name(name)
-                    || name.starts_with("__")
-                    || *name == "le"
-                    || *name == "quantile"
-                {
-                    fail(&format!("labels.{name}"), "not a usable label name".into());
-                }
-                if let Some(source) = spec.labels.get(*name) {
-                    match Field::from_name(source.field()) {
-                        Some(field) => labels.push(LabelPlan::Field {
-                            field,
-                            default: source.default_value().into(),
-                        }),
-                        None => fail(
-                            &format!("labels.{name}"),
-                            format!("unknown field {:?}", source.field()),
-                        ),
-                    }
-                } else {
-                    // Sanitised like any value: the store relies on label values holding no NUL.
-                    let (value, _) = sanitize(
-                        Cow::Borrowed(spec.const_labels[*name].as_str()),
-                        spec.max_label_length,
-                    );
-                    labels.push(LabelPlan::Const(value.as_ref().into()));
-                }
-            }
-            if names.len() > MAX_LABELS {
-                fail("labels", format!("at most {MAX_LABELS} labels"));
-            }
-            let field_of = |name: &str, fail: &mut dyn FnMut(&str, String)| {
-                let f = Field::from_name(name);
-                if f.is_none() {
-                    fail("value", format!("unknown field {name:?}"));
-                }
-                f
-            };
-            let value = match &spec.value {
-                None => Some(Value::One),
-                Some(ValueSpec::Field(v)) => match field_of(&v.field, &mut fail) {
-                    Some(f) if !f.is_numeric() => {
-                        fail("value", format!("{:?} is not numeric", v.field));
-                        None
-                    }
-                    Some(f) => Some(Value::Field(f, v.unit.map_or(1.0, |u| u.per_second()))),
-                    None => None,
-                },
-                Some(ValueSpec::Duration(d)) => {
-                    match (
-                        field_of(&d.duration_from, &mut fail),
-                        field_of(&d.duration_to, &mut fail),
-                    ) {
-                        (Some(a), Some(b)) if a.is_time() && b.is_time() => {
-                            Some(Value::Duration(a, b))
-                        }
-                        (Some(_), Some(_)) => {
-                            fail(
-                                "value",
-                                "a duration runs between two timestamp fields".into(),
-                            );
-                            None
-                        }
-                        _ => None,
-                    }
-                }
-            };
-            let histogram = spec.kind == MetricKind::Histogram;
-            if histogram {
-                if matches!(value, Some(Value::One)) {
-                    fail("value", "a histogram needs a value".into());
-                }
-                if spec.buckets.is_empty() {
-                    fail("buckets", "a histogram needs buckets".into());
-                }
-                if spec.buckets.windows(2).any(|w| w[0] >= w[1])
-                    || spec.buckets.iter().any(|b| !b.is_finite())
-                {
-                    fail("buckets", "must be finite and strictly ascending".into());
-                }
-            } else {
-                if !spec.buckets.is_empty() {
-                    fail("buckets", "only histograms have buckets".into());
-                }
-                if spec.window.is_some() {
-                    fail("window", "only histograms have a window".into());
-                }
-            }
-            if spec.max_series == 0 {
-                fail("max_series", "must be at least 1".into());
-            }
-            if spec.max_label_length < 8 {
-                fail("max_label_length", "must be at least 8".into());
-            }
-            if let Some(w) = &spec.window {
-                if !valid_name(&w.name) || specs.iter().any(|s| s.name == w.name) {
-                    fail(
-                        "window.name",
-                        "must be a valid metric name, distinct from every rule's".into(),
-                    );
-                }
-                if specs
-                    .iter()
-                    .filter(|s| s.window.as_ref().is_some_and(|o| o.name == w.name))
-                    .count()
-                    > 1
-                {
-                    fail("window.name", "used by another rule's window".into());
-                }
-                if w.seconds == 0 || w.slices == 0 || w.slices as u64 > w.seconds {
-                    fail("window.slices", "need 1 <= slices <= seconds".into());
-                }
-                if w.quantiles.is_empty() || w.quantiles.iter().any(|q| !(*q > 0.0 && *q <= 1.0)) {
-                    fail("window.quantiles", "each in (0, 1]".into());
-                }
-                if !(1..=5).contains(&w.significant_digits) {
-                    fail("window.significant_digits", "between 1 and 5".into());
-                }
-                if !(w.resolution > 0.0 && w.resolution.is_finite()) {
-                    fail("window.resolution", "must be > 0".into());
-                }
-                if w.max_series == 0 {
-                    fail("window.max_series", "must be at least 1".into());
-                }
-            }
-            let label_names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-            // Rules that share a name share the family: they must agree on its shape.
-            let family = match plan.families.iter().position(|f| f.name == spec.name) {
-                Some(existing) => {
-                    let f = &mut plan.families[existing];
-                    if f.kind != spec.kind
-                        || f.help != spec.help
-                        || f.label_names != label_names
-                        || f.buckets != spec.buckets
-                    {
-                        fail("name", "shared with an earlier rule that differs in type, help, label names or buckets".into());
-                    }
-                    if f.expire_after_secs != spec.expire_after_secs {
-                        fail(
-                            "expire_after_secs",
-                            "differs from an earlier rule of the same metric".into(),
-                        );
-                    }
-                    f.max_series = f.max_series.min(spec.max_series);
-                    existing
-                }
-                None => {
-                    plan.families.push(FamilyDef {
-                        name: spec.name.clone(),
-                        help: spec.help.clone(),
-                        kind: spec.kind,
-                        label_names: label_names.clone(),
-                        buckets: spec.buckets.clone(),
-                        max_series: spec.max_series,
-                        expire_after_secs: spec.expire_after_secs,
-                    });
-                    plan.families.len() - 1
-                }
-            };
-            if errors.len() > before {
-                continue;
-            }
-            let (Some(value), Some(slot)) = (value, type_slot) else {
-                continue;
-            };
-            let window = spec.window.as_ref().map(|w| {
-                plan.windows
-                    .push(WindowDef::new(w, label_names.clone(), spec.help.clone()));
-                plan.windows.len() - 1
-            });
-            plan.by_type[slot].push(plan.rules.len());
-            plan.rules.push(CompiledRule {
-                family,
-                window,
-                when,
-                labels,
-                value,
-                histogram,
-                max_label_length: spec.max_label_length,
-            });
+            plan.add_rule(spec, specs, &mut fail);
         }
-        if errors.is_empty() {
-            Ok(plan)
-        } else {
-            Err(errors)
+        match errors.is_empty() {
+            true => Ok(plan),
+            false => Err(errors),
         }
+    }
+
+    /// Compiles one rule into the plan; a rule with any fault is reported and left out.
+    fn add_rule(&mut self, spec: &RuleSpec, specs: &[RuleSpec], fail: Fail<'_>) {
+        let mut faulty = false;
+        let mut fail = |key: &str, message: String| {
+            faulty = true;
+            fail(key, message)
+        };
+        check_name(spec, &mut fail);
+        let type_slot = type_index(EventType::from_name(&spec.event_type));
+        if type_slot.is_none() {
+            let message = format!("unknown event type {:?}", spec.event_type);
+            fail("event_type", message);
+        }
+        let when = compile_when(spec, &mut fail);
+        let (label_names, labels) = compile_labels(spec, &mut fail);
+        let value = compile_value(spec, &mut fail);
+        check_shape(spec, value.as_ref(), &mut fail);
+        check_window(spec, specs, &mut fail);
+        let family = self.family_for(spec, &label_names, &mut fail);
+        let (Some(value), Some(slot), false) = (value, type_slot, faulty) else {
+            return;
+        };
+        let window = spec.window.as_ref().map(|w| {
+            let help = spec.help.clone();
+            self.windows.push(WindowDef::new(w, label_names, help));
+            self.windows.len() - 1
+        });
+        self.by_type[slot].push(self.rules.len());
+        self.rules.push(CompiledRule {
+            family,
+            window,
+            when,
+            labels,
+            value,
+            histogram: spec.kind == MetricKind::Histogram,
+            max_label_length: spec.max_label_length,
+        });
+    }
+
+    /// The family the rule's series go to: a new one, or the earlier rule's of the same name, which
+    /// must agree on its shape (the smaller series limit wins).
+    fn family_for(&mut self, spec: &RuleSpec, label_names: &[String], fail: Fail<'_>) -> usize {
+        let Some(existing) = self.families.iter().position(|f| f.name == spec.name) else {
+            self.families.push(FamilyDef {
+                name: spec.name.clone(),
+                help: spec.help.clone(),
+                kind: spec.kind,
+                label_names: label_names.to_vec(),
+                buckets: spec.buckets.clone(),
+                max_series: spec.max_series,
+                expire_after_secs: spec.expire_after_secs,
+            });
+            return self.families.len() - 1;
+        };
+        let f = &mut self.families[existing];
+        if f.kind != spec.kind
+            || f.help != spec.help
+            || f.label_names != label_names
+            || f.buckets != spec.buckets
+        {
+            fail(
+                "name",
+                "shared with an earlier rule that differs in type, help, label names or buckets"
+                    .into(),
+            );
+        }
+        if f.expire_after_secs != spec.expire_after_secs {
+            fail(
+                "expire_after_secs",
+                "differs from an earlier rule of the same metric".into(),
+            );
+        }
+        f.max_series = f.max_series.min(spec.max_series);
+        existing
     }
 
     /// An empty store for this plan's series.

@@ -19,7 +19,7 @@ pub use crate::lifecycle::Stopped;
 pub use crate::lifecycle::{Health, Shutdown};
 pub use retry::{retry, Backoff};
 
-use crate::decode::{decode, Event, Invalid};
+use crate::decode::{decode, Event, EventType, Invalid, InvalidReason};
 use crate::source::Record;
 use crate::telemetry::events::{EventsReceived, InvalidEvents};
 use crate::telemetry::SelfMetrics;
@@ -30,14 +30,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Progress {
     /// Records finished.
     pub records: AtomicU64,
-    /// Valid events, by type index (`EventType::KNOWN` order, then unknown).
-    pub by_type: [AtomicU64; 5],
+    /// Valid events, by type index ([`Progress::type_slot`]: `EventType::KNOWN` order, then unknown).
+    pub by_type: [AtomicU64; EventType::KNOWN.len() + 1],
     /// Invalid records, by reason index (`InvalidReason::ALL` order).
-    pub invalid: [AtomicU64; 7],
+    pub invalid: [AtomicU64; InvalidReason::ALL.len()],
     /// Dead letters written.
     pub dead_letters: AtomicU64,
     /// Documents accepted by every sink.
     pub forwarded: AtomicU64,
+}
+
+impl Progress {
+    /// The index of `t` in [`Progress::by_type`]: its place in `EventType::KNOWN`, unknown types last.
+    pub fn type_slot(t: EventType) -> usize {
+        EventType::KNOWN
+            .iter()
+            .position(|k| *k == t)
+            .unwrap_or(EventType::KNOWN.len())
+    }
 }
 
 /// A decoded batch: the valid events and the invalid records (by index into the batch).
@@ -78,7 +88,7 @@ pub(crate) fn decode_batch<'a>(
         .emit(metrics);
         start += run;
     }
-    for reason in crate::decode::InvalidReason::ALL {
+    for reason in InvalidReason::ALL {
         let mut matching = invalid.iter().filter(|(_, e)| e.reason == reason);
         if let Some((first, example)) = matching.next() {
             let count = 1 + matching.count() as u64;
@@ -94,11 +104,7 @@ pub(crate) fn decode_batch<'a>(
         }
     }
     for (_, ev) in &events {
-        let slot = crate::decode::EventType::KNOWN
-            .iter()
-            .position(|t| *t == ev.event_type())
-            .unwrap_or(4);
-        progress.by_type[slot].fetch_add(1, Ordering::Relaxed);
+        progress.by_type[Progress::type_slot(ev.event_type())].fetch_add(1, Ordering::Relaxed);
     }
     Decoded { events, invalid }
 }

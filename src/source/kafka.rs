@@ -209,8 +209,9 @@ impl ConsumerContext for SourceContext {
 }
 
 impl SourceContext {
-    /// Sends a control message to the pipeline, waiting for room (the pipeline drains without this
-    /// thread's help). Nothing is sent once shutdown has taken the channel.
+    /// Sends a control message to the pipeline, waiting for room: this blocks the rebalance callback (and
+    /// so the poll loop) until the pipeline takes it, so a pipeline held up by its sinks holds the
+    /// rebalance up too. Nothing is sent once shutdown has taken the channel.
     fn send(&self, message: SourceMessage) {
         let tx = self.tx.lock().clone();
         if let Some(tx) = tx {
@@ -322,133 +323,170 @@ impl KafkaSource {
 
     /// Polls until `stop` is set, then drains and commits. Runs on the calling thread.
     pub fn run(self, stop: Arc<AtomicBool>) -> Result<SourceSummary, SourceError> {
+        let mut poller = Poller {
+            batch: Vec::with_capacity(self.settings.batch_max_records),
+            source: self,
+            topics: HashMap::new(),
+            first_at: Instant::now(),
+            pending: None,
+            paused: false,
+            blocked_since: None,
+            batch_seq: 0,
+            summary: SourceSummary::default(),
+        };
+        while !stop.load(Ordering::Acquire) {
+            let consumer = &poller.source.consumer;
+            drain_acks(consumer, &mut consumer.context().shared.lock(), None);
+            match poller.hand_over() {
+                HandOver::Done => {}
+                HandOver::Wait => continue,
+                HandOver::Closed => break,
+            }
+            poller.poll();
+            poller.cut();
+        }
+        Ok(poller.finish())
+    }
+}
+
+/// What became of the batch waiting for the pipeline.
+enum HandOver {
+    /// Taken, or none was waiting, or the partitions are paused: poll on.
+    Done,
+    /// The pipeline is full: wait a moment, without polling.
+    Wait,
+    /// The pipeline is gone.
+    Closed,
+}
+
+/// The poll loop's state.
+struct Poller {
+    source: KafkaSource,
+    /// Shared topic names, one allocation per topic.
+    topics: HashMap<String, Arc<str>>,
+    /// The batch being filled.
+    batch: Vec<Record>,
+    /// When its first record came.
+    first_at: Instant,
+    /// A cut batch the pipeline has not taken yet.
+    pending: Option<BatchRef>,
+    paused: bool,
+    /// Since when the pipeline has been full.
+    blocked_since: Option<Instant>,
+    batch_seq: u64,
+    summary: SourceSummary,
+}
+
+impl Poller {
+    /// Hands the waiting batch to the pipeline. A full pipeline: wait a moment without polling (what
+    /// librdkafka has prefetched stays queued), and only if it stays full pause the partitions (which
+    /// drops the prefetched messages, to be fetched again on resume) and keep polling to keep the group
+    /// alive.
+    fn hand_over(&mut self) -> HandOver {
+        let consumer = &self.source.consumer;
+        if let Some(batch) = self.pending.take() {
+            match self.source.tx.try_send(SourceMessage::Batch(batch)) {
+                Ok(()) => {
+                    self.blocked_since = None;
+                    if self.paused {
+                        if let Ok(assignment) = consumer.assignment() {
+                            let _ = consumer.resume(&assignment);
+                        }
+                        self.paused = false;
+                    }
+                }
+                Err(TrySendError::Full(message)) => {
+                    self.pending = unwrap_batch(message);
+                    let since = *self.blocked_since.get_or_insert_with(Instant::now);
+                    if !self.paused && since.elapsed() < PAUSE_AFTER {
+                        std::thread::sleep(Duration::from_millis(1));
+                        return HandOver::Wait;
+                    }
+                    self.pause();
+                }
+                Err(TrySendError::Closed(_)) => return HandOver::Closed,
+            }
+        }
+        // Partitions assigned while paused are not paused: stop them too once a batch is waiting.
+        if self.pending.is_some() && self.batch.len() >= self.source.settings.batch_max_records {
+            self.pause();
+        }
+        HandOver::Done
+    }
+
+    fn pause(&mut self) {
+        if let Ok(assignment) = self.source.consumer.assignment() {
+            let _ = self.source.consumer.pause(&assignment);
+        }
+        self.paused = true;
+    }
+
+    /// Polls once (briefly while a batch waits), adding a message to the batch.
+    fn poll(&mut self) {
+        let settings = &self.source.settings;
+        let wait = match (self.pending.is_some(), self.batch.is_empty()) {
+            (true, _) => Duration::from_millis(20),
+            (false, true) => Duration::from_millis(100),
+            (false, false) => settings
+                .batch_max_wait
+                .saturating_sub(self.first_at.elapsed()),
+        };
+        match self.source.consumer.poll(wait) {
+            Some(Ok(message)) => {
+                if self.batch.is_empty() {
+                    self.first_at = Instant::now();
+                }
+                let record = to_record(&mut self.topics, &message);
+                self.batch.push(record);
+            }
+            Some(Err(error)) => KafkaClientError {
+                pipeline: settings.pipeline,
+                error: &error,
+            }
+            .emit(&self.source.metrics),
+            None => {}
+        }
+        forget_revoked(&self.source.consumer, &mut self.batch, &mut self.pending);
+    }
+
+    /// Cuts the batch when it is full or old enough and no batch waits.
+    fn cut(&mut self) {
+        let settings = &self.source.settings;
+        let full = self.batch.len() >= settings.batch_max_records;
+        let old = !self.batch.is_empty() && self.first_at.elapsed() >= settings.batch_max_wait;
+        if (full || old) && self.pending.is_none() {
+            let fresh = Vec::with_capacity(settings.batch_max_records);
+            let records = std::mem::replace(&mut self.batch, fresh);
+            self.begin(records);
+        }
+    }
+
+    /// Makes `records` the waiting batch, tracked for acknowledgement.
+    fn begin(&mut self, records: Vec<Record>) {
+        self.batch_seq += 1;
+        let (consumer, acks) = (&self.source.consumer, &self.source.acks_tx);
+        if let Some(batch) = begin_batch(consumer, acks, self.batch_seq, records) {
+            self.summary.records += batch.records().len() as u64;
+            self.pending = Some(batch);
+        }
+    }
+
+    /// Shutdown: hands over what was read (if the pipeline takes it before the drain deadline), closes
+    /// the channel, waits for completions until the deadline, stores, commits and leaves the group.
+    fn finish(mut self) -> SourceSummary {
+        let deadline = Instant::now() + self.source.settings.shutdown_drain;
+        if !self.batch.is_empty() && self.pending.is_none() {
+            let records = std::mem::take(&mut self.batch);
+            self.begin(records);
+        }
         let KafkaSource {
             settings,
             consumer,
-            acks_tx,
             metrics,
             tx,
-        } = self;
-        let mut topics: HashMap<String, Arc<str>> = HashMap::new();
-        let mut current: Vec<Record> = Vec::with_capacity(settings.batch_max_records);
-        let mut first_at = Instant::now();
-        let mut pending: Option<BatchRef> = None;
-        let mut paused = false;
-        let mut blocked_since: Option<Instant> = None;
-        let mut batch_seq = 0u64;
-        let mut summary = SourceSummary::default();
-
-        while !stop.load(Ordering::Acquire) {
-            drain_acks(&consumer, &mut consumer.context().shared.lock(), None);
-
-            // A full pipeline: wait a moment without polling (what librdkafka has prefetched stays
-            // queued), and only if it stays full pause the partitions (which drops the prefetched
-            // messages, to be fetched again on resume) and keep polling to keep the group alive.
-            if let Some(batch) = pending.take() {
-                match tx.try_send(SourceMessage::Batch(batch)) {
-                    Ok(()) => {
-                        blocked_since = None;
-                        if paused {
-                            if let Ok(assignment) = consumer.assignment() {
-                                let _ = consumer.resume(&assignment);
-                            }
-                            paused = false;
-                        }
-                    }
-                    Err(TrySendError::Full(message)) => {
-                        pending = unwrap_batch(message);
-                        let since = *blocked_since.get_or_insert_with(Instant::now);
-                        if !paused && since.elapsed() < PAUSE_AFTER {
-                            std::thread::sleep(Duration::from_millis(1));
-                            continue;
-                        }
-                        if !paused {
-                            if let Ok(assignment) = consumer.assignment() {
-                                let _ = consumer.pause(&assignment);
-                            }
-                            paused = true;
-                        }
-                    }
-                    Err(TrySendError::Closed(_)) => break,
-                }
-            }
-
-            // Partitions assigned while paused are not paused: stop them too once a batch is waiting.
-            if pending.is_some() && current.len() >= settings.batch_max_records {
-                if let Ok(assignment) = consumer.assignment() {
-                    let _ = consumer.pause(&assignment);
-                }
-                paused = true;
-            }
-            let wait = if current.is_empty() {
-                Duration::from_millis(100)
-            } else {
-                settings.batch_max_wait.saturating_sub(first_at.elapsed())
-            };
-            match consumer.poll(if pending.is_some() {
-                Duration::from_millis(20)
-            } else {
-                wait
-            }) {
-                Some(Ok(message)) => {
-                    if current.is_empty() {
-                        first_at = Instant::now();
-                    }
-                    let topic = match topics.get(message.topic()) {
-                        Some(t) => t.clone(),
-                        None => {
-                            let t: Arc<str> = Arc::from(message.topic());
-                            topics.insert(message.topic().to_owned(), t.clone());
-                            t
-                        }
-                    };
-                    let headers = message
-                        .headers()
-                        .map(|h| {
-                            h.iter()
-                                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    current.push(Record {
-                        payload: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
-                        key: message.key().map(<[u8]>::to_vec),
-                        headers,
-                        origin: Origin::Kafka {
-                            topic,
-                            partition: message.partition(),
-                            offset: message.offset(),
-                        },
-                    });
-                }
-                Some(Err(error)) => KafkaClientError {
-                    pipeline: settings.pipeline,
-                    error: &error,
-                }
-                .emit(&metrics),
-                None => {}
-            }
-            forget_revoked(&consumer, &mut current, &mut pending);
-
-            let cut = current.len() >= settings.batch_max_records
-                || (!current.is_empty() && first_at.elapsed() >= settings.batch_max_wait);
-            if cut && pending.is_none() {
-                batch_seq += 1;
-                let records =
-                    std::mem::replace(&mut current, Vec::with_capacity(settings.batch_max_records));
-                if let Some(batch) = begin_batch(&consumer, &acks_tx, batch_seq, records) {
-                    summary.records += batch.records().len() as u64;
-                    pending = Some(batch);
-                }
-            }
-        }
-
-        // Shutdown: hand over what was read (if the pipeline takes it in time), then wait for completions.
-        let deadline = Instant::now() + settings.shutdown_drain;
-        if !current.is_empty() && pending.is_none() {
-            batch_seq += 1;
-            pending = begin_batch(&consumer, &acks_tx, batch_seq, std::mem::take(&mut current));
-        }
+            ..
+        } = self.source;
+        let mut pending = self.pending;
         while let Some(batch) = pending.take() {
             match tx.try_send(SourceMessage::Batch(batch)) {
                 Ok(()) => {}
@@ -462,12 +500,9 @@ impl KafkaSource {
         // Close the channel: the pipeline ends once it has drained it.
         drop(tx);
         consumer.context().tx.lock().take();
-        drain_acks(
-            &consumer,
-            &mut consumer.context().shared.lock(),
-            Some(deadline),
-        );
-        let left = consumer.context().shared.lock().tracker.total_in_flight();
+        let shared = &mut consumer.context().shared.lock();
+        drain_acks(&consumer, shared, Some(deadline));
+        let left = shared.tracker.total_in_flight();
         if left > 0 {
             tracing::warn!(
                 pipeline = settings.pipeline,
@@ -487,10 +522,43 @@ impl KafkaSource {
         consumer.unsubscribe();
         tracing::info!(
             pipeline = settings.pipeline,
-            records = summary.records,
+            records = self.summary.records,
             "kafka source stopped"
         );
-        Ok(summary)
+        self.summary
+    }
+}
+
+/// A message as a record: its payload, key, headers and coordinates.
+fn to_record(
+    topics: &mut HashMap<String, Arc<str>>,
+    message: &rdkafka::message::BorrowedMessage<'_>,
+) -> Record {
+    let topic = match topics.get(message.topic()) {
+        Some(t) => t.clone(),
+        None => {
+            let t: Arc<str> = Arc::from(message.topic());
+            topics.insert(message.topic().to_owned(), t.clone());
+            t
+        }
+    };
+    let headers = message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Record {
+        payload: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
+        key: message.key().map(<[u8]>::to_vec),
+        headers,
+        origin: Origin::Kafka {
+            topic,
+            partition: message.partition(),
+            offset: message.offset(),
+        },
     }
 }
 

@@ -1,265 +1,173 @@
+//! The daemon's own metrics (`hestyna_obsd_*`), in their own registry.
+//!
+//! Declared as a table ([`self_metrics!`]): each line is a field with its doc comment, type, name,
+//! help and label names, so adding a metric is one line here and nothing else.
+
 use crate::shared::exposition::{format_value, FamilyType, Format, Writer};
 use prometheus::proto::MetricType;
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
-/// The daemon's own metrics (`hestyna_obsd_*`), in their own registry.
-pub struct SelfMetrics {
-    registry: Registry,
+/// A metric type of the table: how to make one, registered.
+trait Make: prometheus::core::Collector + Clone + Sized + 'static {
+    fn make(name: &str, help: &str, labels: &[&str], buckets: Option<Vec<f64>>) -> Self;
+
+    fn register(
+        r: &Registry,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        buckets: Option<Vec<f64>>,
+    ) -> Self {
+        let metric = Self::make(name, help, labels, buckets);
+        r.register(Box::new(metric.clone()))
+            .expect("self metric names are unique");
+        metric
+    }
+}
+
+const VALID: &str = "self metric definitions are valid";
+
+impl Make for IntCounterVec {
+    fn make(name: &str, help: &str, labels: &[&str], _: Option<Vec<f64>>) -> Self {
+        IntCounterVec::new(Opts::new(name, help), labels).expect(VALID)
+    }
+}
+
+impl Make for IntGaugeVec {
+    fn make(name: &str, help: &str, labels: &[&str], _: Option<Vec<f64>>) -> Self {
+        IntGaugeVec::new(Opts::new(name, help), labels).expect(VALID)
+    }
+}
+
+impl Make for IntCounter {
+    fn make(name: &str, help: &str, _: &[&str], _: Option<Vec<f64>>) -> Self {
+        IntCounter::new(name, help).expect(VALID)
+    }
+}
+
+impl Make for IntGauge {
+    fn make(name: &str, help: &str, _: &[&str], _: Option<Vec<f64>>) -> Self {
+        IntGauge::new(name, help).expect(VALID)
+    }
+}
+
+impl Make for HistogramVec {
+    fn make(name: &str, help: &str, labels: &[&str], buckets: Option<Vec<f64>>) -> Self {
+        let mut opts = HistogramOpts::new(name, help);
+        if let Some(buckets) = buckets {
+            opts = opts.buckets(buckets);
+        }
+        HistogramVec::new(opts, labels).expect(VALID)
+    }
+}
+
+/// Declares [`SelfMetrics`]: one line per metric, `field: Type("name", "help", [labels]);`, with
+/// `buckets = [...]` for histograms.
+macro_rules! self_metrics {
+    ($(
+        $(#[doc = $doc:literal])*
+        $field:ident: $kind:ident($name:literal, $help:literal, [$($label:literal),*] $(, buckets = [$($bucket:literal),*])?);
+    )*) => {
+        /// The daemon's own metrics (`hestyna_obsd_*`), in their own registry.
+        pub struct SelfMetrics {
+            registry: Registry,
+            $( $(#[doc = $doc])* pub $field: $kind, )*
+        }
+
+        impl SelfMetrics {
+            /// Registers every self metric (and `hestyna_obsd_build_info`).
+            pub fn new() -> Self {
+                let r = Registry::new();
+                register_build_info(&r);
+                SelfMetrics {
+                    $( $field: <$kind as Make>::register(
+                        &r,
+                        $name,
+                        $help,
+                        &[$($label),*],
+                        None $(.or(Some(vec![$($bucket),*])))?,
+                    ), )*
+                    registry: r,
+                }
+            }
+        }
+    };
+}
+
+self_metrics! {
     /// Records read, by pipeline and topic (`(file)` / `(generator)` for those sources).
-    pub events_received: IntCounterVec,
+    events_received: IntCounterVec("hestyna_obsd_events_received_total", "Records read.", ["pipeline", "topic"]);
     /// Records that broke the event contract, by pipeline and reason.
-    pub events_invalid: IntCounterVec,
+    events_invalid: IntCounterVec("hestyna_obsd_events_invalid_total", "Records that broke the event contract.", ["pipeline", "reason"]);
     /// Valid records a pipeline did not use, by pipeline and reason (`unknown_type`, ...).
-    pub events_ignored: IntCounterVec,
+    events_ignored: IntCounterVec("hestyna_obsd_events_ignored_total", "Valid records a pipeline did not use.", ["pipeline", "reason"]);
     /// Events a metric rule matched but could not derive a value from, by metric and reason.
-    pub rule_skipped: IntCounterVec,
+    rule_skipped: IntCounterVec("hestyna_obsd_rule_skipped_total", "Events a metric rule matched but could not take a value from.", ["metric", "reason"]);
     /// Records written to the dead-letter destination, by pipeline and reason.
-    pub dead_letters: IntCounterVec,
+    dead_letters: IntCounterVec("hestyna_obsd_dead_letters_total", "Records written to the dead-letter destination.", ["pipeline", "reason"]);
     /// Failed attempts to write dead letters (retried), by pipeline.
-    pub dead_letter_errors: IntCounterVec,
+    dead_letter_errors: IntCounterVec("hestyna_obsd_dead_letter_errors_total", "Failed attempts to write dead letters (retried).", ["pipeline"]);
     /// Records accepted by a sink, by sink.
-    pub sink_records: IntCounterVec,
+    sink_records: IntCounterVec("hestyna_obsd_sink_records_total", "Records accepted by a sink.", ["sink"]);
     /// Framed bytes accepted by a sink (before compression), by sink.
-    pub sink_bytes: IntCounterVec,
+    sink_bytes: IntCounterVec("hestyna_obsd_sink_bytes_total", "Framed bytes accepted by a sink, before compression.", ["sink"]);
     /// Failed delivery attempts (the records are sent again), by sink and class.
-    pub sink_retries: IntCounterVec,
+    sink_retries: IntCounterVec("hestyna_obsd_sink_retries_total", "Failed sink delivery attempts; the records are sent again.", ["sink", "class"]);
     /// Records a sink refused for good (dead-lettered), by sink and class.
-    pub sink_rejected: IntCounterVec,
+    sink_rejected: IntCounterVec("hestyna_obsd_sink_rejected_total", "Records a sink refused for good; they are dead-lettered.", ["sink", "class"]);
     /// Duration of accepted sink requests, by sink.
-    pub sink_batch_seconds: HistogramVec,
+    sink_batch_seconds: HistogramVec("hestyna_obsd_sink_batch_duration_seconds", "Duration of accepted sink requests.", ["sink"], buckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
     /// 1 when the sink's last request was accepted; 0 after a failed one or refused credentials.
-    pub sink_up: IntGaugeVec,
+    sink_up: IntGaugeVec("hestyna_obsd_sink_up", "1 when the sink's last request was accepted; 0 after a failed one or refused credentials.", ["sink"]);
     /// Values replaced by redaction, by rule.
-    pub redactions: IntCounterVec,
+    redactions: IntCounterVec("hestyna_obsd_redactions_total", "Values replaced by redaction.", ["rule"]);
     /// Reloads of the organization table, by result.
-    pub enrichment_reloads: IntCounterVec,
+    enrichment_reloads: IntCounterVec("hestyna_obsd_enrichment_reloads_total", "Reloads of the organization table.", ["result"]);
     /// Consumer lag against the stored offset, by pipeline, topic and partition.
-    pub consumer_lag: IntGaugeVec,
+    consumer_lag: IntGaugeVec("hestyna_obsd_consumer_lag", "Records between the stored offset and the partition's high watermark.", ["pipeline", "topic", "partition"]);
     /// Partitions assigned to this instance, by pipeline.
-    pub assigned_partitions: IntGaugeVec,
+    assigned_partitions: IntGaugeVec("hestyna_obsd_assigned_partitions", "Kafka partitions assigned to this instance.", ["pipeline"]);
     /// Errors reported by the Kafka client, by pipeline.
-    pub kafka_errors: IntCounterVec,
+    kafka_errors: IntCounterVec("hestyna_obsd_kafka_errors_total", "Errors reported by the Kafka client.", ["pipeline"]);
     /// Derived series currently held, by metric.
-    pub derived_series: IntGaugeVec,
+    derived_series: IntGaugeVec("hestyna_obsd_derived_series", "Derived series currently held.", ["metric"]);
     /// Observations folded into a rule's `__overflow__` series, by metric.
-    pub series_overflow: IntCounterVec,
+    series_overflow: IntCounterVec("hestyna_obsd_series_overflow_total", "Observations folded into a rule's __overflow__ series once its series limit was reached.", ["metric"]);
     /// Label values cut to the length limit or cleaned of control characters, by metric.
-    pub label_values_sanitized: IntCounterVec,
+    label_values_sanitized: IntCounterVec("hestyna_obsd_label_values_sanitized_total", "Label values cut to the length limit or cleaned of control characters.", ["metric"]);
     /// Series removed after their rule's idle time, by metric.
-    pub series_expired: IntCounterVec,
+    series_expired: IntCounterVec("hestyna_obsd_series_expired_total", "Series removed after their rule's idle time.", ["metric"]);
     /// `resolved` events whose intake time came from the intake join.
-    pub intake_joined: IntCounter,
+    intake_joined: IntCounter("hestyna_obsd_intake_joined_total", "Resolved events whose intake time came from the intake join.", []);
     /// Pending intakes dropped, by reason (`ttl`, `capacity`).
-    pub intake_evicted: IntCounterVec,
+    intake_evicted: IntCounterVec("hestyna_obsd_intake_evicted_total", "Pending intakes dropped from the join state.", ["reason"]);
     /// Pending intakes held.
-    pub intake_pending: IntGauge,
+    intake_pending: IntGauge("hestyna_obsd_intake_pending", "Pending intakes held by the intake join.", []);
     /// Refused requests to /metrics and /api/v1/quantiles, by reason.
-    pub http_auth_failures: IntCounterVec,
+    http_auth_failures: IntCounterVec("hestyna_obsd_http_auth_failures_total", "Refused requests to /metrics and /api/v1/quantiles.", ["reason"]);
     /// TLS handshakes that failed or timed out.
-    pub tls_handshake_failures: IntCounter,
+    tls_handshake_failures: IntCounter("hestyna_obsd_tls_handshake_failures_total", "TLS handshakes that failed or timed out.", []);
     /// Reloads of the web configuration file, by result.
-    pub web_config_reloads: IntCounterVec,
+    web_config_reloads: IntCounterVec("hestyna_obsd_web_config_reloads_total", "Reloads of the web configuration file.", ["result"]);
 }
 
-/// Registers a metric and hands it back.
-fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("self metric names are unique");
-    metric
-}
-
-fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    register(
-        registry,
-        IntCounterVec::new(Opts::new(name, help), labels)
-            .expect("self metric definitions are valid"),
-    )
-}
-
-fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    register(
-        registry,
-        IntGaugeVec::new(Opts::new(name, help), labels).expect("self metric definitions are valid"),
-    )
+/// `hestyna_obsd_build_info{version, commit}`, always 1.
+fn register_build_info(r: &Registry) {
+    let info = <IntGaugeVec as Make>::register(
+        r,
+        "hestyna_obsd_build_info",
+        "Build of the running daemon; always 1.",
+        &["version", "commit"],
+        None,
+    );
+    let commit = option_env!("HESTYNA_OBSD_COMMIT").unwrap_or("unknown");
+    info.with_label_values(&[env!("CARGO_PKG_VERSION"), commit])
+        .set(1);
 }
 
 impl SelfMetrics {
-    /// Registers every self metric.
-    pub fn new() -> Self {
-        let r = Registry::new();
-        let build_info = gauge(
-            &r,
-            "hestyna_obsd_build_info",
-            "Build of the running daemon; always 1.",
-            &["version", "commit"],
-        );
-        build_info
-            .with_label_values(&[
-                env!("CARGO_PKG_VERSION"),
-                option_env!("HESTYNA_OBSD_COMMIT").unwrap_or("unknown"),
-            ])
-            .set(1);
-        SelfMetrics {
-            events_received: counter(
-                &r,
-                "hestyna_obsd_events_received_total",
-                "Records read.",
-                &["pipeline", "topic"],
-            ),
-            events_invalid: counter(
-                &r,
-                "hestyna_obsd_events_invalid_total",
-                "Records that broke the event contract.",
-                &["pipeline", "reason"],
-            ),
-            events_ignored: counter(
-                &r,
-                "hestyna_obsd_events_ignored_total",
-                "Valid records a pipeline did not use.",
-                &["pipeline", "reason"],
-            ),
-            rule_skipped: counter(
-                &r,
-                "hestyna_obsd_rule_skipped_total",
-                "Events a metric rule matched but could not take a value from.",
-                &["metric", "reason"],
-            ),
-            dead_letters: counter(
-                &r,
-                "hestyna_obsd_dead_letters_total",
-                "Records written to the dead-letter destination.",
-                &["pipeline", "reason"],
-            ),
-            dead_letter_errors: counter(
-                &r,
-                "hestyna_obsd_dead_letter_errors_total",
-                "Failed attempts to write dead letters (retried).",
-                &["pipeline"],
-            ),
-            sink_records: counter(
-                &r,
-                "hestyna_obsd_sink_records_total",
-                "Records accepted by a sink.",
-                &["sink"],
-            ),
-            sink_bytes: counter(
-                &r,
-                "hestyna_obsd_sink_bytes_total",
-                "Framed bytes accepted by a sink, before compression.",
-                &["sink"],
-            ),
-            sink_retries: counter(
-                &r,
-                "hestyna_obsd_sink_retries_total",
-                "Failed sink delivery attempts; the records are sent again.",
-                &["sink", "class"],
-            ),
-            sink_rejected: counter(
-                &r,
-                "hestyna_obsd_sink_rejected_total",
-                "Records a sink refused for good; they are dead-lettered.",
-                &["sink", "class"],
-            ),
-            sink_batch_seconds: register(
-                &r,
-                HistogramVec::new(
-                    HistogramOpts::new(
-                        "hestyna_obsd_sink_batch_duration_seconds",
-                        "Duration of accepted sink requests.",
-                    )
-                    .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
-                    &["sink"],
-                )
-                .expect("self metric definitions are valid"),
-            ),
-            sink_up: gauge(
-                &r,
-                "hestyna_obsd_sink_up",
-                "1 when the sink's last request was accepted; 0 after a failed one or refused credentials.",
-                &["sink"],
-            ),
-            redactions: counter(
-                &r,
-                "hestyna_obsd_redactions_total",
-                "Values replaced by redaction.",
-                &["rule"],
-            ),
-            enrichment_reloads: counter(
-                &r,
-                "hestyna_obsd_enrichment_reloads_total",
-                "Reloads of the organization table.",
-                &["result"],
-            ),
-            consumer_lag: gauge(
-                &r,
-                "hestyna_obsd_consumer_lag",
-                "Records between the stored offset and the partition's high watermark.",
-                &["pipeline", "topic", "partition"],
-            ),
-            assigned_partitions: gauge(
-                &r,
-                "hestyna_obsd_assigned_partitions",
-                "Kafka partitions assigned to this instance.",
-                &["pipeline"],
-            ),
-            kafka_errors: counter(
-                &r,
-                "hestyna_obsd_kafka_errors_total",
-                "Errors reported by the Kafka client.",
-                &["pipeline"],
-            ),
-            derived_series: gauge(
-                &r,
-                "hestyna_obsd_derived_series",
-                "Derived series currently held.",
-                &["metric"],
-            ),
-            series_overflow: counter(
-                &r,
-                "hestyna_obsd_series_overflow_total",
-                "Observations folded into a rule's __overflow__ series once its series limit was reached.",
-                &["metric"],
-            ),
-            label_values_sanitized: counter(
-                &r,
-                "hestyna_obsd_label_values_sanitized_total",
-                "Label values cut to the length limit or cleaned of control characters.",
-                &["metric"],
-            ),
-            series_expired: counter(
-                &r,
-                "hestyna_obsd_series_expired_total",
-                "Series removed after their rule's idle time.",
-                &["metric"],
-            ),
-            intake_joined: register(&r, IntCounter::new("hestyna_obsd_intake_joined_total", "Resolved events whose intake time came from the intake join.").expect("self metric definitions are valid")),
-            intake_evicted: counter(
-                &r,
-                "hestyna_obsd_intake_evicted_total",
-                "Pending intakes dropped from the join state.",
-                &["reason"],
-            ),
-            intake_pending: register(&r, IntGauge::new("hestyna_obsd_intake_pending", "Pending intakes held by the intake join.").expect("self metric definitions are valid")),
-            http_auth_failures: counter(
-                &r,
-                "hestyna_obsd_http_auth_failures_total",
-                "Refused requests to /metrics and /api/v1/quantiles.",
-                &["reason"],
-            ),
-            tls_handshake_failures: register(&r, IntCounter::new("hestyna_obsd_tls_handshake_failures_total", "TLS handshakes that failed or timed out.").expect("self metric definitions are valid")),
-            web_config_reloads: counter(
-                &r,
-                "hestyna_obsd_web_config_reloads_total",
-                "Reloads of the web configuration file.",
-                &["result"],
-            ),
-            registry: r,
-        }
-    }
-
     /// Appends every self metric in `format` (without the OpenMetrics `# EOF`).
     pub fn render(&self, out: &mut String, format: Format) {
         let mut w = Writer::new(out, format);
