@@ -18,6 +18,7 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     #[command(subcommand)]
+    /// The command; `run` when absent.
     pub command: Option<Command>,
 }
 

@@ -83,6 +83,7 @@ input(type="imtcp" address="127.0.0.1" port="{port}" ruleset="siem")
     }
 
     /// Stops it (SIGTERM: it writes what it has read, then exits).
+    #[allow(unsafe_code)] // kill(2) only: see the SAFETY comment inside.
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SAFETY: kill(2) with the pid of a child we own and have not reaped; no memory is touched.

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 pub enum Target {
     /// A Kafka topic, with these producer properties (`bootstrap.servers` included).
     Kafka {
+        /// librdkafka producer properties (`bootstrap.servers` included).
         properties: Vec<(String, String)>,
+        /// The topic to write to.
         topic: String,
     },
     /// A JSONL file (`-` for stdout).

@@ -39,29 +39,42 @@ use tokio::task::JoinHandle;
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error(transparent)]
+    /// The configuration is invalid or unreadable.
     Config(#[from] crate::config::ConfigError),
     #[error("invalid configuration (what it names):\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    /// What the configuration names (files, secrets, rules) is invalid or unreadable.
     Inputs(Vec<Issue>),
     #[error("dead-letter destination: {0}")]
+    /// The dead-letter destination could not be opened.
     DeadLetter(#[from] DeadLetterError),
     #[error(transparent)]
+    /// A sink could not be built.
     Sink(#[from] crate::forward::sink::SinkBuildError),
     #[error("source: {0}")]
+    /// A source failed.
     Source(#[from] SourceError),
     #[error(transparent)]
+    /// A listener could not be bound.
     Http(#[from] HttpError),
     #[error(transparent)]
+    /// Logging could not start.
     Telemetry(#[from] crate::telemetry::TelemetryError),
     #[error("{context}: {source}")]
+    /// An operating-system call failed.
     Io {
+        /// What was being done.
         context: String,
+        /// The error.
         source: std::io::Error,
     },
     #[error("kafka: {0}")]
+    /// The Kafka client failed.
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("intake changelog: {0}")]
+    /// The intake changelog could not be opened.
     Changelog(#[from] crate::derive::changelog::ChangelogError),
     #[error("{0}")]
+    /// A command-line argument is wrong.
     Usage(String),
 }
 

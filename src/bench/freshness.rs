@@ -19,10 +19,13 @@ use std::time::{Duration, Instant};
 pub struct FreshnessSettings {
     /// Producer properties, `bootstrap.servers` included.
     pub producer_properties: Vec<(String, String)>,
+    /// The topic the daemon reads.
     pub topic: String,
     /// Load events per second.
     pub rate: f64,
+    /// Probe events per second.
     pub probes_per_sec: f64,
+    /// How long to produce.
     pub duration: Duration,
     /// `http://host:port/metrics`.
     pub metrics_url: String,
@@ -33,12 +36,19 @@ pub struct FreshnessSettings {
 /// What was measured, in milliseconds.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Freshness {
+    /// Probe events produced.
     pub probes: u64,
+    /// Probes seen in `/metrics`.
     pub seen: u64,
+    /// Load events produced besides the probes.
     pub load_events: u64,
+    /// Median time from produce to visible, in milliseconds.
     pub p50_ms: f64,
+    /// 90th percentile, in milliseconds.
     pub p90_ms: f64,
+    /// 99th percentile, in milliseconds.
     pub p99_ms: f64,
+    /// The slowest probe, in milliseconds.
     pub max_ms: f64,
     /// Every probe's latency, in the order seen.
     #[serde(skip)]

@@ -13,17 +13,23 @@ pub mod freshness;
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error("kafka: {0}")]
+    /// The Kafka client failed.
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("http: {0}")]
+    /// A scrape failed.
     Http(#[from] reqwest::Error),
     #[error("{0}")]
+    /// The measurement could not be made.
     Failed(String),
 }
 
 /// What a run measured, printed as one JSON line.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Measured {
+    /// Records read.
     pub records: u64,
+    /// Seconds it took, from the first record.
     pub seconds: f64,
+    /// Records per second.
     pub rate: f64,
 }

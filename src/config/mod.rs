@@ -30,14 +30,24 @@ pub const ENV_PREFIX: &str = "HESTYNA_OBSD";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
+    /// The configuration file cannot be read.
     ReadFile {
+        /// The file.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
     #[error("cannot parse the configuration: {0}")]
+    /// The configuration is not TOML, or an override is not usable.
     Parse(#[from] config::ConfigError),
     #[error("invalid configuration ({origin}):\n{}", .issues.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n"))]
-    Invalid { origin: String, issues: Vec<Issue> },
+    /// Keys are missing, unknown or wrong.
+    Invalid {
+        /// Where the configuration came from (its file, or the embedded demo).
+        origin: String,
+        /// Every fault, with its key path.
+        issues: Vec<Issue>,
+    },
 }
 
 /// Every setting of the daemon.

@@ -46,12 +46,17 @@ impl Event<'_> {
 /// The type-specific part of an event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body<'a> {
+    /// An LLM run.
     LlmRun(LlmRun<'a>),
+    /// A call to an integration.
     IntegrationCall(IntegrationCall<'a>),
+    /// A run of an automation.
     AutomationRun(AutomationRun<'a>),
+    /// A step of a request from intake to resolution.
     RequestLifecycle(RequestLifecycle<'a>),
     /// A type this version does not know: counted and forwarded, never dead-lettered.
     Unknown {
+        /// The type as sent.
         type_name: Cow<'a, str>,
     },
 }
@@ -59,10 +64,15 @@ pub enum Body<'a> {
 /// The event types of the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventType {
+    /// An LLM run.
     LlmRun,
+    /// A call to an integration.
     IntegrationCall,
+    /// A run of an automation.
     AutomationRun,
+    /// A step of a request from intake to resolution.
     RequestLifecycle,
+    /// A type this version does not know (forwarded, not derived).
     Unknown,
 }
 
@@ -103,7 +113,7 @@ macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $(#[doc = concat!("`", $text, "`.")] $variant),+ }
 
         impl $name {
             /// Every value, in declaration order.
@@ -149,15 +159,23 @@ string_enum!(
 /// `type = "llm_run"`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlmRun<'a> {
+    /// The run's id.
     pub run_id: Cow<'a, str>,
+    /// The intent the run served.
     pub intent: Cow<'a, str>,
+    /// How it ended.
     pub outcome: LlmOutcome,
     /// Model latency in milliseconds, >= 0.
     pub latency_ms: f64,
+    /// Prompt tokens.
     pub tokens_prompt: Option<u64>,
+    /// Completion tokens.
     pub tokens_completion: Option<u64>,
+    /// The model.
     pub model: Option<Cow<'a, str>>,
+    /// Why it failed (failures and timeouts).
     pub failure_reason: Option<Cow<'a, str>>,
+    /// The automation it ran for.
     pub automation_id: Option<Cow<'a, str>>,
 }
 
@@ -166,30 +184,42 @@ pub struct LlmRun<'a> {
 pub struct IntegrationCall<'a> {
     /// The integration's slug.
     pub integration: Cow<'a, str>,
+    /// How it ended.
     pub outcome: IntegrationOutcome,
+    /// The call's latency in milliseconds.
     pub latency_ms: Option<f64>,
+    /// The downstream status code.
     pub status_code: Option<u64>,
+    /// The downstream error.
     pub error: Option<Cow<'a, str>>,
+    /// The automation it ran for.
     pub automation_id: Option<Cow<'a, str>>,
 }
 
 /// `type = "automation_run"`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AutomationRun<'a> {
+    /// The automation it ran for.
     pub automation_id: Cow<'a, str>,
     /// An integer or a string on the wire; kept as text (it is a label value).
     pub automation_version: Cow<'a, str>,
+    /// How it ended.
     pub outcome: AutomationOutcome,
+    /// The run's duration in milliseconds.
     pub duration_ms: Option<f64>,
+    /// What started it (`schedule`, `webhook`, ...).
     pub trigger: Option<Cow<'a, str>>,
 }
 
 /// `type = "request_lifecycle"`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestLifecycle<'a> {
+    /// The request's id (the key of its lifecycle events).
     pub request_id: Cow<'a, str>,
+    /// The lifecycle stage.
     pub stage: Stage,
     /// When the request was taken in (sent on `resolved`), in UTC.
     pub intake_at: Option<DateTime<Utc>>,
+    /// The channel the request came in on.
     pub channel: Option<Cow<'a, str>>,
 }

@@ -22,18 +22,31 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error)]
 pub enum ChangelogError {
     #[error("kafka: {0}")]
+    /// The Kafka client failed.
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("cannot create the changelog topic {topic}: {message}")]
-    Create { topic: String, message: String },
+    /// The changelog topic could not be created.
+    Create {
+        /// The topic.
+        topic: String,
+        /// Why.
+        message: String,
+    },
     #[error("the changelog topic {0} has no partitions")]
+    /// An input topic has no partitions to mirror.
     NoPartitions(String),
     #[error("restoring {topic} partition {partition} took longer than {seconds} s")]
+    /// Reading a partition's state did not reach its end in time.
     RestoreTimeout {
+        /// The topic.
         topic: String,
+        /// The partition.
         partition: i32,
+        /// How long it waited.
         seconds: u64,
     },
     #[error("the restore task failed: {0}")]
+    /// The blocking read task failed.
     Join(#[from] tokio::task::JoinError),
 }
 

@@ -7,28 +7,51 @@ use std::borrow::Cow;
 /// A field of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
+    /// The event field `organization`.
     Organization,
+    /// The event field `type`.
     Type,
+    /// The event field `event_id`.
     EventId,
+    /// The event field `run_id`.
     RunId,
+    /// The event field `intent`.
     Intent,
+    /// The event field `outcome`.
     Outcome,
+    /// The event field `model`.
     Model,
+    /// The event field `failure_reason`.
     FailureReason,
+    /// The event field `automation_id`.
     AutomationId,
+    /// The event field `integration`.
     Integration,
+    /// The event field `status_code`.
     StatusCode,
+    /// The event field `error`.
     Error,
+    /// The event field `automation_version`.
     AutomationVersion,
+    /// The event field `trigger`.
     Trigger,
+    /// The event field `request_id`.
     RequestId,
+    /// The event field `stage`.
     Stage,
+    /// The event field `channel`.
     Channel,
+    /// The event field `latency_ms`.
     LatencyMs,
+    /// The event field `duration_ms`.
     DurationMs,
+    /// The event field `tokens_prompt`.
     TokensPrompt,
+    /// The event field `tokens_completion`.
     TokensCompletion,
+    /// The event field `occurred_at`.
     OccurredAt,
+    /// The event field `intake_at`.
     IntakeAt,
 }
 

@@ -21,7 +21,9 @@ pub type Partition = Option<(Arc<str>, i32)>;
 /// The identity of a pending intake.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct JoinKey {
+    /// The organization.
     pub organization: Box<str>,
+    /// The request.
     pub request_id: Box<str>,
 }
 
@@ -36,12 +38,21 @@ struct Entry {
 pub enum Change {
     /// An intake is pending.
     Put {
+        /// The input partition the intake came from.
         partition: Partition,
+        /// The request.
         key: JoinKey,
+        /// When the request came in.
         intake_at: DateTime<Utc>,
     },
     /// It is no more (resolved, or evicted).
-    Delete { partition: Partition, key: JoinKey },
+    /// The intake is no longer pending (resolved or evicted).
+    Delete {
+        /// The input partition the intake came from.
+        partition: Partition,
+        /// The request.
+        key: JoinKey,
+    },
 }
 
 /// What the join counted since the last [`IntakeJoin::take_counts`].

@@ -30,8 +30,11 @@ use sha2::Digest;
 /// How the event ended, as ECS `event.outcome` (plus `invalid`); sinks map it to a severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// `event.outcome = "success"`.
     Success,
+    /// `event.outcome = "failure"`.
     Failure,
+    /// `event.outcome = "unknown"`.
     Unknown,
     /// The record broke the event contract.
     Invalid,

@@ -31,12 +31,21 @@ pub struct OrganizationTable {
 #[derive(Debug, thiserror::Error)]
 pub enum OrganizationTableError {
     #[error("cannot read {path}: {source}")]
+    /// The file cannot be read.
     Read {
+        /// The file.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
     #[error("line {line}: {message}")]
-    Parse { line: usize, message: String },
+    /// A line is not `organization,name,tier`.
+    Parse {
+        /// The line number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 impl OrganizationTable {

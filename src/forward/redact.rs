@@ -25,10 +25,18 @@ pub const MASK: &str = "[REDACTED]";
 #[derive(Debug, thiserror::Error)]
 pub enum RedactError {
     #[error("pattern {name}: {source}")]
-    Pattern { name: String, source: regex::Error },
+    /// A pattern does not compile.
+    Pattern {
+        /// The rule (a built-in name, or `pattern_<i>`).
+        name: String,
+        /// Why.
+        source: regex::Error,
+    },
     #[error("unknown built-in pattern {0:?}")]
+    /// No built-in pattern has this name.
     UnknownBuiltin(String),
     #[error("the HMAC key: {0}")]
+    /// The HMAC key cannot be read or used.
     Key(String),
 }
 

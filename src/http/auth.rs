@@ -10,8 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
-/// The demo user of `config/demo.toml`.
-pub const DEMO_USER: &str = "demo";
 /// The demo password: public, so the daemon refuses it anywhere but on loopback.
 pub const DEMO_PASSWORD: &str = "hestyna-demo";
 

@@ -11,8 +11,8 @@
 mod auth;
 pub mod security;
 
-pub use auth::{Access, AuthFailure, Authenticator, FailureLimiter, DEMO_PASSWORD, DEMO_USER};
-pub use security::{Security, SecurityError};
+pub use auth::{Access, AuthFailure, FailureLimiter, DEMO_PASSWORD};
+pub use security::Security;
 
 use crate::derive::{Format, Store};
 use crate::lifecycle::{Health, Shutdown};

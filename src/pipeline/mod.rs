@@ -15,8 +15,8 @@ pub mod forward;
 pub mod metrics;
 mod retry;
 
+pub use crate::lifecycle::Shutdown;
 pub use crate::lifecycle::Stopped;
-pub use crate::lifecycle::{Health, Shutdown};
 pub use retry::{retry, Backoff};
 
 use crate::decode::{decode, Event, EventType, Invalid, InvalidReason};

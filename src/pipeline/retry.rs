@@ -33,6 +33,7 @@ impl Backoff {
     }
 
     /// The next wait, before jitter.
+    #[cfg(test)]
     pub fn peek(&self) -> Duration {
         self.next
     }

@@ -25,14 +25,27 @@ use tokio::sync::mpsc;
 pub enum Origin {
     /// A Kafka record.
     Kafka {
+        /// The topic.
         topic: Arc<str>,
+        /// The partition.
         partition: i32,
+        /// The offset.
         offset: i64,
     },
     /// A line of a JSONL file (`path` is `-` for stdin); lines count from 1.
-    File { path: Arc<str>, line: u64 },
+    /// A line of a file.
+    File {
+        /// The file.
+        path: Arc<str>,
+        /// The line number, from 1.
+        line: u64,
+    },
     /// The n-th event of the synthetic generator, from 0.
-    Generator { seq: u64 },
+    /// An event of the generator.
+    Generator {
+        /// Its sequence number.
+        seq: u64,
+    },
 }
 
 impl Origin {
@@ -188,15 +201,22 @@ pub struct SourceSummary {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("cannot open {path}: {source}")]
+    /// The file cannot be opened.
     Open {
+        /// The file.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
     #[error("cannot read {path}: {source}")]
+    /// Reading the file failed.
     Read {
+        /// The file.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
     #[error("kafka consumer: {0}")]
+    /// The Kafka client failed.
     Kafka(#[from] rdkafka::error::KafkaError),
 }

@@ -18,7 +18,9 @@ pub type TopicPartition = (Arc<str>, i32);
 /// The part of one batch that belongs to one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
+    /// The topic.
     pub topic: Arc<str>,
+    /// The partition.
     pub partition: i32,
     /// The generation of the partition's assignment when the batch was read.
     pub generation: u64,

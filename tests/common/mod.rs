@@ -503,6 +503,7 @@ impl Daemon {
     }
 
     /// Sends a signal to the daemon.
+    #[allow(unsafe_code)] // kill(2) only: see the SAFETY comment inside.
     pub fn signal(&self, signal: i32) {
         if let Some(child) = &self.child {
             // SAFETY: kill(2) with a pid we own; no memory is touched.
@@ -532,6 +533,7 @@ impl Daemon {
     }
 
     /// SIGTERM, then waits for the exit; returns the exit code.
+    #[allow(unsafe_code)] // kill(2) only: see the SAFETY comment inside.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
         // SAFETY: kill(2) with a pid we own; no memory is touched.

@@ -167,7 +167,9 @@ pub enum Delivery {
     /// Documents (indices into the batch) refused for good, and documents to send again; the rest were
     /// accepted.
     Partial {
+        /// Refused for good, with why.
         rejected: Vec<(usize, Refusal)>,
+        /// To send again.
         retry: Vec<usize>,
     },
     /// The request was refused for something in it (400, 413): send the halves apart until the
@@ -214,13 +216,23 @@ pub trait Sink: Send + Sync {
 #[derive(Debug, thiserror::Error)]
 pub enum SinkBuildError {
     #[error("sink {name}: cannot open {path}: {source}")]
+    /// The sink's file cannot be opened.
     Open {
+        /// The sink.
         name: String,
+        /// The file.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
     #[error("sink {name}: {message}")]
-    Setup { name: String, message: String },
+    /// The sink's client cannot be set up.
+    Setup {
+        /// The sink.
+        name: String,
+        /// Why.
+        message: String,
+    },
 }
 
 impl SinkBuildError {
