@@ -23,7 +23,7 @@ use crate::http::{HttpError, HttpState, LiveSecurity, DEMO_PASSWORD};
 use crate::lifecycle::{Health, Shutdown};
 use crate::pipeline::deliver::Worker;
 use crate::pipeline::forward::{ForwardPipeline, Prepare};
-use crate::pipeline::metrics::{JoinState, MetricsPipeline};
+use crate::pipeline::metrics::{DeadLetters, JoinState, MetricsPipeline};
 use crate::pipeline::Progress;
 use crate::source::file::FileSource;
 use crate::source::generator::{GeneratorSettings, GeneratorSource};
@@ -239,6 +239,17 @@ impl Core {
         })
     }
 
+    /// The dead letters of `pipeline`.
+    fn dead_letters(&self, pipeline: &'static str, progress: &Arc<Progress>) -> DeadLetters {
+        DeadLetters::new(
+            self.dead_letter.clone(),
+            pipeline,
+            self.self_metrics.clone(),
+            progress.clone(),
+            self.shutdown.clone(),
+        )
+    }
+
     /// Waits for a signal, or (`exit_when_sources_end`) for the sources to end; then stops the sources
     /// and joins them. What they read, or the first source's failure.
     async fn wait(
@@ -375,7 +386,7 @@ async fn start_pipelines(
         let pipeline = MetricsPipeline {
             plan: core.plan.clone(),
             store: core.store.clone(),
-            dead_letter: core.dead_letter.clone(),
+            dead_letters: core.dead_letters(crate::pipeline::metrics::NAME, &progress),
             join: open_join(config).await?,
             metrics: core.self_metrics.clone(),
             progress,
@@ -398,11 +409,10 @@ async fn start_pipelines(
             redactor,
             organizations,
             forward_invalid: f.forward_invalid,
-            dead_letter: core.dead_letter.clone(),
+            dead_letters: core.dead_letters(crate::pipeline::forward::NAME, &progress),
             owns_invalid: !pipes.metrics.enabled,
             metrics: core.self_metrics.clone(),
             progress,
-            shutdown: core.shutdown.clone(),
         };
         let pipeline = ForwardPipeline { prepare, workers };
         core.tasks.push(tokio::spawn(pipeline.run(rx)));

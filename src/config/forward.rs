@@ -1,5 +1,6 @@
 //! `[forward]`: enrichment, redaction and the SIEM sinks.
 
+use super::duration::{millis, secs};
 use super::Faults;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -166,7 +167,7 @@ pub struct BatchConfig {
     /// Encoded bytes per batch at most (a single larger record goes alone).
     pub max_bytes: usize,
     /// How long the first record of a batch may wait for more (`timeout_ms`).
-    #[serde(rename = "timeout_ms", with = "super::duration::millis")]
+    #[serde(rename = "timeout_ms", with = "millis")]
     pub timeout: Duration,
 }
 
@@ -186,10 +187,10 @@ impl Default for BatchConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
     /// The first wait (`initial_backoff_ms`).
-    #[serde(rename = "initial_backoff_ms", with = "super::duration::millis")]
+    #[serde(rename = "initial_backoff_ms", with = "millis")]
     pub initial_backoff: Duration,
     /// The wait doubles up to this (`max_backoff_ms`).
-    #[serde(rename = "max_backoff_ms", with = "super::duration::millis")]
+    #[serde(rename = "max_backoff_ms", with = "millis")]
     pub max_backoff: Duration,
 }
 
@@ -202,6 +203,23 @@ impl Default for RetryConfig {
     }
 }
 
+/// Declares a sink kind's settings: its own fields, then `batch` and `retry`, which every kind takes.
+macro_rules! sink_config {
+    ($(#[$meta:meta])* pub struct $name:ident { $($fields:tt)* }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($fields)*
+            /// Batching.
+            #[serde(default)]
+            pub batch: BatchConfig,
+            /// Retries.
+            #[serde(default)]
+            pub retry: RetryConfig,
+        }
+    };
+}
+
+sink_config! {
 /// `kind = "file"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -214,28 +232,19 @@ pub struct FileSinkConfig {
     /// Rotated files kept.
     #[serde(default = "default_rotate_keep")]
     pub rotate_keep: usize,
-    /// Batching.
-    #[serde(default)]
-    pub batch: BatchConfig,
-    /// Retries.
-    #[serde(default)]
-    pub retry: RetryConfig,
+}
 }
 
 fn default_rotate_keep() -> usize {
     5
 }
 
+sink_config! {
 /// `kind = "stdout"`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StdoutSinkConfig {
-    /// Batching.
-    #[serde(default)]
-    pub batch: BatchConfig,
-    /// Retries.
-    #[serde(default)]
-    pub retry: RetryConfig,
+}
 }
 
 /// What an HTTP sink sends.
@@ -305,6 +314,7 @@ pub struct ClientTlsConfig {
     pub server_name: Option<String>,
 }
 
+sink_config! {
 /// `kind = "http"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -327,18 +337,10 @@ pub struct HttpSinkConfig {
     #[serde(default)]
     pub tls: ClientTlsConfig,
     /// Connecting gives up after this long (then retried) (`connect_timeout_secs`).
-    #[serde(
-        rename = "connect_timeout_secs",
-        default = "default_connect_timeout",
-        with = "super::duration::secs"
-    )]
+    #[serde(rename = "connect_timeout_secs", default = "default_connect_timeout", with = "secs")]
     pub connect_timeout: Duration,
     /// A request gives up after this long (then retried) (`request_timeout_secs`).
-    #[serde(
-        rename = "request_timeout_secs",
-        default = "default_request_timeout",
-        with = "super::duration::secs"
-    )]
+    #[serde(rename = "request_timeout_secs", default = "default_request_timeout", with = "secs")]
     pub request_timeout: Duration,
     /// `[forward.sinks.<name>.splunk]`.
     #[serde(default)]
@@ -346,12 +348,7 @@ pub struct HttpSinkConfig {
     /// `[forward.sinks.<name>.elasticsearch]`.
     #[serde(default)]
     pub elasticsearch: ElasticsearchConfig,
-    /// Batching.
-    #[serde(default)]
-    pub batch: BatchConfig,
-    /// Retries.
-    #[serde(default)]
-    pub retry: RetryConfig,
+}
 }
 
 fn default_connect_timeout() -> Duration {
@@ -376,10 +373,10 @@ pub struct SplunkConfig {
     /// only once Splunk says it is indexed, polled on `/services/collector/ack`.
     pub indexer_acknowledgements: bool,
     /// Polling interval of acknowledgements (`ack_poll_ms`).
-    #[serde(rename = "ack_poll_ms", with = "super::duration::millis")]
+    #[serde(rename = "ack_poll_ms", with = "millis")]
     pub ack_poll: Duration,
     /// A batch not acknowledged within this long is sent again (`ack_timeout_secs`).
-    #[serde(rename = "ack_timeout_secs", with = "super::duration::secs")]
+    #[serde(rename = "ack_timeout_secs", with = "secs")]
     pub ack_timeout: Duration,
 }
 
@@ -427,6 +424,7 @@ impl Default for ElasticsearchConfig {
     }
 }
 
+sink_config! {
 /// `kind = "syslog"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -443,26 +441,13 @@ pub struct SyslogSinkConfig {
     #[serde(default = "default_app_name")]
     pub app_name: String,
     /// Connecting gives up after this long (then retried) (`connect_timeout_secs`).
-    #[serde(
-        rename = "connect_timeout_secs",
-        default = "default_connect_timeout",
-        with = "super::duration::secs"
-    )]
+    #[serde(rename = "connect_timeout_secs", default = "default_connect_timeout", with = "secs")]
     pub connect_timeout: Duration,
     /// Writing a batch gives up after this long (then retried on a new connection)
     /// (`write_timeout_secs`).
-    #[serde(
-        rename = "write_timeout_secs",
-        default = "default_request_timeout",
-        with = "super::duration::secs"
-    )]
+    #[serde(rename = "write_timeout_secs", default = "default_request_timeout", with = "secs")]
     pub write_timeout: Duration,
-    /// Batching.
-    #[serde(default)]
-    pub batch: BatchConfig,
-    /// Retries.
-    #[serde(default)]
-    pub retry: RetryConfig,
+}
 }
 
 fn default_facility() -> u8 {
@@ -473,6 +458,7 @@ fn default_app_name() -> String {
     "hestyna-obsd".into()
 }
 
+sink_config! {
 /// `kind = "kafka"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -487,18 +473,9 @@ pub struct KafkaSinkConfig {
     pub properties: BTreeMap<String, String>,
     /// A batch gives up waiting for the broker after this long (then retried)
     /// (`delivery_timeout_secs`).
-    #[serde(
-        rename = "delivery_timeout_secs",
-        default = "default_request_timeout",
-        with = "super::duration::secs"
-    )]
+    #[serde(rename = "delivery_timeout_secs", default = "default_request_timeout", with = "secs")]
     pub delivery_timeout: Duration,
-    /// Batching.
-    #[serde(default)]
-    pub batch: BatchConfig,
-    /// Retries.
-    #[serde(default)]
-    pub retry: RetryConfig,
+}
 }
 
 /// The built-in redaction patterns, by name.

@@ -153,53 +153,47 @@ mod tests {
 
     #[test]
     fn classifies_faults() {
-        assert_eq!(reason("nope"), InvalidReason::NotJson);
-        assert_eq!(reason("{\"event_id\":"), InvalidReason::NotJson);
-        assert_eq!(reason("[1,2]"), InvalidReason::NotObject);
-        assert_eq!(reason("\"str\""), InvalidReason::NotObject);
-        assert_eq!(
-            reason(&LLM.replace("\"run_id\":\"r1\",", "")),
-            InvalidReason::MissingField
-        );
-        assert_eq!(
-            reason(&LLM.replace("\"run_id\":\"r1\"", "\"run_id\":null")),
-            InvalidReason::MissingField
-        );
-        assert_eq!(
-            reason(&LLM.replace("1234.5", "\"1234\"")),
-            InvalidReason::WrongType
-        );
-        assert_eq!(
-            reason(&LLM.replace("1234.5", "-1")),
-            InvalidReason::BadValue
-        );
-        assert_eq!(
-            reason(&LLM.replace("\"success\"", "\"great\"")),
-            InvalidReason::BadValue
-        );
-        assert_eq!(
-            reason(&LLM.replace("2026-11-27T10", "2026-13-27T10")),
-            InvalidReason::BadTimestamp
-        );
-        assert_eq!(
-            reason(&LLM.replace("+02:00", "")),
-            InvalidReason::BadTimestamp
-        );
-        assert_eq!(
-            reason(&LLM.replace("\"tokens_prompt\":10", "\"tokens_prompt\":1.5")),
-            InvalidReason::WrongType
-        );
-        assert_eq!(
-            reason(&LLM.replace("\"run_id\":\"r1\"", "\"run_id\":\"r1\",\"run_id\":\"r2\"")),
-            InvalidReason::DuplicateField
-        );
-        assert_eq!(
-            reason(
-                &LLM.replace("\"trace_id\":", "x")
-                    .replace("\"extra\"", "\"trace_id\":\"abc\",\"extra\"")
+        let cases: Vec<(String, InvalidReason)> = vec![
+            ("nope".to_owned(), InvalidReason::NotJson),
+            ("{\"event_id\":".to_owned(), InvalidReason::NotJson),
+            ("[1,2]".to_owned(), InvalidReason::NotObject),
+            ("\"str\"".to_owned(), InvalidReason::NotObject),
+            (
+                LLM.replace("\"run_id\":\"r1\",", ""),
+                InvalidReason::MissingField,
             ),
-            InvalidReason::BadValue
-        );
+            (
+                LLM.replace("\"run_id\":\"r1\"", "\"run_id\":null"),
+                InvalidReason::MissingField,
+            ),
+            (LLM.replace("1234.5", "\"1234\""), InvalidReason::WrongType),
+            (LLM.replace("1234.5", "-1"), InvalidReason::BadValue),
+            (
+                LLM.replace("\"success\"", "\"great\""),
+                InvalidReason::BadValue,
+            ),
+            (
+                LLM.replace("2026-11-27T10", "2026-13-27T10"),
+                InvalidReason::BadTimestamp,
+            ),
+            (LLM.replace("+02:00", ""), InvalidReason::BadTimestamp),
+            (
+                LLM.replace("\"tokens_prompt\":10", "\"tokens_prompt\":1.5"),
+                InvalidReason::WrongType,
+            ),
+            (
+                LLM.replace("\"run_id\":\"r1\"", "\"run_id\":\"r1\",\"run_id\":\"r2\""),
+                InvalidReason::DuplicateField,
+            ),
+            (
+                LLM.replace("\"trace_id\":", "x")
+                    .replace("\"extra\"", "\"trace_id\":\"abc\",\"extra\""),
+                InvalidReason::BadValue,
+            ),
+        ];
+        for (payload, expected) in cases {
+            assert_eq!(reason(&payload), expected, "{payload}");
+        }
     }
 
     #[test]

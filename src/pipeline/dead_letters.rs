@@ -11,66 +11,88 @@ use crate::source::Record;
 use crate::telemetry::events::{DeadLetterFailed, DeadLettered};
 use crate::telemetry::SelfMetrics;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-/// Dead-letters a batch's invalid records (by index into `records`) and counts them.
-pub(crate) async fn dead_letter_invalid(
-    dead_letter: &Destination,
-    pipeline: &str,
-    records: &[Record],
-    invalid: &[(usize, Invalid)],
-    metrics: &SelfMetrics,
-    progress: &Progress,
-    shutdown: &Shutdown,
-) -> Result<(), Stopped> {
-    if invalid.is_empty() {
-        return Ok(());
-    }
-    let items: Vec<DeadLetter<'_>> = invalid
-        .iter()
-        .map(|(i, e)| DeadLetter {
-            record: &records[*i],
-            reason: e.reason.as_str(),
-            detail: e.detail.to_string(),
-        })
-        .collect();
-    write_dead_letters(dead_letter, pipeline, &items, metrics, shutdown).await?;
-    progress
-        .dead_letters
-        .fetch_add(items.len() as u64, Ordering::Relaxed);
-    Ok(())
+/// A pipeline's way to the dead-letter destination, with what it counts in.
+#[derive(Clone)]
+pub struct DeadLetters {
+    destination: Arc<Destination>,
+    /// The pipeline's name (a label).
+    pipeline: &'static str,
+    metrics: Arc<SelfMetrics>,
+    progress: Arc<Progress>,
+    shutdown: Shutdown,
 }
 
-/// Writes dead letters, retrying until they are safe, and counts them by reason.
-pub(crate) async fn write_dead_letters(
-    dead_letter: &Destination,
-    pipeline: &str,
-    items: &[DeadLetter<'_>],
-    metrics: &SelfMetrics,
-    shutdown: &Shutdown,
-) -> Result<(), Stopped> {
-    retry(
-        shutdown,
-        &RetryConfig::default(),
-        || dead_letter.send(pipeline, items),
-        |error, attempt| {
-            DeadLetterFailed {
-                pipeline,
-                error,
-                attempt,
-            }
-            .emit(metrics)
-        },
-    )
-    .await?;
-    let mut reasons: Vec<&str> = items.iter().map(|i| i.reason).collect();
-    reasons.sort_unstable();
-    for chunk in reasons.chunk_by(|a, b| a == b) {
-        DeadLettered {
+impl DeadLetters {
+    /// Dead letters of `pipeline` to `destination`, counted in `metrics` and `progress`; retries stop
+    /// at `shutdown`'s drain deadline.
+    pub fn new(
+        destination: Arc<Destination>,
+        pipeline: &'static str,
+        metrics: Arc<SelfMetrics>,
+        progress: Arc<Progress>,
+        shutdown: Shutdown,
+    ) -> Self {
+        DeadLetters {
+            destination,
             pipeline,
-            reason: chunk[0],
-            count: chunk.len() as u64,
+            metrics,
+            progress,
+            shutdown,
         }
-        .emit(metrics);
     }
-    Ok(())
+
+    /// Dead-letters a batch's invalid records (by index into `records`).
+    pub async fn invalid(
+        &self,
+        records: &[Record],
+        invalid: &[(usize, Invalid)],
+    ) -> Result<(), Stopped> {
+        let items: Vec<DeadLetter<'_>> = invalid
+            .iter()
+            .map(|(i, e)| DeadLetter {
+                record: &records[*i],
+                reason: e.reason.as_str(),
+                detail: e.detail.to_string(),
+            })
+            .collect();
+        self.write(&items).await
+    }
+
+    /// Writes dead letters, retrying until they are safe, and counts them by reason.
+    pub async fn write(&self, items: &[DeadLetter<'_>]) -> Result<(), Stopped> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let pipeline = self.pipeline;
+        retry(
+            &self.shutdown,
+            &RetryConfig::default(),
+            || self.destination.send(pipeline, items),
+            |error, attempt| {
+                DeadLetterFailed {
+                    pipeline,
+                    error,
+                    attempt,
+                }
+                .emit(&self.metrics)
+            },
+        )
+        .await?;
+        let mut reasons: Vec<&str> = items.iter().map(|i| i.reason).collect();
+        reasons.sort_unstable();
+        for chunk in reasons.chunk_by(|a, b| a == b) {
+            DeadLettered {
+                pipeline,
+                reason: chunk[0],
+                count: chunk.len() as u64,
+            }
+            .emit(&self.metrics);
+        }
+        self.progress
+            .dead_letters
+            .fetch_add(items.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
 }

@@ -7,10 +7,10 @@
 //! offsets back and never the metrics pipeline (its own consumer group). The finisher writes what the
 //! sinks refused for good to the dead letters, then reports the batch done.
 
-use super::dead_letters::{dead_letter_invalid, write_dead_letters};
+use super::dead_letters::DeadLetters;
 use super::deliver::{Job, Worker};
-use super::{decode_batch, Progress, Shutdown};
-use crate::deadletter::{DeadLetter, Destination};
+use super::{decode_batch, Progress};
+use crate::deadletter::DeadLetter;
 use crate::forward::enrich::BatchContext;
 use crate::forward::organizations::LiveOrganizations;
 use crate::forward::{Document, Enricher, Redactor};
@@ -43,10 +43,8 @@ impl ForwardPipeline {
         let (finished_tx, finished_rx) = mpsc::unbounded_channel();
         let finisher = tokio::spawn(finish(
             finished_rx,
-            prepare.dead_letter.clone(),
-            prepare.metrics.clone(),
+            prepare.dead_letters.clone(),
             prepare.progress.clone(),
-            prepare.shutdown.clone(),
         ));
         let sinks = workers.len();
         let mut queues = Vec::with_capacity(sinks);
@@ -103,12 +101,11 @@ pub struct Prepare {
     pub forward_invalid: bool,
     /// Where invalid records go when the metrics pipeline is off, and where records a sink refused for
     /// good always go.
-    pub dead_letter: Arc<Destination>,
+    pub dead_letters: DeadLetters,
     /// Whether this pipeline dead-letters invalid records (the metrics pipeline does, when it runs).
     pub owns_invalid: bool,
     pub metrics: Arc<SelfMetrics>,
     pub progress: Arc<Progress>,
-    pub shutdown: Shutdown,
 }
 
 impl Prepare {
@@ -151,17 +148,10 @@ impl Prepare {
         .emit(&self.metrics);
 
         if self.owns_invalid {
-            dead_letter_invalid(
-                &self.dead_letter,
-                NAME,
-                records,
-                &decoded.invalid,
-                &self.metrics,
-                &self.progress,
-                &self.shutdown,
-            )
-            .await
-            .ok()?;
+            self.dead_letters
+                .invalid(records, &decoded.invalid)
+                .await
+                .ok()?;
         } else if !self.forward_invalid && !decoded.invalid.is_empty() {
             EventsIgnored {
                 pipeline: NAME,
@@ -177,10 +167,8 @@ impl Prepare {
 /// Settles finished jobs: dead letters for what sinks refused, then the batch is done.
 async fn finish(
     mut rx: mpsc::UnboundedReceiver<Arc<Job>>,
-    dead_letter: Arc<Destination>,
-    metrics: Arc<SelfMetrics>,
+    dead_letters: DeadLetters,
     progress: Arc<Progress>,
-    shutdown: Shutdown,
 ) {
     while let Some(job) = rx.recv().await {
         let Some(batch) = job.batch.lock().take() else {
@@ -197,15 +185,9 @@ async fn finish(
                     detail: format!("{} ({}): {}", r.sink, r.refusal.class, r.refusal.detail),
                 })
                 .collect();
-            if write_dead_letters(&dead_letter, NAME, &dead, &metrics, &shutdown)
-                .await
-                .is_err()
-            {
+            if dead_letters.write(&dead).await.is_err() {
                 continue;
             }
-            progress
-                .dead_letters
-                .fetch_add(dead.len() as u64, Ordering::Relaxed);
         }
         let mut refused: Vec<usize> = rejections.iter().map(|r| r.doc).collect();
         refused.sort_unstable();

@@ -1,10 +1,9 @@
 //! The metrics pipeline: decode -> (intake join) -> derive; invalid records are dead-lettered.
 
 use super::ahead::{decode_ahead, default_workers, DecodedBatch, Staged};
-use super::dead_letters::dead_letter_invalid;
+pub use super::dead_letters::DeadLetters;
 use super::{retry, Progress, Shutdown, Stopped};
 use crate::config::RetryConfig;
-use crate::deadletter::Destination;
 use crate::decode::{Event, EventType};
 use crate::derive::changelog::Changelog;
 use crate::derive::join::{Change, IntakeJoin, Partition};
@@ -31,7 +30,7 @@ pub struct MetricsPipeline {
     pub plan: Arc<Plan>,
     pub store: Arc<parking_lot::Mutex<Store>>,
     /// Where invalid records go (while this pipeline runs, it is the one that dead-letters them).
-    pub dead_letter: Arc<Destination>,
+    pub dead_letters: DeadLetters,
     /// The intake join, when enabled.
     pub join: Option<JoinState>,
     pub metrics: Arc<SelfMetrics>,
@@ -213,16 +212,7 @@ impl MetricsPipeline {
             }
             .emit(&self.metrics);
         }
-        dead_letter_invalid(
-            &self.dead_letter,
-            NAME,
-            records,
-            &decoded.invalid,
-            &self.metrics,
-            &self.progress,
-            &self.shutdown,
-        )
-        .await?;
+        self.dead_letters.invalid(records, &decoded.invalid).await?;
         self.write_changelog(&changes).await?;
         self.progress
             .records
