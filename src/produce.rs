@@ -8,6 +8,22 @@ use rdkafka::producer::{
 use rdkafka::types::RDKafkaErrorCode;
 use std::time::Duration;
 
+/// A producer's librdkafka configuration: our `defaults` for this use, then the configured `properties`
+/// over them.
+pub fn client_config(
+    defaults: &[(&str, &str)],
+    properties: &[(String, String)],
+) -> rdkafka::ClientConfig {
+    let mut config = rdkafka::ClientConfig::new();
+    for (k, v) in defaults {
+        config.set(*k, *v);
+    }
+    for (k, v) in properties {
+        config.set(k, v);
+    }
+    config
+}
+
 fn queue_full(error: &KafkaError) -> bool {
     matches!(
         error,

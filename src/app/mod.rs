@@ -28,7 +28,7 @@ use crate::pipeline::Progress;
 use crate::source::file::FileSource;
 use crate::source::generator::{GeneratorSettings, GeneratorSource};
 use crate::source::kafka::{KafkaSource, KafkaSourceSettings};
-use crate::source::{Outputs, SourceError, SourceMessage, SourceSummary};
+use crate::source::{FanOut, Outputs, SourceError, SourceMessage, SourceSummary};
 use crate::telemetry::SelfMetrics;
 use std::sync::Arc;
 use std::time::Duration;
@@ -437,17 +437,30 @@ fn start_sources(
     let stop = core.shutdown.flag();
     if config.source.kind != SourceKind::Kafka {
         let outputs = Outputs::new(senders.into_iter().map(|(_, _, tx)| tx).collect());
-        let thread = match config.source.kind {
+        let batch_max_records = batch_max.max(1);
+        let (name, source): (&str, Box<dyn FanOut>) = match config.source.kind {
             SourceKind::File => {
-                let source = FileSource::new(config.source.file.path.clone(), batch_max);
-                spawn_source("file", move || source.run(outputs, stop))?
+                let path = config.source.file.path.clone();
+                (
+                    "file",
+                    Box::new(FileSource {
+                        path,
+                        batch_max_records,
+                    }),
+                )
             }
             _ => {
-                let source = GeneratorSource::new(generator_settings(config), batch_max);
-                spawn_source("generator", move || source.run(outputs, stop))?
+                let settings = generator_settings(config);
+                (
+                    "generator",
+                    Box::new(GeneratorSource {
+                        settings,
+                        batch_max_records,
+                    }),
+                )
             }
         };
-        return Ok(vec![thread]);
+        return Ok(vec![spawn_source(name, move || source.run(outputs, stop))?]);
     }
     let mut sources = Vec::new();
     for (pipeline, group_id, tx) in senders {
@@ -572,6 +585,17 @@ async fn sweep_expired(
         };
         counts.emit(&metrics);
     }
+}
+
+/// A progress bar on stderr counting to `len` (hidden unless `show`), `unit` after the counts.
+fn progress_bar(show: bool, len: u64, unit: &str) -> indicatif::ProgressBar {
+    let bar = match show {
+        true => indicatif::ProgressBar::new(len),
+        false => indicatif::ProgressBar::hidden(),
+    };
+    let template = format!("{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit}");
+    bar.set_style(indicatif::ProgressStyle::with_template(&template).expect("a valid template"));
+    bar
 }
 
 /// Resolves with the signal's name on SIGTERM or SIGINT.

@@ -4,7 +4,6 @@ use super::{run_observed, AppError, RunOptions, RunReport};
 use crate::config::{Config, SourceKind};
 use crate::decode::{EventType, InvalidReason};
 use crate::pipeline::Progress;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::fmt::Write as _;
 use std::io::BufRead;
 use std::sync::atomic::Ordering;
@@ -23,17 +22,7 @@ pub async fn replay(
     let lines = if progress { count_lines(path)? } else { 0 };
     config.source.kind = SourceKind::File;
     config.source.file.path = path.to_owned();
-    let bar = if progress {
-        ProgressBar::new(lines)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} lines ({per_sec})",
-        )
-        .expect("constant template"),
-    );
+    let bar = super::progress_bar(progress, lines, "lines ({per_sec})");
     let options = RunOptions {
         exit_when_sources_end: true,
         http: false,

@@ -99,14 +99,12 @@ fn dead_letter_headers(item: &DeadLetter<'_>, pipeline: &str) -> OwnedHeaders {
 impl Destination {
     /// A Kafka destination with these producer properties.
     pub fn kafka(properties: &[(String, String)], topic: &str) -> Result<Self, DeadLetterError> {
-        let mut config = rdkafka::ClientConfig::new();
-        config
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", "30000");
-        for (k, v) in properties {
-            config.set(k, v);
-        }
+        let defaults = [
+            ("acks", "all"),
+            ("linger.ms", "5"),
+            ("message.timeout.ms", "30000"),
+        ];
+        let config = crate::produce::client_config(&defaults, properties);
         Ok(Destination::Kafka {
             producer: config.create()?,
             topic: topic.to_owned(),

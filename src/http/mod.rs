@@ -332,14 +332,16 @@ async fn metrics(
     Extension(Peer(peer)): Extension<Peer>,
     headers: HeaderMap,
 ) -> Result<Response, Response> {
-    let access = admit(&state, peer, &headers).await?;
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let (store, metrics) = (state.store.clone(), state.metrics.clone());
-    // Formatting a large exposition is CPU work: off the async workers.
-    let body = tokio::task::spawn_blocking(move || render(&store, &metrics, format, Some(&access)))
-        .await
-        .unwrap_or_default();
-    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
+    let metrics = state.metrics.clone();
+    admitted_render(
+        state,
+        peer,
+        &headers,
+        format.content_type(),
+        move |store, access| render(store, &metrics, format, Some(access)),
+    )
+    .await
 }
 
 /// The window quantiles as JSON, within the reader's organizations.
@@ -348,12 +350,40 @@ async fn quantiles(
     Extension(Peer(peer)): Extension<Peer>,
     headers: HeaderMap,
 ) -> Result<Response, Response> {
-    let access = admit(&state, peer, &headers).await?;
-    let snapshot = state.store.lock().snapshot();
-    let body = snapshot
-        .quantiles_json(access.organizations.as_deref())
-        .to_string();
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    admitted_render(
+        state,
+        peer,
+        &headers,
+        "application/json",
+        |store, access| {
+            let snapshot = store.lock().snapshot();
+            let scope = access.organizations.as_deref();
+            snapshot.quantiles_json(scope).to_string()
+        },
+    )
+    .await
+}
+
+/// Admits the request, then renders the body on a blocking thread (formatting a large exposition, or
+/// computing window quantiles, is CPU work: off the async workers).
+async fn admitted_render<F>(
+    state: HttpState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    content_type: &'static str,
+    body: F,
+) -> Result<Response, Response>
+where
+    F: FnOnce(&parking_lot::Mutex<Store>, &Access) -> String + Send + 'static,
+{
+    let access = admit(&state, peer, headers).await?;
+    let store = state.store.clone();
+    let body = tokio::task::spawn_blocking(move || body(&store, &access)).await;
+    match body {
+        Ok(body) => Ok(([(header::CONTENT_TYPE, content_type)], body).into_response()),
+        // Never a 200 with an empty body: Prometheus would take every series as gone.
+        Err(_) => Err(StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+    }
 }
 
 /// Why serving `security` on `listen` is refused, if it is: the one rule applied at start-up and to

@@ -1,7 +1,7 @@
 //! The file source: JSONL from a file or stdin (`-`), one event per line, read once and fanned out to
 //! every pipeline.
 
-use super::{Origin, Outputs, Record, SourceError, SourceSummary};
+use super::{FanOut, Origin, Outputs, Record, SourceError, SourceResult, SourceSummary};
 use bytes::{Bytes, BytesMut};
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,26 +9,16 @@ use std::sync::Arc;
 
 /// A JSONL source.
 pub struct FileSource {
-    path: String,
-    batch_max_records: usize,
+    /// The file, `-` for stdin.
+    pub path: String,
+    /// Lines per batch at most (at least 1).
+    pub batch_max_records: usize,
 }
 
-impl FileSource {
-    /// Reads `path` (`-` for stdin) in batches of at most `batch_max_records` lines.
-    pub fn new(path: impl Into<String>, batch_max_records: usize) -> Self {
-        FileSource {
-            path: path.into(),
-            batch_max_records: batch_max_records.max(1),
-        }
-    }
-
+impl FanOut for FileSource {
     /// Reads to the end (or until `stop`), handing batches to `outputs`. Blank lines are not events and are
     /// skipped; every other line is a record, however broken.
-    pub fn run(
-        self,
-        outputs: Outputs,
-        stop: Arc<AtomicBool>,
-    ) -> Result<SourceSummary, SourceError> {
+    fn run(self: Box<Self>, outputs: Outputs, stop: Arc<AtomicBool>) -> SourceResult {
         let reader: Box<dyn Read> = if self.path == "-" {
             Box::new(std::io::stdin().lock())
         } else {

@@ -5,7 +5,7 @@
 //! lifecycles that move from intake to resolution. A configurable share is invalid (every class of fault
 //! the decoder knows) or of a type this version does not know.
 
-use super::{Origin, Outputs, Record, SourceError, SourceSummary};
+use super::{FanOut, Origin, Outputs, Record, SourceResult, SourceSummary};
 use chrono::{DateTime, Duration as ChronoDuration, SecondsFormat, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -408,25 +408,15 @@ impl Iterator for EventGenerator {
 
 /// The generator as a pipeline source.
 pub struct GeneratorSource {
-    settings: GeneratorSettings,
-    batch_max_records: usize,
+    /// What to generate, and how fast.
+    pub settings: GeneratorSettings,
+    /// Events per batch at most (at least 1).
+    pub batch_max_records: usize,
 }
 
-impl GeneratorSource {
-    /// Generates in batches of at most `batch_max_records`.
-    pub fn new(settings: GeneratorSettings, batch_max_records: usize) -> Self {
-        GeneratorSource {
-            settings,
-            batch_max_records: batch_max_records.max(1),
-        }
-    }
-
+impl FanOut for GeneratorSource {
     /// Generates at the configured rate until the count is reached or `stop` is set.
-    pub fn run(
-        self,
-        outputs: Outputs,
-        stop: Arc<AtomicBool>,
-    ) -> Result<SourceSummary, SourceError> {
+    fn run(self: Box<Self>, outputs: Outputs, stop: Arc<AtomicBool>) -> SourceResult {
         let rate = self.settings.rate;
         // At a low rate, small batches keep events fresh: at most ~20 batches a second.
         let per_batch = if rate > 0.0 {

@@ -107,11 +107,7 @@ impl ConsumerContext for SourceContext {
         let Rebalance::Revoke(list) = rebalance else {
             return;
         };
-        let revoked: Vec<TopicPartition> = list
-            .elements()
-            .iter()
-            .map(|e| (Arc::from(e.topic()), e.partition()))
-            .collect();
+        let revoked = partitions(list);
         let mut shared = self.shared.lock();
         // Give the pipeline a moment to finish what it holds of these partitions, so that the new owner
         // does not read them again.
@@ -164,11 +160,7 @@ impl ConsumerContext for SourceContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {
-                let assigned: Vec<TopicPartition> = list
-                    .elements()
-                    .iter()
-                    .map(|e| (Arc::from(e.topic()), e.partition()))
-                    .collect();
+                let assigned = partitions(list);
                 let mut shared = self.shared.lock();
                 for tp in &assigned {
                     shared.tracker.assign(tp.clone());
@@ -206,6 +198,14 @@ impl ConsumerContext for SourceContext {
             }
         }
     }
+}
+
+/// The (topic, partition) pairs of a rebalance's list.
+fn partitions(list: &TopicPartitionList) -> Vec<TopicPartition> {
+    let pairs = list.elements().into_iter();
+    pairs
+        .map(|e| (Arc::from(e.topic()), e.partition()))
+        .collect()
 }
 
 impl SourceContext {

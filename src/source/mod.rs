@@ -16,7 +16,7 @@ pub mod kafka;
 pub mod offsets;
 
 use bytes::Bytes;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -188,6 +188,16 @@ impl Outputs {
                 .is_ok()
         })
     }
+}
+
+/// What a source's run ends with.
+pub type SourceResult = Result<SourceSummary, SourceError>;
+
+/// A source that one reader feeds every pipeline from (a file, the generator): a batch is done when
+/// every pipeline is done with it.
+pub trait FanOut: Send {
+    /// Reads to the end (or until `stop`), handing batches to `outputs`.
+    fn run(self: Box<Self>, outputs: Outputs, stop: Arc<AtomicBool>) -> SourceResult;
 }
 
 /// What a source reports when it ends.

@@ -16,20 +16,42 @@ static SINK_REJECT_LOG: LazyLock<RateLimit> = LazyLock::new(|| RateLimit::new(LO
 static KAFKA_LOG: LazyLock<RateLimit> = LazyLock::new(|| RateLimit::new(LOG_INTERVAL));
 static OVERFLOW_LOG: LazyLock<RateLimit> = LazyLock::new(|| RateLimit::new(LOG_INTERVAL));
 
-/// Records were read by a pipeline.
-pub struct EventsReceived<'a> {
-    pub pipeline: &'a str,
-    pub topic: &'a str,
-    pub count: u64,
+/// Declares an event that only counts: `count` more under (`pipeline`, and one more label).
+macro_rules! pipeline_count {
+    ($(#[doc = $doc:literal])* $name:ident, $counter:ident, $label:ident) => {
+        $(#[doc = $doc])*
+        pub struct $name<'a> {
+            /// The pipeline (a label).
+            pub pipeline: &'a str,
+            /// The second label.
+            pub $label: &'a str,
+            /// How many.
+            pub count: u64,
+        }
+
+        impl $name<'_> {
+            /// Counts it.
+            pub fn emit(&self, m: &SelfMetrics) {
+                m.$counter
+                    .with_label_values(&[self.pipeline, self.$label])
+                    .inc_by(self.count);
+            }
+        }
+    };
 }
 
-impl EventsReceived<'_> {
-    pub fn emit(&self, m: &SelfMetrics) {
-        m.events_received
-            .with_label_values(&[self.pipeline, self.topic])
-            .inc_by(self.count);
-    }
-}
+pipeline_count!(
+    /// Records were read by a pipeline, from a topic (`(file)`, `(generator)` for those sources).
+    EventsReceived, events_received, topic
+);
+pipeline_count!(
+    /// Valid records a pipeline had no use for, by reason.
+    EventsIgnored, events_ignored, reason
+);
+pipeline_count!(
+    /// Records were written to the dead-letter destination, by reason.
+    DeadLettered, dead_letters, reason
+);
 
 /// Records broke the event contract.
 pub struct InvalidEvents<'a> {
@@ -58,36 +80,6 @@ impl InvalidEvents<'_> {
                 "invalid events"
             );
         }
-    }
-}
-
-/// Valid records a pipeline had no use for.
-pub struct EventsIgnored<'a> {
-    pub pipeline: &'a str,
-    pub reason: &'a str,
-    pub count: u64,
-}
-
-impl EventsIgnored<'_> {
-    pub fn emit(&self, m: &SelfMetrics) {
-        m.events_ignored
-            .with_label_values(&[self.pipeline, self.reason])
-            .inc_by(self.count);
-    }
-}
-
-/// Records were written to the dead-letter destination.
-pub struct DeadLettered<'a> {
-    pub pipeline: &'a str,
-    pub reason: &'a str,
-    pub count: u64,
-}
-
-impl DeadLettered<'_> {
-    pub fn emit(&self, m: &SelfMetrics) {
-        m.dead_letters
-            .with_label_values(&[self.pipeline, self.reason])
-            .inc_by(self.count);
     }
 }
 

@@ -1,4 +1,4 @@
-//! JSONL sinks: a file (appended to, rotated by size) and standard output.
+//! The JSON lines sink: a file (appended to, rotated by size) or standard output.
 
 use super::{encode_line, Delivery, Encoded, FailureClass, Sink, SinkError, SinkFuture};
 use crate::config::FileSinkConfig;
@@ -6,66 +6,62 @@ use crate::forward::Document;
 use crate::shared::append::{AppendFile, Rotation};
 use std::io::Write;
 
-/// Appends JSON lines to a file; a batch is accepted once written and flushed to the kernel.
-pub struct FileSink {
-    name: String,
-    file: AppendFile,
+/// Where a [`LineSink`] writes.
+enum Lines {
+    /// Appended to a file, flushed to the kernel, rotated by size.
+    File(AppendFile),
+    /// Standard output, flushed.
+    Stdout,
 }
 
-impl FileSink {
+/// Writes JSON lines to a file or standard output; a batch is accepted once written and flushed.
+pub struct LineSink {
+    name: String,
+    out: Lines,
+}
+
+impl LineSink {
     /// Opens (creating it and its folder if needed) the configured file for appending.
-    pub fn open(name: &str, config: &FileSinkConfig) -> std::io::Result<Self> {
+    pub fn file(name: &str, config: &FileSinkConfig) -> std::io::Result<Self> {
         let rotation = Rotation {
             bytes: config.rotate_bytes,
             keep: config.rotate_keep,
         };
-        Ok(FileSink {
+        let file = AppendFile::open_rotating(&config.path, Some(rotation))?;
+        Ok(LineSink {
             name: name.to_owned(),
-            file: AppendFile::open_rotating(&config.path, Some(rotation))?,
+            out: Lines::File(file),
         })
     }
-}
 
-impl Sink for FileSink {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn encode(&self, doc: &Document, out: &mut Vec<u8>) {
-        encode_line(doc, out)
-    }
-
-    fn send<'a>(&'a self, batch: &'a Encoded<'a>) -> SinkFuture<'a> {
-        Box::pin(async move {
-            self.file
-                .append(batch.body.to_vec())
-                .await
-                .map(|()| Delivery::Accepted)
-                .map_err(|e| {
-                    SinkError::new(
-                        FailureClass::Io,
-                        format!("{}: {e}", self.file.path().display()),
-                    )
-                })
-        })
-    }
-}
-
-/// Writes JSON lines to standard output.
-pub struct StdoutSink {
-    name: String,
-}
-
-impl StdoutSink {
-    /// A stdout sink.
-    pub fn new(name: &str) -> Self {
-        StdoutSink {
+    /// A sink to standard output.
+    pub fn stdout(name: &str) -> Self {
+        LineSink {
             name: name.to_owned(),
+            out: Lines::Stdout,
         }
     }
+
+    async fn write(&self, bytes: Vec<u8>) -> Result<Delivery, SinkError> {
+        let (written, target) = match &self.out {
+            Lines::File(file) => (file.append(bytes).await, file.path().display().to_string()),
+            Lines::Stdout => {
+                let written = tokio::task::spawn_blocking(move || {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&bytes).and_then(|_| out.flush())
+                })
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+                (written, "stdout".to_owned())
+            }
+        };
+        written
+            .map(|()| Delivery::Accepted)
+            .map_err(|e| SinkError::new(FailureClass::Io, format!("{target}: {e}")))
+    }
 }
 
-impl Sink for StdoutSink {
+impl Sink for LineSink {
     fn name(&self) -> &str {
         &self.name
     }
@@ -75,17 +71,7 @@ impl Sink for StdoutSink {
     }
 
     fn send<'a>(&'a self, batch: &'a Encoded<'a>) -> SinkFuture<'a> {
-        let bytes = batch.body.to_vec();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let mut out = std::io::stdout().lock();
-                out.write_all(&bytes).and_then(|_| out.flush())
-            })
-            .await
-            .map_err(|e| SinkError::new(FailureClass::Io, format!("writer task: {e}")))?
-            .map(|()| Delivery::Accepted)
-            .map_err(|e| SinkError::new(FailureClass::Io, format!("stdout: {e}")))
-        })
+        Box::pin(self.write(batch.body.to_vec()))
     }
 }
 

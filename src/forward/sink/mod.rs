@@ -15,7 +15,7 @@ mod http;
 mod kafka;
 mod syslog;
 
-pub use file::{FileSink, StdoutSink};
+pub use file::LineSink;
 pub use http::HttpSink;
 pub use kafka::KafkaSink;
 pub use syslog::SyslogSink;
@@ -327,14 +327,14 @@ pub fn build_sink(
     Ok(match config {
         SinkConfig::File(c) => {
             Box::new(
-                FileSink::open(name, c).map_err(|source| SinkBuildError::Open {
+                LineSink::file(name, c).map_err(|source| SinkBuildError::Open {
                     name: name.to_owned(),
                     path: c.path.display().to_string(),
                     source,
                 })?,
             )
         }
-        SinkConfig::Stdout(_) => Box::new(StdoutSink::new(name)),
+        SinkConfig::Stdout(_) => Box::new(LineSink::stdout(name)),
         SinkConfig::Http(c) => Box::new(HttpSink::new(name, c, inputs, host)?),
         SinkConfig::Syslog(c) => Box::new(SyslogSink::new(name, c, inputs, host)?),
         SinkConfig::Kafka(c) => Box::new(KafkaSink::new(name, c, kafka)?),

@@ -129,38 +129,36 @@ impl SyslogSink {
     }
 
     async fn connect(&self) -> Result<Connection, SinkError> {
-        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.address))
-            .await
-            .map_err(|_| {
-                SinkError::new(
-                    FailureClass::Timeout,
-                    format!("connecting to {}", self.address),
-                )
-            })?
-            .map_err(|e| SinkError::new(FailureClass::Connect, format!("{}: {e}", self.address)))?;
+        let connect = TcpStream::connect(&self.address);
+        let tcp = self
+            .timed("connecting to", FailureClass::Connect, connect)
+            .await?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
             None => Ok(Connection::Plain(tcp)),
             Some((connector, server)) => {
-                let tls = tokio::time::timeout(
-                    self.connect_timeout,
-                    connector.connect(server.clone(), tcp),
-                )
-                .await
-                .map_err(|_| {
-                    SinkError::new(
-                        FailureClass::Timeout,
-                        format!("TLS handshake with {}", self.address),
-                    )
-                })?
-                .map_err(|e| {
-                    SinkError::new(
-                        FailureClass::Tls,
-                        format!("TLS handshake with {}: {e}", self.address),
-                    )
-                })?;
-                Ok(Connection::Tls(Box::new(tls)))
+                let handshake = connector.connect(server.clone(), tcp);
+                let tls = self.timed("TLS handshake with", FailureClass::Tls, handshake);
+                Ok(Connection::Tls(Box::new(tls.await?)))
             }
+        }
+    }
+
+    /// `step` within the connect timeout: a timeout, or its error as `class`.
+    async fn timed<T>(
+        &self,
+        what: &str,
+        class: FailureClass,
+        step: impl std::future::Future<Output = std::io::Result<T>>,
+    ) -> Result<T, SinkError> {
+        let address = &self.address;
+        match tokio::time::timeout(self.connect_timeout, step).await {
+            Err(_) => Err(SinkError::new(
+                FailureClass::Timeout,
+                format!("{what} {address}"),
+            )),
+            Ok(Err(e)) => Err(SinkError::new(class, format!("{what} {address}: {e}"))),
+            Ok(Ok(v)) => Ok(v),
         }
     }
 
