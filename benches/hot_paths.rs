@@ -98,8 +98,8 @@ fn hot_paths(c: &mut Criterion) {
             let mut out = Vec::with_capacity(bytes * 3);
             for r in &records {
                 if let Ok(ev) = decode(&r.payload, r.traceparent()) {
-                    let mut doc = enricher.enrich(&ev, r, &ctx);
-                    redactor.redact(&mut doc, &mut tally);
+                    let doc = enricher.enrich(&ev, r, &ctx);
+                    let doc = redactor.redact(doc, &mut tally).expect("readable");
                     encode_line(&doc, &mut out);
                 }
             }
@@ -113,11 +113,11 @@ fn hot_paths(c: &mut Criterion) {
         .collect();
     group.bench_function("redact_default_patterns", |b| {
         let mut tally = vec![0; redactor.rule_names().len()];
-        b.iter_batched_ref(
+        b.iter_batched(
             || docs.clone(),
             |docs| {
-                for doc in docs.iter_mut() {
-                    redactor.redact(doc, &mut tally);
+                for doc in docs {
+                    black_box(redactor.redact(doc, &mut tally).is_ok());
                 }
             },
             BatchSize::LargeInput,

@@ -59,7 +59,7 @@ impl Outcome {
 /// without parsing it again.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
-    /// The record, compact JSON, already redacted.
+    /// The record, compact JSON (redacted once the pipeline has made it a [`super::Redacted`]).
     pub json: Vec<u8>,
     /// `event.id` (for an invalid record, `invalid-` and a digest of where it came from and its bytes):
     /// the idempotency key of sinks that have one.

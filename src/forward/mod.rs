@@ -2,7 +2,7 @@
 //!
 //! [`enrich::Enricher`] writes the document security teams receive (with [`organizations`] for the
 //! organization table); [`redact::Redactor`] takes secrets out of it; [`sink::Sink`]s frame and deliver
-//! batches of documents. Batching, retries and acknowledgements are in `pipeline::deliver`.
+//! batches of [`Redacted`] documents (the only kind a sink takes). Batching, retries and acknowledgements are in `pipeline::deliver`.
 
 pub mod enrich;
 pub mod organizations;
@@ -11,5 +11,5 @@ pub mod sink;
 
 pub use enrich::{original_json, Document, Enricher, HostInfo, Outcome};
 pub use organizations::{LiveOrganizations, OrganizationTable};
-pub use redact::Redactor;
+pub use redact::{Redacted, Redactor};
 pub use sink::{build_sink, Sink, SinkError};

@@ -183,16 +183,28 @@ impl Redactor {
                 .any(|k| json.windows(k.len()).any(|w| w == k.as_slice()))
     }
 
-    /// Redacts a document in place; adds what each rule replaced to `tally` (indexed like
-    /// [`Self::rule_names`]). Returns whether anything changed.
-    pub fn redact(&self, doc: &mut Document, tally: &mut [u64]) -> bool {
-        if self.is_empty() || !self.may_match(&doc.json) {
-            return false;
+    /// Redacts a document; adds what each rule replaced to `tally` (indexed like
+    /// [`Self::rule_names`]). Fails closed: a document that may hold something to redact and whose JSON
+    /// the redactor cannot read (a number beyond f64, a lone surrogate, nesting deeper than 128) comes
+    /// back as an [`Unredactable`], never as a [`Redacted`] document a sink could take.
+    pub fn redact(&self, mut doc: Document, tally: &mut [u64]) -> Result<Redacted, Unredactable> {
+        match self.redact_in_place(&mut doc, tally) {
+            Ok(_) => Ok(Redacted(doc)),
+            Err(error) => Err(Unredactable { doc, error }),
         }
-        let mut value: Value = match serde_json::from_slice(&doc.json) {
-            Ok(v) => v,
-            Err(_) => return false,
-        };
+    }
+
+    /// Redacts `doc` in place: whether anything changed, or why it cannot be read.
+    fn redact_in_place(&self, doc: &mut Document, tally: &mut [u64]) -> Result<bool, String> {
+        // No pattern matches anywhere in the bytes, no redacted field's key is in them, and there is no
+        // escape: nothing in the document, readable or not, can need redaction.
+        if self.is_empty() || !self.may_match(&doc.json) {
+            return Ok(false);
+        }
+        // Something may need redaction: the document must be read to find it, and what cannot be read
+        // is refused (fails closed), never passed on as it is.
+        let mut value: Value =
+            serde_json::from_slice(&doc.json).map_err(|e| format!("not redactable: {e}"))?;
         let mut changed = false;
         for (i, path) in self.fields.iter().enumerate() {
             if let Some(target) = lookup(&mut value, path) {
@@ -213,7 +225,7 @@ impl Redactor {
         if changed {
             doc.json = serde_json::to_vec(&value).expect("a tree is valid JSON");
         }
-        changed
+        Ok(changed)
     }
 
     /// Applies every pattern to every string in the tree.
@@ -255,6 +267,35 @@ impl Redactor {
         out.push_str(&s[at..]);
         *s = out;
         true
+    }
+}
+
+/// A document the redactor could not read, and why: it must not be forwarded.
+#[derive(Debug)]
+pub struct Unredactable {
+    /// The document, as the enricher wrote it (unredacted).
+    pub doc: Document,
+    /// Why it could not be read.
+    pub error: String,
+}
+
+/// A document that went through redaction: the only kind a sink takes.
+#[derive(Debug, Clone)]
+pub struct Redacted(Document);
+
+impl Redacted {
+    /// A document that needs no redaction, for tests of what comes after it.
+    #[cfg(test)]
+    pub(crate) fn assume(doc: Document) -> Self {
+        Redacted(doc)
+    }
+}
+
+impl std::ops::Deref for Redacted {
+    type Target = Document;
+
+    fn deref(&self) -> &Document {
+        &self.0
     }
 }
 
@@ -316,6 +357,41 @@ mod tests {
     ];
 
     #[test]
+    fn a_document_the_redactor_cannot_read_is_refused_never_passed_on() {
+        let r = redactor(RedactionMode::Mask, &[]);
+        let email = "jane.doe@example.com";
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        for unreadable in [
+            r#"{"x":1e400,"m":"EMAIL"}"#.to_owned(),
+            r#"{"m":"EMAIL","x":-1e999}"#.to_owned(),
+            r#"{"m":"EMAIL \ud800"}"#.to_owned(),
+            format!(r#"{{"m":"EMAIL","d":{deep}}}"#),
+        ] {
+            let json = unreadable.replace("EMAIL", email);
+            let failed = r.redact(doc(&json), &mut [0; 16]).expect_err(&json);
+            assert!(
+                failed.error.starts_with("not redactable"),
+                "{}",
+                failed.error
+            );
+            assert_eq!(
+                failed.doc.json,
+                json.as_bytes(),
+                "handed back as it came, to be dead-lettered"
+            );
+        }
+        // The same document with nothing to redact passes the quick check untouched.
+        let clean = r#"{"x":1e400,"m":"nothing here"}"#;
+        let passed = r.redact(doc(clean), &mut [0; 16]).unwrap();
+        assert_eq!(passed.json, clean.as_bytes());
+        // And a readable one is redacted.
+        let ok = r
+            .redact(doc(&format!(r#"{{"m":"{email}"}}"#)), &mut [0; 16])
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&ok.json).contains(email));
+    }
+
+    #[test]
     fn no_default_pattern_leaks_wherever_the_secret_sits() {
         let r = redactor(RedactionMode::Mask, &[]);
         for secret in SECRETS {
@@ -328,7 +404,7 @@ mod tests {
                 let json = template.replace("SECRET", secret);
                 let mut d = doc(&json);
                 let mut tally = vec![0; r.rule_names().len()];
-                assert!(r.redact(&mut d, &mut tally), "{json}");
+                assert!(r.redact_in_place(&mut d, &mut tally).unwrap(), "{json}");
                 let out = d.as_str();
                 assert!(!out.contains(secret), "{secret} leaked: {out}");
                 assert!(out.contains(MASK), "{out}");
@@ -343,7 +419,7 @@ mod tests {
         let r = redactor(RedactionMode::Mask, &[]);
         // "jane@example.com" with the @ written as \u0040.
         let mut d = doc(r#"{"a":"jane\u0040example.com"}"#);
-        assert!(r.redact(&mut d, &mut [0; 16]));
+        assert!(r.redact_in_place(&mut d, &mut [0; 16]).unwrap());
         assert_eq!(d.to_value()["a"], MASK);
     }
 
@@ -352,7 +428,7 @@ mod tests {
         let r = redactor(RedactionMode::Mask, &["hestyna.prompt"]);
         let json = r#"{"organization":"acme","latency_ms":12.5,"hestyna":{"intent":"billing"}}"#;
         let mut d = doc(json);
-        assert!(!r.redact(&mut d, &mut [0; 16]));
+        assert!(!r.redact_in_place(&mut d, &mut [0; 16]).unwrap());
         assert_eq!(d.as_str(), json);
     }
 
@@ -362,8 +438,8 @@ mod tests {
         let mut a = doc(r#"{"hestyna":{"user":{"id":7},"prompt":"hi","email":"a@b.io"}}"#);
         let mut b = doc(r#"{"x":"a@b.io"}"#);
         let mut tally = vec![0; r.rule_names().len()];
-        assert!(r.redact(&mut a, &mut tally));
-        assert!(r.redact(&mut b, &mut tally));
+        assert!(r.redact_in_place(&mut a, &mut tally).unwrap());
+        assert!(r.redact_in_place(&mut b, &mut tally).unwrap());
         let (va, vb) = (a.to_value(), b.to_value());
         let hmac = |v: &Value| v.as_str().unwrap().to_owned();
         assert!(hmac(&va["hestyna"]["user"]).starts_with("hmac-sha256:"));
@@ -389,7 +465,7 @@ mod tests {
         })
         .unwrap();
         let mut c = doc(r#"{"x":"a@b.io"}"#);
-        other.redact(&mut c, &mut [0; 16]);
+        other.redact_in_place(&mut c, &mut [0; 16]).unwrap();
         assert_ne!(c.to_value()["x"], vb["x"]);
     }
 
@@ -414,7 +490,9 @@ mod tests {
         assert!(with(&["(?m)token$"]).always_parse);
         // An anchored pattern still finds a value that is the whole string.
         let mut d = doc(r#"{"a":"secret-1","b":"no secret-2"}"#);
-        assert!(with(&["^secret-\\d$"]).redact(&mut d, &mut [0; 16]));
+        assert!(with(&["^secret-\\d$"])
+            .redact_in_place(&mut d, &mut [0; 16])
+            .unwrap());
         assert_eq!(d.to_value()["a"], MASK);
         assert_eq!(d.to_value()["b"], "no secret-2");
     }
@@ -433,7 +511,7 @@ mod tests {
             let email = format!("{user}@{domain}.com");
             let json = serde_json::json!({"m": format!("{prefix}{email}{suffix}")}).to_string();
             let mut d = doc(&json);
-            r.redact(&mut d, &mut [0; 16]);
+            r.redact_in_place(&mut d, &mut [0; 16]).unwrap();
             let v: Value = serde_json::from_slice(&d.json).unwrap();
             prop_assert!(!v["m"].as_str().unwrap().contains(&email));
         }

@@ -11,7 +11,7 @@
 use super::{Backoff, Shutdown};
 use crate::config::{BatchConfig, RetryConfig};
 use crate::forward::sink::{Delivery, Encoded, FailureClass, Refusal, Sink, SinkError};
-use crate::forward::Document;
+use crate::forward::Redacted;
 use crate::source::BatchRef;
 use crate::telemetry::events::{SinkAttemptFailed, SinkDelivered, SinkRejected};
 use crate::telemetry::SelfMetrics;
@@ -34,7 +34,7 @@ pub struct Rejection {
 /// The documents of one source batch, on their way to every sink.
 pub struct Job {
     /// The documents.
-    pub docs: Vec<Document>,
+    pub docs: Vec<Redacted>,
     /// The index of each document's record in the source batch.
     pub doc_records: Vec<usize>,
     /// The source batch, taken and reported done by the finisher.
@@ -50,7 +50,7 @@ pub struct Job {
 impl Job {
     /// A job for `sinks` sinks.
     pub fn new(
-        docs: Vec<Document>,
+        docs: Vec<Redacted>,
         doc_records: Vec<usize>,
         batch: BatchRef,
         sinks: usize,
@@ -194,7 +194,7 @@ impl Worker {
                 }
                 (Some(body), Some(ends))
             };
-            let docs: Vec<&Document> = sub
+            let docs: Vec<&Redacted> = sub
                 .iter()
                 .map(|&i| &batch.items[i].0.docs[batch.items[i].1])
                 .collect();
@@ -346,7 +346,7 @@ mod tests {
         fn name(&self) -> &str {
             "scripted"
         }
-        fn encode(&self, doc: &Document, out: &mut Vec<u8>) {
+        fn encode(&self, doc: &Redacted, out: &mut Vec<u8>) {
             out.extend_from_slice(&doc.json);
         }
         fn send<'a>(&'a self, batch: &'a Encoded<'a>) -> SinkFuture<'a> {
@@ -376,12 +376,14 @@ mod tests {
         let batch = Batch::new(records, 1, None);
         let docs = ids
             .iter()
-            .map(|id| Document {
-                json: id.as_bytes().to_vec(),
-                event_id: id.to_string(),
-                organization: None,
-                timestamp: chrono::Utc::now(),
-                outcome: Outcome::None,
+            .map(|id| {
+                Redacted::assume(crate::forward::Document {
+                    json: id.as_bytes().to_vec(),
+                    event_id: id.to_string(),
+                    organization: None,
+                    timestamp: chrono::Utc::now(),
+                    outcome: Outcome::None,
+                })
             })
             .collect();
         Arc::new(Job::new(
@@ -497,7 +499,7 @@ mod tests {
         fn name(&self) -> &str {
             self.0.name()
         }
-        fn encode(&self, doc: &Document, out: &mut Vec<u8>) {
+        fn encode(&self, doc: &Redacted, out: &mut Vec<u8>) {
             self.0.encode(doc, out)
         }
         fn send<'a>(&'a self, batch: &'a Encoded<'a>) -> SinkFuture<'a> {

@@ -13,9 +13,9 @@ use super::{decode_batch, Progress};
 use crate::deadletter::DeadLetter;
 use crate::forward::enrich::BatchContext;
 use crate::forward::organizations::LiveOrganizations;
-use crate::forward::{Document, Enricher, Redactor};
-use crate::source::{BatchRef, SourceMessage};
-use crate::telemetry::events::{EventsIgnored, Redacted};
+use crate::forward::{Document, Enricher, Redacted, Redactor};
+use crate::source::{BatchRef, Record, SourceMessage};
+use crate::telemetry::events::{EventsIgnored, RedactionFailed, Redactions};
 use crate::telemetry::SelfMetrics;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -137,16 +137,7 @@ impl Prepare {
                 doc_records.push(*i);
             }
         }
-        let mut tally = vec![0u64; self.redactor.rule_names().len()];
-        for doc in &mut docs {
-            self.redactor.redact(doc, &mut tally);
-        }
-        Redacted {
-            rules: self.redactor.rule_names(),
-            tally: &tally,
-        }
-        .emit(&self.metrics);
-
+        let (docs, doc_records) = self.redact(docs, doc_records, records).await?;
         if self.owns_invalid {
             self.dead_letters
                 .invalid(records, &decoded.invalid)
@@ -161,6 +152,50 @@ impl Prepare {
             .emit(&self.metrics);
         }
         Some(Job::new(docs, doc_records, batch, sinks))
+    }
+}
+
+impl Prepare {
+    /// Redacts the documents (`doc_records[i]` is document `i`'s record). Those the redactor cannot read
+    /// are dead-lettered (`redaction_failed`), never forwarded. `None`: the drain deadline passed while
+    /// writing those dead letters.
+    async fn redact(
+        &self,
+        docs: Vec<Document>,
+        doc_records: Vec<usize>,
+        records: &[Record],
+    ) -> Option<(Vec<Redacted>, Vec<usize>)> {
+        let mut tally = vec![0u64; self.redactor.rule_names().len()];
+        let mut redacted = Vec::with_capacity(docs.len());
+        let mut kept = Vec::with_capacity(docs.len());
+        let mut refused: Vec<DeadLetter<'_>> = Vec::new();
+        for (doc, record) in docs.into_iter().zip(doc_records) {
+            match self.redactor.redact(doc, &mut tally) {
+                Ok(doc) => {
+                    redacted.push(doc);
+                    kept.push(record);
+                }
+                Err(failure) => refused.push(DeadLetter {
+                    record: &records[record],
+                    reason: "redaction_failed",
+                    detail: failure.error,
+                }),
+            }
+        }
+        Redactions {
+            rules: self.redactor.rule_names(),
+            tally: &tally,
+        }
+        .emit(&self.metrics);
+        if let Some(first) = refused.first() {
+            RedactionFailed {
+                count: refused.len() as u64,
+                detail: &first.detail,
+            }
+            .emit(&self.metrics);
+            self.dead_letters.write(&refused).await.ok()?;
+        }
+        Some((redacted, kept))
     }
 }
 

@@ -14,6 +14,7 @@ static DEAD_LETTER_LOG: LazyLock<RateLimit> = LazyLock::new(|| RateLimit::new(LO
 static SINK_LOG: LazyLock<RateLimit> = LazyLock::new(|| RateLimit::new(LOG_INTERVAL));
 static SINK_REJECT_LOG: LazyLock<RateLimit> = LazyLock::new(|| RateLimit::new(LOG_INTERVAL));
 static KAFKA_LOG: LazyLock<RateLimit> = LazyLock::new(|| RateLimit::new(LOG_INTERVAL));
+static REDACTION_LOG: LazyLock<RateLimit> = LazyLock::new(|| RateLimit::new(LOG_INTERVAL));
 static OVERFLOW_LOG: LazyLock<RateLimit> = LazyLock::new(|| RateLimit::new(LOG_INTERVAL));
 
 /// Declares an event that only counts: `count` more under (`pipeline`, and one more label).
@@ -183,17 +184,41 @@ impl SinkRejected<'_> {
 }
 
 /// Redaction rules replaced values during a batch.
-pub struct Redacted<'a> {
+pub struct Redactions<'a> {
     pub rules: &'a [String],
     pub tally: &'a [u64],
 }
 
-impl Redacted<'_> {
+impl Redactions<'_> {
     pub fn emit(&self, m: &SelfMetrics) {
         for (rule, count) in self.rules.iter().zip(self.tally) {
             if *count > 0 {
                 m.redactions.with_label_values(&[rule]).inc_by(*count);
             }
+        }
+    }
+}
+
+/// Records could not be redacted (their JSON is beyond what the redactor reads: a number out of
+/// range, a lone surrogate, nesting too deep): they are dead-lettered, never forwarded.
+pub struct RedactionFailed<'a> {
+    /// How many records.
+    pub count: u64,
+    /// One example's error, for the log line.
+    pub detail: &'a str,
+}
+
+impl RedactionFailed<'_> {
+    /// Counts them and logs, rate-limited.
+    pub fn emit(&self, m: &SelfMetrics) {
+        m.redaction_failures.inc_by(self.count);
+        if let Some(suppressed) = REDACTION_LOG.allow() {
+            tracing::error!(
+                count = self.count,
+                detail = self.detail,
+                suppressed,
+                "records could not be redacted; dead-lettering them instead of forwarding"
+            );
         }
     }
 }

@@ -123,6 +123,8 @@ self_metrics! {
     sink_up: IntGaugeVec("hestyna_obsd_sink_up", "1 when the sink's last request was accepted; 0 after a failed one or refused credentials.", ["sink"]);
     /// Values replaced by redaction, by rule.
     redactions: IntCounterVec("hestyna_obsd_redactions_total", "Values replaced by redaction.", ["rule"]);
+    /// Records that could not be redacted: dead-lettered, never forwarded.
+    redaction_failures: IntCounter("hestyna_obsd_redaction_failures_total", "Records that could not be redacted; dead-lettered (reason redaction_failed), never forwarded.", []);
     /// Reloads of the organization table, by result.
     enrichment_reloads: IntCounterVec("hestyna_obsd_enrichment_reloads_total", "Reloads of the organization table.", ["result"]);
     /// Consumer lag against the stored offset, by pipeline, topic and partition.

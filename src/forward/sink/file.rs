@@ -2,7 +2,7 @@
 
 use super::{encode_line, Delivery, Encoded, FailureClass, Sink, SinkError, SinkFuture};
 use crate::config::FileSinkConfig;
-use crate::forward::Document;
+use crate::forward::Redacted;
 use crate::shared::append::{AppendFile, Rotation};
 use std::io::Write;
 
@@ -66,7 +66,7 @@ impl Sink for LineSink {
         &self.name
     }
 
-    fn encode(&self, doc: &Document, out: &mut Vec<u8>) {
+    fn encode(&self, doc: &Redacted, out: &mut Vec<u8>) {
         encode_line(doc, out)
     }
 

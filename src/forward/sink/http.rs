@@ -11,7 +11,7 @@ use super::{
 use crate::config::{
     BulkAction, Compression, HttpAuthKind, HttpEncoding, HttpSinkConfig, SplunkConfig,
 };
-use crate::forward::{Document, HostInfo};
+use crate::forward::{HostInfo, Redacted};
 use base64::Engine as _;
 use reqwest::header::{
     HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE,
@@ -376,7 +376,7 @@ impl Sink for HttpSink {
         &self.name
     }
 
-    fn encode(&self, doc: &Document, out: &mut Vec<u8>) {
+    fn encode(&self, doc: &Redacted, out: &mut Vec<u8>) {
         match self.encoding {
             HttpEncoding::Ndjson => encode_line(doc, out),
             HttpEncoding::SplunkHec => {

@@ -8,7 +8,7 @@ use super::{
     Delivery, Encoded, FailureClass, Refusal, Sink, SinkBuildError, SinkError, SinkFuture,
 };
 use crate::config::{KafkaConfig, KafkaSinkConfig};
-use crate::forward::Document;
+use crate::forward::Redacted;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
@@ -131,7 +131,7 @@ impl Sink for KafkaSink {
         &self.name
     }
 
-    fn encode(&self, doc: &Document, out: &mut Vec<u8>) {
+    fn encode(&self, doc: &Redacted, out: &mut Vec<u8>) {
         out.extend_from_slice(&doc.json);
     }
 

@@ -21,7 +21,7 @@ pub use kafka::KafkaSink;
 pub use syslog::SyslogSink;
 
 use crate::config::{ClientTlsConfig, KafkaConfig, SinkConfig};
-use crate::forward::{Document, HostInfo};
+use crate::forward::{HostInfo, Redacted};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ use std::sync::Arc;
 /// A batch of framed documents.
 pub struct Encoded<'a> {
     /// The documents, in order.
-    pub docs: &'a [&'a Document],
+    pub docs: &'a [&'a Redacted],
     /// Their framed bytes, concatenated.
     pub body: &'a [u8],
     /// `body[ends[i - 1]..ends[i]]` is document `i` (from 0 for the first).
@@ -207,7 +207,7 @@ pub trait Sink: Send + Sync {
     /// The configured name (a label of self metrics).
     fn name(&self) -> &str;
     /// Appends one document, framed for this destination.
-    fn encode(&self, doc: &Document, out: &mut Vec<u8>);
+    fn encode(&self, doc: &Redacted, out: &mut Vec<u8>);
     /// Delivers a batch.
     fn send<'a>(&'a self, batch: &'a Encoded<'a>) -> SinkFuture<'a>;
 }
@@ -342,7 +342,7 @@ pub fn build_sink(
 }
 
 /// Appends a document as one JSON line.
-pub fn encode_line(doc: &Document, out: &mut Vec<u8>) {
+pub fn encode_line(doc: &Redacted, out: &mut Vec<u8>) {
     out.extend_from_slice(&doc.json);
     out.push(b'\n');
 }
@@ -381,13 +381,13 @@ mod tests {
 
     #[test]
     fn records_are_cut_at_their_ends() {
-        let doc = Document {
+        let doc = Redacted::assume(crate::forward::Document {
             json: b"{}".to_vec(),
             event_id: "e".into(),
             organization: None,
             timestamp: chrono::Utc::now(),
             outcome: crate::forward::Outcome::None,
-        };
+        });
         let docs = [&doc, &doc, &doc];
         let batch = Encoded {
             docs: &docs,

@@ -13,7 +13,7 @@ use super::{
     Delivery, Encoded, FailureClass, Sink, SinkBuildError, SinkError, SinkFuture, SinkInputs,
 };
 use crate::config::SyslogSinkConfig;
-use crate::forward::{Document, HostInfo, Outcome};
+use crate::forward::{HostInfo, Outcome, Redacted};
 use crate::shared::json::write_timestamp;
 use std::io::Write;
 use std::sync::Arc;
@@ -203,7 +203,7 @@ impl Sink for SyslogSink {
         &self.name
     }
 
-    fn encode(&self, doc: &Document, out: &mut Vec<u8>) {
+    fn encode(&self, doc: &Redacted, out: &mut Vec<u8>) {
         let severity = match doc.outcome {
             Outcome::Invalid => 3,
             Outcome::Failure => 4,
@@ -234,6 +234,7 @@ impl Sink for SyslogSink {
 mod tests {
     use super::*;
     use crate::config::SyslogSinkConfig;
+    use crate::forward::Document;
 
     #[test]
     fn frames_rfc5424_with_octet_counting() {
@@ -244,7 +245,7 @@ mod tests {
             ..HostInfo::default()
         };
         let sink = SyslogSink::new("s", &config, SinkInputs::default(), &host).unwrap();
-        let doc = Document {
+        let doc = Redacted::assume(Document {
             json: "{\"m\":\"é\"}".as_bytes().to_vec(),
             event_id: "e".into(),
             organization: None,
@@ -252,7 +253,7 @@ mod tests {
                 .unwrap()
                 .with_timezone(&chrono::Utc),
             outcome: Outcome::Failure,
-        };
+        });
         let mut out = Vec::new();
         sink.encode(&doc, &mut out);
         let text = String::from_utf8(out).unwrap();

@@ -1,0 +1,90 @@
+//! Redaction fails closed, end to end: an event holding an email beside JSON the redactor cannot read
+//! (a number beyond f64, a lone surrogate, nesting deeper than serde_json reads) never reaches the SIEM
+//! file; it is dead-lettered (`redaction_failed`) and counted, and the readable events around it are
+//! forwarded, redacted.
+
+use serde_json::Value;
+use std::process::Command;
+
+const EMAIL: &str = "jane.doe@example.com";
+
+fn event(id: &str, extra: &str) -> String {
+    format!(
+        r#"{{"event_id":"{id}","type":"llm_run","occurred_at":"2026-11-27T10:00:00Z","organization":"acme","run_id":"r-{id}","intent":"billing","outcome":"success","latency_ms":120,"prompt":"mail {EMAIL} please"{extra}}}"#
+    )
+}
+
+#[test]
+fn an_unreadable_event_with_an_email_is_dead_lettered_not_forwarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let unreadable = [
+        event("huge", r#","x":1e400"#),
+        event("surrogate", r#","x":"\ud800""#),
+        event("deep", &format!(r#","x":{deep}"#)),
+    ];
+    let mut lines = vec![event("before", "")];
+    lines.extend(unreadable.iter().cloned());
+    lines.push(event("after", ""));
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, lines.join("\n") + "\n").unwrap();
+    let (siem, dlq) = (dir.path().join("siem.jsonl"), dir.path().join("dlq.jsonl"));
+    let config = dir.path().join("replay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[dead_letter]\nkind = \"file\"\npath = \"{}\"\n[forward.sinks.siem]\nkind = \"file\"\npath = \"{}\"\n",
+            dlq.display(),
+            siem.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hestyna-obsd"))
+        .arg("--config")
+        .arg(&config)
+        .args(["replay", "--quiet", "--print-metrics"])
+        .arg(&events)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let forwarded = std::fs::read_to_string(&siem).unwrap();
+    assert!(
+        !forwarded.contains(EMAIL),
+        "an email reached the SIEM:\n{forwarded}"
+    );
+    let ids: Vec<String> = forwarded
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["event"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        ["before", "after"],
+        "the readable events are forwarded, redacted"
+    );
+
+    let dead: Vec<Value> = std::fs::read_to_string(&dlq)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let reasons: Vec<&str> = dead.iter().filter_map(|d| d["reason"].as_str()).collect();
+    assert_eq!(reasons, ["redaction_failed"; 3], "{dead:#?}");
+    assert!(
+        stdout.contains("hestyna_obsd_redaction_failures_total 3"),
+        "counted:\n{stdout}"
+    );
+    assert!(stdout.contains(
+        "hestyna_obsd_dead_letters_total{pipeline=\"forward\",reason=\"redaction_failed\"} 3"
+    ));
+}
