@@ -84,37 +84,57 @@ fn send(
     }
 }
 
+/// Produces generated events at `rate` until `stop`, on its own thread; how many it produced.
+fn start_load(
+    settings: &FreshnessSettings,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<u64>, BenchError> {
+    let producer = producer(&settings.producer_properties)?;
+    let (topic, rate) = (settings.topic.clone(), settings.rate);
+    Ok(std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut n = 0u64;
+        let events = EventGenerator::new(GeneratorSettings {
+            seed: 99,
+            invalid_ratio: 0.0,
+            ..GeneratorSettings::default()
+        });
+        for event in events {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let due = Duration::from_secs_f64(n as f64 / rate);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            send(&producer, &topic, &event.key, &event.payload);
+            n += 1;
+        }
+        let _ = producer.flush(rdkafka::util::Timeout::After(Duration::from_secs(30)));
+        n
+    }))
+}
+
+/// A probe event: an LLM run of its own organization, `probe-<n>`, stamped now.
+fn probe_event(n: u64) -> String {
+    serde_json::json!({
+        "event_id": format!("probe-{n}"),
+        "type": "llm_run",
+        "occurred_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "organization": format!("probe-{n}"),
+        "run_id": format!("probe-run-{n}"),
+        "intent": "probe",
+        "outcome": "success",
+        "latency_ms": 1.0,
+    })
+    .to_string()
+}
+
 /// Runs the load, the probes and the scraper for `settings.duration` (plus up to 5 s for the last
 /// probes to show), and reports.
 pub fn run(settings: &FreshnessSettings) -> Result<Freshness, BenchError> {
     let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let producer = producer(&settings.producer_properties)?;
-        let (topic, rate, stop) = (settings.topic.clone(), settings.rate, stop.clone());
-        std::thread::spawn(move || {
-            let started = Instant::now();
-            let mut n = 0u64;
-            let events = EventGenerator::new(GeneratorSettings {
-                seed: 99,
-                invalid_ratio: 0.0,
-                ..GeneratorSettings::default()
-            });
-            for event in events {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let due = Duration::from_secs_f64(n as f64 / rate);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    std::thread::sleep(wait);
-                }
-                send(&producer, &topic, &event.key, &event.payload);
-                n += 1;
-            }
-            let _ = producer.flush(rdkafka::util::Timeout::After(Duration::from_secs(30)));
-            n
-        })
-    };
-
+    let load = start_load(settings, stop.clone())?;
     let probes = producer(&settings.producer_properties)?;
     let produced: Arc<parking_lot::Mutex<HashMap<u64, Instant>>> = Default::default();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -138,17 +158,7 @@ pub fn run(settings: &FreshnessSettings) -> Result<Freshness, BenchError> {
         let now = Instant::now();
         if now < end && now >= next_probe {
             let org = format!("probe-{probe}");
-            let payload = serde_json::json!({
-                "event_id": format!("probe-{probe}"),
-                "type": "llm_run",
-                "occurred_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                "organization": org,
-                "run_id": format!("probe-run-{probe}"),
-                "intent": "probe",
-                "outcome": "success",
-                "latency_ms": 1.0,
-            })
-            .to_string();
+            let payload = probe_event(probe);
             send(&probes, &settings.topic, &org, payload.as_bytes());
             produced.lock().insert(probe, Instant::now());
             probe += 1;

@@ -333,11 +333,7 @@ impl HttpConfig {
             if user.is_empty() || user.contains(':') {
                 f.add(&at, "a user name must be non-empty and without ':'");
             }
-            let looks_bcrypt = hash.len() == 60
-                && ["$2a$", "$2b$", "$2y$", "$2x$"]
-                    .iter()
-                    .any(|p| hash.starts_with(p));
-            if !looks_bcrypt {
+            if !crate::shared::looks_like_bcrypt(hash) {
                 f.add(
                     at,
                     "must be a bcrypt hash (make one with `hestyna-obsd hash-password`)",

@@ -1,4 +1,5 @@
-//! Dead letters: invalid records (and, later, records a sink rejected for good) kept for inspection.
+//! Dead letters: invalid records, records a sink refused for good, and records that could not be
+//! redacted, kept for inspection.
 //!
 //! A dead letter carries the original bytes untouched, the reason, and where the record came from. The
 //! pipeline writes dead letters *before* it reports the record done, so a record's offset is never stored

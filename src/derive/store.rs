@@ -484,11 +484,13 @@ impl Store {
 
     /// Appends every family in `format` (without the OpenMetrics `# EOF`). Holding the store while
     /// formatting: the HTTP endpoint uses [`Store::snapshot`] instead, which does not.
+    #[cfg(test)]
     pub fn render(&self, out: &mut String, format: Format) {
         self.snapshot().render(out, format, None);
     }
 
     /// The window quantiles as JSON.
+    #[cfg(test)]
     pub fn quantiles_json(&self) -> serde_json::Value {
         self.snapshot().quantiles_json(None)
     }

@@ -2,9 +2,10 @@
 //! listener's [`Security`]; `/livez` and `/readyz`, open and revealing nothing (also on an optional
 //! separate plain listener, for probes when the main one needs client certificates).
 //!
-//! Each connection: the peer's address is checked first (allowlist, with `X-Forwarded-For` believed only
-//! from trusted proxies), then TLS (with a handshake deadline), then HTTP/1.1 with a header deadline and a
-//! header size limit. Each request: throttled addresses get 429, then credentials (401 with
+//! Each connection: a connection cap, then TLS (with a handshake deadline), then HTTP/1.1 with a header
+//! deadline and a header size limit. Each request is then admitted: the peer's address against the
+//! allowlist (with `X-Forwarded-For` believed only from trusted proxies, so this runs per request,
+//! after TLS and header parsing), throttled addresses get 429, then credentials (401 with
 //! `WWW-Authenticate`), then the answer, limited to the principal's organizations. Failures are counted
 //! by reason and never log secrets.
 

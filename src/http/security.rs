@@ -151,97 +151,27 @@ impl Security {
         self.auth.requires_credentials() || !self.allowed_networks.is_empty() || self.mtls
     }
 
-    /// Reads and checks a web configuration file.
+    /// Reads and checks a web configuration file, reporting every fault of it at once.
     pub fn load(path: &Path) -> Result<Self, SecurityError> {
-        let invalid = |message: String| SecurityError::Invalid {
-            path: path.to_owned(),
-            message,
-        };
         let text = std::fs::read_to_string(path).map_err(|source| SecurityError::Read {
             path: path.to_owned(),
             source,
         })?;
+        let invalid = |message: String| SecurityError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
         let file: WebConfigFile =
             serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(&text))
                 .map_err(|e| invalid(format!("{}: {}", e.path(), e.inner())))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let resolve = |p: &Path| {
-            if p.is_absolute() {
-                p.to_owned()
-            } else {
-                base.join(p)
-            }
-        };
-        let mut files = vec![path.to_owned()];
-
         let mut problems = Vec::new();
-        for (user, hash) in &file.basic_auth_users {
-            let bcrypt_like = hash.len() == 60
-                && ["$2a$", "$2b$", "$2y$", "$2x$"]
-                    .iter()
-                    .any(|p| hash.starts_with(p));
-            if !bcrypt_like {
-                problems.push(format!("basic_auth_users.{user}: not a bcrypt hash"));
-            }
-        }
-        let mut tokens = Vec::new();
-        for (name, hex) in &file.bearer_tokens {
-            match parse_sha256(hex) {
-                Some(hash) => tokens.push((name.clone(), hash)),
-                None => problems.push(format!(
-                    "bearer_tokens.{name}: not a SHA-256 in hex (64 digits)"
-                )),
-            }
-        }
-        for principal in file.organizations.keys() {
-            if !file.basic_auth_users.contains_key(principal)
-                && !file.bearer_tokens.contains_key(principal)
-            {
-                problems.push(format!("organizations.{principal}: no such user or token"));
-            }
-        }
-        let mut headers = Vec::new();
-        for (name, value) in &file.http_server_config.headers {
-            if !ALLOWED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-                problems.push(format!(
-                    "http_server_config.headers.{name}: not one of {}",
-                    ALLOWED_HEADERS.join(", ")
-                ));
-                continue;
-            }
-            match (
-                HeaderName::try_from(name.as_str()),
-                HeaderValue::try_from(value.as_str()),
-            ) {
-                (Ok(n), Ok(v)) => headers.push((n, v)),
-                _ => problems.push(format!(
-                    "http_server_config.headers.{name}: not a valid header"
-                )),
-            }
-        }
+        let tokens = credentials(&file, &mut problems);
+        let headers = response_headers(&file, &mut problems);
         if file.http_server_config.http2 == Some(true) {
             problems.push("http_server_config.http2: only HTTP/1.1 is served".into());
         }
-        let (tls, mtls) = match &file.tls_server_config {
-            None => (None, false),
-            Some(t) => {
-                files.push(resolve(&t.cert_file));
-                files.push(resolve(&t.key_file));
-                if let Some(ca) = &t.client_ca_file {
-                    files.push(resolve(ca));
-                }
-                match build_tls(t, &resolve) {
-                    Ok(config) => (
-                        Some(Arc::new(config)),
-                        t.client_auth_type == ClientAuthType::RequireAndVerifyClientCert,
-                    ),
-                    Err(message) => {
-                        problems.push(format!("tls_server_config: {message}"));
-                        (None, false)
-                    }
-                }
-            }
-        };
+        let mut files = vec![path.to_owned()];
+        let (tls, mtls) = server_tls(&file, path, &mut files, &mut problems);
         if !problems.is_empty() {
             return Err(invalid(problems.join("; ")));
         }
@@ -373,6 +303,93 @@ pub fn fingerprint(files: &[PathBuf]) -> Vec<Option<(std::time::SystemTime, u64)
                 .and_then(|m| Some((m.modified().ok()?, m.len())))
         })
         .collect()
+}
+
+/// The users' hashes and the bearer tokens, checked; the principals of `organizations` must be one
+/// of them. The tokens' digests.
+fn credentials(file: &WebConfigFile, problems: &mut Vec<String>) -> Vec<(String, [u8; 32])> {
+    for (user, hash) in &file.basic_auth_users {
+        if !crate::shared::looks_like_bcrypt(hash) {
+            problems.push(format!("basic_auth_users.{user}: not a bcrypt hash"));
+        }
+    }
+    let mut tokens = Vec::new();
+    for (name, hex) in &file.bearer_tokens {
+        match parse_sha256(hex) {
+            Some(hash) => tokens.push((name.clone(), hash)),
+            None => problems.push(format!(
+                "bearer_tokens.{name}: not a SHA-256 in hex (64 digits)"
+            )),
+        }
+    }
+    for principal in file.organizations.keys() {
+        let known = file.basic_auth_users.contains_key(principal)
+            || file.bearer_tokens.contains_key(principal);
+        if !known {
+            problems.push(format!("organizations.{principal}: no such user or token"));
+        }
+    }
+    tokens
+}
+
+/// The response headers the file adds, of the allowed ones.
+fn response_headers(
+    file: &WebConfigFile,
+    problems: &mut Vec<String>,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut headers = Vec::new();
+    for (name, value) in &file.http_server_config.headers {
+        if !ALLOWED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            problems.push(format!(
+                "http_server_config.headers.{name}: not one of {}",
+                ALLOWED_HEADERS.join(", ")
+            ));
+            continue;
+        }
+        match (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            (Ok(n), Ok(v)) => headers.push((n, v)),
+            _ => problems.push(format!(
+                "http_server_config.headers.{name}: not a valid header"
+            )),
+        }
+    }
+    headers
+}
+
+/// The TLS server configuration (files relative to the web configuration's folder, added to `files`
+/// for the watcher), and whether client certificates are required.
+fn server_tls(
+    file: &WebConfigFile,
+    path: &Path,
+    files: &mut Vec<PathBuf>,
+    problems: &mut Vec<String>,
+) -> (Option<Arc<rustls::ServerConfig>>, bool) {
+    let Some(t) = &file.tls_server_config else {
+        return (None, false);
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let resolve = |p: &Path| match p.is_absolute() {
+        true => p.to_owned(),
+        false => base.join(p),
+    };
+    files.push(resolve(&t.cert_file));
+    files.push(resolve(&t.key_file));
+    if let Some(ca) = &t.client_ca_file {
+        files.push(resolve(ca));
+    }
+    match build_tls(t, &resolve) {
+        Ok(config) => (
+            Some(Arc::new(config)),
+            t.client_auth_type == ClientAuthType::RequireAndVerifyClientCert,
+        ),
+        Err(message) => {
+            problems.push(format!("tls_server_config: {message}"));
+            (None, false)
+        }
+    }
 }
 
 #[cfg(test)]

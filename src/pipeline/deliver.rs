@@ -10,7 +10,7 @@
 
 use super::{Backoff, Shutdown};
 use crate::config::{BatchConfig, RetryConfig};
-use crate::forward::sink::{Delivery, Encoded, FailureClass, Refusal, Sink, SinkError};
+use crate::forward::sink::{framed, Delivery, Encoded, FailureClass, Refusal, Sink, SinkError};
 use crate::forward::Redacted;
 use crate::source::BatchRef;
 use crate::telemetry::events::{SinkAttemptFailed, SinkDelivered, SinkRejected};
@@ -86,6 +86,20 @@ pub struct Worker {
     pub retry: RetryConfig,
     pub metrics: Arc<SelfMetrics>,
     pub shutdown: Shutdown,
+}
+
+/// A batch's parts still to send, and the waits between attempts.
+struct Retrying {
+    queue: VecDeque<Vec<usize>>,
+    backoff: Backoff,
+    attempt: u32,
+}
+
+/// A part that was sent: its records (indices into the batch), their sizes, how long the request took.
+struct Sent {
+    sub: Vec<usize>,
+    sizes: Vec<u64>,
+    elapsed: std::time::Duration,
 }
 
 /// The batch being filled.
@@ -175,111 +189,140 @@ impl Worker {
 
     /// Sends a batch until every record is accepted or refused for good; then settles its jobs.
     async fn deliver(&self, batch: Pending, finished: &Finished) -> Result<(), super::Stopped> {
-        let name = self.sink.name();
-        let n = batch.len();
-        let mut queue: VecDeque<Vec<usize>> = VecDeque::from([(0..n).collect()]);
-        let mut backoff = Backoff::new(&self.retry);
-        let mut attempt = 0u32;
-        while let Some(sub) = queue.pop_front() {
-            // The first attempt sends the batch's bytes as they are; parts are framed again from them.
-            let (body, ends) = if sub.len() == n {
-                (None, None)
-            } else {
-                let mut body = Vec::new();
-                let mut ends = Vec::with_capacity(sub.len());
-                for &i in &sub {
-                    let start = if i == 0 { 0 } else { batch.ends[i - 1] };
-                    body.extend_from_slice(&batch.body[start..batch.ends[i]]);
-                    ends.push(body.len());
-                }
-                (Some(body), Some(ends))
-            };
-            let docs: Vec<&Redacted> = sub
-                .iter()
-                .map(|&i| &batch.items[i].0.docs[batch.items[i].1])
-                .collect();
-            let encoded = Encoded {
-                docs: &docs,
-                body: body.as_deref().unwrap_or(&batch.body),
-                ends: ends.as_deref().unwrap_or(&batch.ends),
-            };
+        let mut retrying = Retrying {
+            queue: VecDeque::from([(0..batch.len()).collect()]),
+            backoff: Backoff::new(&self.retry),
+            attempt: 0,
+        };
+        while let Some(sub) = retrying.queue.pop_front() {
             let started = Instant::now();
-            let answer = self.sink.send(&encoded).await;
-            let elapsed = started.elapsed();
-            let reject = |local: usize, refusal: &Refusal| {
-                let (job, doc) = &batch.items[sub[local]];
-                job.rejections.lock().push(Rejection {
-                    doc: *doc,
-                    sink: name.to_owned(),
-                    refusal: refusal.clone(),
-                });
+            let (answer, sizes) = self.send_part(&batch, &sub).await;
+            let sent = Sent {
+                sub,
+                sizes,
+                elapsed: started.elapsed(),
             };
-            let accepted_bytes = |skip: &[usize]| -> u64 {
-                (0..sub.len())
-                    .filter(|i| !skip.contains(i))
-                    .map(|i| encoded.record(i).len() as u64)
-                    .sum()
-            };
-            match answer {
-                Ok(Delivery::Accepted) => {
-                    SinkDelivered {
-                        sink: name,
-                        records: sub.len() as u64,
-                        bytes: accepted_bytes(&[]),
-                        elapsed,
-                    }
-                    .emit(&self.metrics);
-                    backoff.reset();
+            self.answered(&batch, sent, answer, &mut retrying).await?;
+        }
+        self.settle(&batch, finished);
+        Ok(())
+    }
+
+    /// Sends the records `sub` of the batch: the batch's bytes as they are the first time, the part
+    /// framed again from them after a split or a partial answer. The answer, and each record's size.
+    async fn send_part(
+        &self,
+        batch: &Pending,
+        sub: &[usize],
+    ) -> (Result<Delivery, SinkError>, Vec<u64>) {
+        let (body, ends) = if sub.len() == batch.len() {
+            (None, None)
+        } else {
+            let mut body = Vec::new();
+            let mut ends = Vec::with_capacity(sub.len());
+            for &i in sub {
+                body.extend_from_slice(framed(&batch.body, &batch.ends, i));
+                ends.push(body.len());
+            }
+            (Some(body), Some(ends))
+        };
+        let docs: Vec<&Redacted> = sub
+            .iter()
+            .map(|&i| &batch.items[i].0.docs[batch.items[i].1])
+            .collect();
+        let encoded = Encoded {
+            docs: &docs,
+            body: body.as_deref().unwrap_or(&batch.body),
+            ends: ends.as_deref().unwrap_or(&batch.ends),
+        };
+        let sizes = (0..sub.len())
+            .map(|i| encoded.record(i).len() as u64)
+            .collect();
+        (self.sink.send(&encoded).await, sizes)
+    }
+
+    /// Acts on the sink's answer for a part: counts what was accepted, records refusals on their jobs,
+    /// queues what must be sent again (waiting first), splits a batch refused for its content.
+    async fn answered(
+        &self,
+        batch: &Pending,
+        sent: Sent,
+        answer: Result<Delivery, SinkError>,
+        r: &mut Retrying,
+    ) -> Result<(), super::Stopped> {
+        let Sent {
+            sub,
+            sizes,
+            elapsed,
+        } = sent;
+        let reject = |local: usize, refusal: &Refusal| {
+            let (job, doc) = &batch.items[sub[local]];
+            job.rejections.lock().push(Rejection {
+                doc: *doc,
+                sink: self.sink.name().to_owned(),
+                refusal: refusal.clone(),
+            });
+        };
+        match answer {
+            Ok(Delivery::Accepted) => {
+                self.delivered(&sizes, &[], elapsed);
+                r.backoff.reset();
+            }
+            Ok(Delivery::Partial { rejected, retry }) => {
+                let mut skip: Vec<usize> = retry.clone();
+                skip.extend(rejected.iter().map(|(i, _)| *i));
+                self.delivered(&sizes, &skip, elapsed);
+                for (i, refusal) in &rejected {
+                    reject(*i, refusal);
+                    self.rejected(refusal, 1);
                 }
-                Ok(Delivery::Partial { rejected, retry }) => {
-                    let mut skip: Vec<usize> = retry.clone();
-                    skip.extend(rejected.iter().map(|(i, _)| *i));
-                    SinkDelivered {
-                        sink: name,
-                        records: (sub.len() - skip.len()) as u64,
-                        bytes: accepted_bytes(&skip),
-                        elapsed,
-                    }
-                    .emit(&self.metrics);
-                    for (i, refusal) in &rejected {
-                        reject(*i, refusal);
-                        self.rejected(refusal, 1);
-                    }
-                    if !retry.is_empty() {
-                        let error = SinkError::new(
-                            FailureClass::Partial,
-                            format!("{} record(s) to send again", retry.len()),
-                        );
-                        self.failed(&error, &mut attempt, &mut backoff).await?;
-                        queue.push_front(retry.iter().map(|&i| sub[i]).collect());
-                    }
-                }
-                Ok(Delivery::Split(refusal)) => {
-                    if sub.len() == 1 {
-                        reject(0, &refusal);
-                        self.rejected(&refusal, 1);
-                    } else {
-                        let (a, b) = sub.split_at(sub.len() / 2);
-                        queue.push_front(b.to_vec());
-                        queue.push_front(a.to_vec());
-                    }
-                    self.metrics.sink_up.with_label_values(&[name]).set(1);
-                }
-                Ok(Delivery::RejectedAll(refusal)) => {
-                    for i in 0..sub.len() {
-                        reject(i, &refusal);
-                    }
-                    self.rejected(&refusal, sub.len() as u64);
-                }
-                Err(error) => {
-                    self.failed(&error, &mut attempt, &mut backoff).await?;
-                    queue.push_front(sub);
+                if !retry.is_empty() {
+                    let detail = format!("{} record(s) to send again", retry.len());
+                    let error = SinkError::new(FailureClass::Partial, detail);
+                    self.failed(&error, &mut r.attempt, &mut r.backoff).await?;
+                    r.queue.push_front(retry.iter().map(|&i| sub[i]).collect());
                 }
             }
+            Ok(Delivery::Split(refusal)) => {
+                if sub.len() == 1 {
+                    reject(0, &refusal);
+                    self.rejected(&refusal, 1);
+                } else {
+                    let (a, b) = sub.split_at(sub.len() / 2);
+                    r.queue.push_front(b.to_vec());
+                    r.queue.push_front(a.to_vec());
+                }
+                let name = self.sink.name();
+                self.metrics.sink_up.with_label_values(&[name]).set(1);
+            }
+            Ok(Delivery::RejectedAll(refusal)) => {
+                (0..sub.len()).for_each(|i| reject(i, &refusal));
+                self.rejected(&refusal, sub.len() as u64);
+            }
+            Err(error) => {
+                self.failed(&error, &mut r.attempt, &mut r.backoff).await?;
+                r.queue.push_front(sub);
+            }
         }
-        // Every record of the batch is settled for this sink.
+        Ok(())
+    }
+
+    /// Counts the records of a part the sink accepted (all but `skip`).
+    fn delivered(&self, sizes: &[u64], skip: &[usize], elapsed: std::time::Duration) {
+        let accepted = (0..sizes.len()).filter(|i| !skip.contains(i));
+        SinkDelivered {
+            sink: self.sink.name(),
+            records: (sizes.len() - skip.len()) as u64,
+            bytes: accepted.map(|i| sizes[i]).sum(),
+            elapsed,
+        }
+        .emit(&self.metrics);
+    }
+
+    /// Every record of the batch is settled for this sink: tells each job, in runs of its records.
+    fn settle(&self, batch: &Pending, finished: &Finished) {
         let mut i = 0;
-        while i < n {
+        while i < batch.len() {
             let job = &batch.items[i].0;
             let run = batch.items[i..]
                 .iter()
@@ -290,7 +333,6 @@ impl Worker {
             }
             i += run;
         }
-        Ok(())
     }
 
     /// Counts `count` records refused for good.

@@ -9,7 +9,8 @@ use super::{
     SinkFuture, SinkInputs,
 };
 use crate::config::{
-    BulkAction, Compression, HttpAuthKind, HttpEncoding, HttpSinkConfig, SplunkConfig,
+    BulkAction, Compression, HttpAuthConfig, HttpAuthKind, HttpEncoding, HttpSinkConfig,
+    SplunkConfig,
 };
 use crate::forward::{HostInfo, Redacted};
 use base64::Engine as _;
@@ -41,6 +42,91 @@ struct Hec {
     ack_url: reqwest::Url,
 }
 
+/// `path` under the base URL's path.
+fn joined(base: &reqwest::Url, path: &str) -> reqwest::Url {
+    let mut url = base.clone();
+    url.set_path(&format!("{}/{path}", base.path().trim_end_matches('/')));
+    url
+}
+
+/// The `Authorization` value for the configured kind and secret (none for kind `none`).
+fn authorization(auth: &HttpAuthConfig, secret: &str) -> Option<String> {
+    match auth.kind {
+        HttpAuthKind::None => None,
+        HttpAuthKind::Bearer => Some(format!("Bearer {secret}")),
+        HttpAuthKind::ApiKey => Some(format!("ApiKey {secret}")),
+        HttpAuthKind::Splunk => Some(format!("Splunk {secret}")),
+        HttpAuthKind::Basic => {
+            let pair = format!("{}:{secret}", auth.user);
+            let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+            Some(format!("Basic {encoded}"))
+        }
+    }
+}
+
+/// Every request's headers: the configured ones and the credential (both marked sensitive, so they are
+/// never printed), the content type and encoding.
+fn request_headers(c: &HttpSinkConfig, secret: Option<&str>) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    for (k, v) in &c.headers {
+        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| e.to_string())?;
+        let mut value = HeaderValue::from_str(v).map_err(|e| format!("header {k}: {e}"))?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    if let Some(v) = secret.and_then(|secret| authorization(&c.auth, secret)) {
+        let mut value =
+            HeaderValue::from_str(&v).map_err(|_| "the secret is not a valid header value")?;
+        value.set_sensitive(true);
+        headers.insert(AUTHORIZATION, value);
+    }
+    let content_type = match c.encoding {
+        HttpEncoding::SplunkHec => "application/json",
+        _ => "application/x-ndjson",
+    };
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if c.compression == Compression::Gzip {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    Ok(headers)
+}
+
+impl Hec {
+    /// The HEC settings: the envelope's fixed fields, the ack URL, and with acknowledgements a request
+    /// channel (added to `headers`).
+    fn new(
+        s: &SplunkConfig,
+        base: &reqwest::Url,
+        host: &HostInfo,
+        headers: &mut HeaderMap,
+    ) -> Self {
+        if s.indexer_acknowledgements {
+            let channel = HeaderValue::from_str(&channel_id()).expect("hex and dashes");
+            headers.insert(HeaderName::from_static("x-splunk-request-channel"), channel);
+        }
+        let mut prefix = Vec::new();
+        if let Some(h) = &host.host {
+            prefix.extend_from_slice(b",\"host\":");
+            serde_json::to_writer(&mut prefix, h).expect("to a Vec");
+        }
+        for (key, value) in [
+            ("source", &s.source),
+            ("sourcetype", &s.sourcetype),
+            ("index", &s.index),
+        ] {
+            if !value.is_empty() {
+                write!(prefix, ",\"{key}\":").expect("to a Vec");
+                serde_json::to_writer(&mut prefix, value).expect("to a Vec");
+            }
+        }
+        Hec {
+            config: s.clone(),
+            prefix_fields: prefix,
+            ack_url: joined(base, "services/collector/ack"),
+        }
+    }
+}
+
 impl HttpSink {
     /// Builds the client (TLS, timeouts, headers, credentials).
     pub fn new(
@@ -63,84 +149,14 @@ impl HttpSink {
             .build()
             .map_err(|e| setup(&e))?;
         let base = reqwest::Url::parse(&c.url).map_err(|e| setup(&e))?;
-        let join = |path: &str| -> Result<reqwest::Url, SinkBuildError> {
-            let mut url = base.clone();
-            let joined = format!("{}/{path}", base.path().trim_end_matches('/'));
-            url.set_path(&joined);
-            Ok(url)
-        };
         let url = match c.encoding {
             HttpEncoding::Ndjson => base.clone(),
-            HttpEncoding::SplunkHec => join("services/collector/event")?,
-            HttpEncoding::ElasticsearchBulk => join("_bulk")?,
+            HttpEncoding::SplunkHec => joined(&base, "services/collector/event"),
+            HttpEncoding::ElasticsearchBulk => joined(&base, "_bulk"),
         };
-        let mut headers = HeaderMap::new();
-        for (k, v) in &c.headers {
-            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| setup(&e))?;
-            let mut value = HeaderValue::from_str(v).map_err(|e| setup(&e))?;
-            value.set_sensitive(true);
-            headers.insert(name, value);
-        }
-        if let Some(secret) = &inputs.secret {
-            let value = match c.auth.kind {
-                HttpAuthKind::None => None,
-                HttpAuthKind::Bearer => Some(format!("Bearer {secret}")),
-                HttpAuthKind::ApiKey => Some(format!("ApiKey {secret}")),
-                HttpAuthKind::Splunk => Some(format!("Splunk {secret}")),
-                HttpAuthKind::Basic => Some(format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD
-                        .encode(format!("{}:{secret}", c.auth.user))
-                )),
-            };
-            if let Some(v) = value {
-                let mut value = HeaderValue::from_str(&v)
-                    .map_err(|_| setup(&"the secret is not a valid header value"))?;
-                value.set_sensitive(true);
-                headers.insert(AUTHORIZATION, value);
-            }
-        }
-        let content_type = match c.encoding {
-            HttpEncoding::SplunkHec => "application/json",
-            _ => "application/x-ndjson",
-        };
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-        if c.compression == Compression::Gzip {
-            headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        }
-        let splunk = match c.encoding {
-            HttpEncoding::SplunkHec => {
-                let s = &c.splunk;
-                if s.indexer_acknowledgements {
-                    let channel = channel_id();
-                    headers.insert(
-                        HeaderName::from_static("x-splunk-request-channel"),
-                        HeaderValue::from_str(&channel).map_err(|e| setup(&e))?,
-                    );
-                }
-                let mut prefix = Vec::new();
-                if let Some(h) = &host.host {
-                    prefix.extend_from_slice(b",\"host\":");
-                    serde_json::to_writer(&mut prefix, h).expect("to a Vec");
-                }
-                for (key, value) in [
-                    ("source", &s.source),
-                    ("sourcetype", &s.sourcetype),
-                    ("index", &s.index),
-                ] {
-                    if !value.is_empty() {
-                        write!(prefix, ",\"{key}\":").expect("to a Vec");
-                        serde_json::to_writer(&mut prefix, value).expect("to a Vec");
-                    }
-                }
-                Some(Hec {
-                    config: s.clone(),
-                    prefix_fields: prefix,
-                    ack_url: join("services/collector/ack")?,
-                })
-            }
-            _ => None,
-        };
+        let mut headers = request_headers(c, inputs.secret.as_deref()).map_err(|e| setup(&e))?;
+        let splunk = (c.encoding == HttpEncoding::SplunkHec)
+            .then(|| Hec::new(&c.splunk, &base, host, &mut headers));
         let action = match c.elasticsearch.action {
             BulkAction::Index => "index",
             BulkAction::Create => "create",

@@ -39,8 +39,7 @@ pub struct Encoded<'a> {
 impl Encoded<'_> {
     /// The framed bytes of document `i`.
     pub fn record(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.body[start..self.ends[i]]
+        framed(self.body, self.ends, i)
     }
 
     /// How many documents.
@@ -138,6 +137,13 @@ impl std::fmt::Display for FailureClass {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Record `i` of framed bytes `body` whose records end at `ends` (`body[ends[i - 1]..ends[i]]`, from 0
+/// for the first): the one place that slices a framed batch.
+pub fn framed<'a>(body: &'a [u8], ends: &[usize], i: usize) -> &'a [u8] {
+    let start = if i == 0 { 0 } else { ends[i - 1] };
+    &body[start..ends[i]]
 }
 
 /// A refusal: a bounded class and details for humans.
