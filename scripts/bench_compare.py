@@ -33,6 +33,10 @@ def parse(path):
 
 def main():
     ours, peer = parse(sys.argv[1]), parse(sys.argv[2])
+    if not peer:
+        # Nothing to compare is not agreement (the peer's program matched no line).
+        print("the peer produced no samples")
+        sys.exit(1)
     families = {name for name, _ in peer}
     mine = {k: v for k, v in ours.items() if k[0] in families}
     problems = []

@@ -189,19 +189,7 @@ fn intakes_that_age_out_or_overflow_are_counted_not_kept() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hestyna-obsd"))
-        .arg("--config")
-        .arg(&config)
-        .args(["replay", "--quiet", "--print-metrics"])
-        .arg(&events)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = replay(&config, &events);
     let m = parse_metrics(stdout.split_once("\n\n").unwrap().1);
     assert_eq!(m["hestyna_obsd_intake_evicted_total{reason=\"ttl\"}"], 5.0);
     assert_eq!(

@@ -3,8 +3,9 @@
 //! file; it is dead-lettered (`redaction_failed`) and counted, and the readable events around it are
 //! forwarded, redacted.
 
-use serde_json::Value;
-use std::process::Command;
+mod common;
+
+use common::*;
 
 const EMAIL: &str = "jane.doe@example.com";
 
@@ -39,33 +40,16 @@ fn an_unreadable_event_with_an_email_is_dead_lettered_not_forwarded() {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_hestyna-obsd"))
-        .arg("--config")
-        .arg(&config)
-        .args(["replay", "--quiet", "--print-metrics"])
-        .arg(&events)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = replay(&config, &events);
 
     let forwarded = std::fs::read_to_string(&siem).unwrap();
     assert!(
         !forwarded.contains(EMAIL),
         "an email reached the SIEM:\n{forwarded}"
     );
-    let ids: Vec<String> = forwarded
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["event"]["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
+    let ids: Vec<String> = read_jsonl(&siem)
+        .iter()
+        .map(|d| d["event"]["id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(
         ids,
@@ -73,11 +57,7 @@ fn an_unreadable_event_with_an_email_is_dead_lettered_not_forwarded() {
         "the readable events are forwarded, redacted"
     );
 
-    let dead: Vec<Value> = std::fs::read_to_string(&dlq)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let dead = read_jsonl(&dlq);
     let reasons: Vec<&str> = dead.iter().filter_map(|d| d["reason"].as_str()).collect();
     assert_eq!(reasons, ["redaction_failed"; 3], "{dead:#?}");
     assert!(

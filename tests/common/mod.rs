@@ -623,6 +623,24 @@ pub fn http_get_full(
 }
 
 /// Parses the Prometheus text format into `series -> value` (`name{labels as written}`).
+/// Runs `replay --quiet --print-metrics` of `events` with `config`; asserts it succeeds and returns what
+/// it printed (the summary, a blank line, then the exposition).
+pub fn replay(config: &Path, events: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_hestyna-obsd"))
+        .arg("--config")
+        .arg(config)
+        .args(["replay", "--quiet", "--print-metrics"])
+        .arg(events)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
