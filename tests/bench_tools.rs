@@ -11,16 +11,11 @@ fn the_bare_consumer_reads_every_record_and_reports_a_rate() {
     let topic = unique("bench");
     broker.create_topic(&topic, 2);
     broker.produce(&topic, &generated(31, 500, 0.0));
-    let out = Command::new(env!("CARGO_BIN_EXE_hestyna-obsd-bench"))
-        .args(["consume", "--brokers", &broker.addr, "--topic", &topic])
-        .args(["--count", "500", "--property", "fetch.wait.max.ms=10"])
-        .args(["--timeout-secs", "60"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_hestyna-obsd-bench"))
+            .args(["consume", "--brokers", &broker.addr, "--topic", &topic])
+            .args(["--count", "500", "--property", "fetch.wait.max.ms=10"])
+            .args(["--timeout-secs", "60"]),
     );
     let measured: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(measured["records"], 500);

@@ -11,25 +11,20 @@ fn replay_derives_what_the_file_holds() {
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("events.jsonl");
     let bin = env!("CARGO_BIN_EXE_hestyna-obsd");
-    let out = Command::new(bin)
-        .args([
-            "generate",
-            "--count",
-            "3000",
-            "--seed",
-            "5",
-            "--invalid-ratio",
-            "0.02",
-            "--quiet",
-            "--output",
-        ])
-        .arg(&events)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(bin)
+            .args([
+                "generate",
+                "--count",
+                "3000",
+                "--seed",
+                "5",
+                "--invalid-ratio",
+                "0.02",
+                "--quiet",
+                "--output",
+            ])
+            .arg(&events),
     );
 
     let config = dir.path().join("replay.toml");

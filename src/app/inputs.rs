@@ -21,6 +21,8 @@ pub struct Inputs {
     pub plan: Plan,
     /// The security of `/metrics` (the web configuration, or `http.basic_auth_users`).
     pub security: Security,
+    /// The users whose password is the public demo password (found only when serving: bcrypt work).
+    pub demo_users: Vec<String>,
     /// The compiled redaction rules.
     pub redactor: Redactor,
     /// The organization table, with its file's stamp for the watcher.
@@ -40,7 +42,10 @@ impl Inputs {
                 f.add(path, format!("{} (rule {:?})", e.message, e.name));
             }
         });
-        let security = security(config, serving, &mut f);
+        let (security, demo_users) = match security(config, serving, &mut f) {
+            Some((s, demo)) => (Some(s), demo),
+            None => (None, Vec::new()),
+        };
         let redactor = Redactor::new(&config.forward.redaction)
             .map_err(|e| f.add(redaction_path(&e), e.to_string()));
         let organizations = match &config.forward.organizations_file {
@@ -65,6 +70,7 @@ impl Inputs {
                 Ok(Inputs {
                     plan,
                     security,
+                    demo_users,
                     redactor,
                     organizations,
                     sinks,
@@ -75,8 +81,8 @@ impl Inputs {
     }
 }
 
-/// The security in force at start, and whether it may serve.
-fn security(config: &Config, serving: bool, f: &mut Faults) -> Option<Security> {
+/// The security in force at start, whether it may serve, and (when serving) its demo-password users.
+fn security(config: &Config, serving: bool, f: &mut Faults) -> Option<(Security, Vec<String>)> {
     let http = &config.http;
     let (security, key) = match &http.web_config_file {
         Some(path) => match Security::load(path) {
@@ -91,13 +97,22 @@ fn security(config: &Config, serving: bool, f: &mut Faults) -> Option<Security> 
             "http.basic_auth_users",
         ),
     };
-    if serving {
-        if let Some(reason) = crate::http::refusal(&security, http.listen, http.must_protect()) {
-            f.add(key, reason);
-            return None;
-        }
+    if !serving {
+        return Some((security, Vec::new()));
     }
-    Some(security)
+    let demo: Vec<String> = security
+        .auth
+        .demo_users()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    match crate::http::refusal(&security, &demo, http.listen, http.must_protect()) {
+        Some(reason) => {
+            f.add(key, reason);
+            None
+        }
+        None => Some((security, demo)),
+    }
 }
 
 /// The key a redaction fault is at.

@@ -180,7 +180,12 @@ pub async fn run_observed(
     let security: LiveSecurity = Arc::new(parking_lot::RwLock::new(Arc::new(inputs.security)));
     let served = servers.serve(&config, &core, security.clone());
     if options.banner {
-        print_banner(&config, &security.read(), &core.dead_letter);
+        print_banner(
+            &config,
+            &security.read(),
+            &inputs.demo_users,
+            &core.dead_letter,
+        );
     }
     tracing::info!(
         source = ?config.source.kind,
@@ -611,8 +616,12 @@ async fn wait_for_signal() -> &'static str {
     }
 }
 
-fn print_banner(config: &Config, security: &crate::http::Security, dead_letter: &Destination) {
-    let demo_users = security.auth.demo_users();
+fn print_banner(
+    config: &Config,
+    security: &crate::http::Security,
+    demo_users: &[String],
+    dead_letter: &Destination,
+) {
     let auth = security.auth.requires_credentials();
     let addr = config.http.listen;
     let host = if addr.ip().is_unspecified() {

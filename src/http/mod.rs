@@ -388,15 +388,21 @@ where
 }
 
 /// Why serving `security` on `listen` is refused, if it is: the one rule applied at start-up and to
-/// every reload. `must_protect` is the configuration's `http.must_protect()` (off loopback, and
-/// unauthenticated access not asked for). Bcrypt work: call it only where `/metrics` will be served.
-pub fn refusal(security: &Security, listen: SocketAddr, must_protect: bool) -> Option<String> {
+/// every reload. `demo` are its users whose password is the public demo password
+/// (`security.auth.demo_users()`: bcrypt work, so only where `/metrics` will be served).
+/// `must_protect` is the configuration's `http.must_protect()` (off loopback, and unauthenticated
+/// access not asked for).
+pub fn refusal(
+    security: &Security,
+    demo: &[String],
+    listen: SocketAddr,
+    must_protect: bool,
+) -> Option<String> {
     if must_protect && !security.is_protected() {
         return Some(format!(
             "/metrics on the non-loopback address {listen} would be open to anyone: set users, tokens, allowed networks or client certificates (or set http.allow_unauthenticated = true)"
         ));
     }
-    let demo = security.auth.demo_users();
     if !demo.is_empty() && !listen.ip().is_loopback() {
         return Some(format!(
             "the public demo password is configured for {demo:?} while /metrics listens on {listen}, which is not loopback: set real credentials"
@@ -437,10 +443,15 @@ pub async fn watch_security(
         }
         seen = now;
         let loaded = Security::load(&path).map_err(|e| e.to_string());
-        let refused = loaded
-            .as_ref()
-            .ok()
-            .and_then(|new| refusal(new, listen, must_protect));
+        let refused = loaded.as_ref().ok().and_then(|new| {
+            let demo: Vec<String> = new
+                .auth
+                .demo_users()
+                .into_iter()
+                .map(String::from)
+                .collect();
+            refusal(new, &demo, listen, must_protect)
+        });
         match loaded {
             Ok(_) if refused.is_some() => {
                 metrics

@@ -623,20 +623,26 @@ pub fn http_get_full(
 }
 
 /// Parses the Prometheus text format into `series -> value` (`name{labels as written}`).
-/// Runs `replay --quiet --print-metrics` of `events` with `config`; asserts it succeeds and returns what
-/// it printed (the summary, a blank line, then the exposition).
-pub fn replay(config: &Path, events: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_hestyna-obsd"))
-        .arg("--config")
-        .arg(config)
-        .args(["replay", "--quiet", "--print-metrics"])
-        .arg(events)
-        .output()
-        .unwrap();
+/// Runs a command to its end and asserts it succeeded (its stderr in the message); what it printed.
+pub fn run_ok(command: &mut Command) -> std::process::Output {
+    let out = command.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `replay --quiet --print-metrics` of `events` with `config`; asserts it succeeds and returns what
+/// it printed (the summary, a blank line, then the exposition).
+pub fn replay(config: &Path, events: &Path) -> String {
+    let out = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_hestyna-obsd"))
+            .arg("--config")
+            .arg(config)
+            .args(["replay", "--quiet", "--print-metrics"])
+            .arg(events),
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
