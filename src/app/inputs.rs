@@ -100,12 +100,7 @@ fn security(config: &Config, serving: bool, f: &mut Faults) -> Option<(Security,
     if !serving {
         return Some((security, Vec::new()));
     }
-    let demo: Vec<String> = security
-        .auth
-        .demo_users()
-        .into_iter()
-        .map(String::from)
-        .collect();
+    let demo = security.auth.demo_users();
     match crate::http::refusal(&security, &demo, http.listen, http.must_protect()) {
         Some(reason) => {
             f.add(key, reason);

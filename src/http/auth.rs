@@ -129,11 +129,11 @@ impl Authenticator {
     }
 
     /// The users whose password is the public demo password.
-    pub fn demo_users(&self) -> Vec<&str> {
+    pub fn demo_users(&self) -> Vec<String> {
         self.users
             .iter()
             .filter(|(_, hash)| bcrypt::verify(DEMO_PASSWORD, hash).unwrap_or(false))
-            .map(|(user, _)| user.as_str())
+            .map(|(user, _)| user.clone())
             .collect()
     }
 

@@ -443,15 +443,8 @@ pub async fn watch_security(
         }
         seen = now;
         let loaded = Security::load(&path).map_err(|e| e.to_string());
-        let refused = loaded.as_ref().ok().and_then(|new| {
-            let demo: Vec<String> = new
-                .auth
-                .demo_users()
-                .into_iter()
-                .map(String::from)
-                .collect();
-            refusal(new, &demo, listen, must_protect)
-        });
+        let refused = (loaded.as_ref().ok())
+            .and_then(|new| refusal(new, &new.auth.demo_users(), listen, must_protect));
         match loaded {
             Ok(_) if refused.is_some() => {
                 metrics
