@@ -68,13 +68,20 @@ pub enum RedactionMode {
 pub struct RedactionConfig {
     /// `mask` or `hmac`.
     pub mode: RedactionMode,
-    /// Built-in patterns to apply: `email`, `bearer_token`, `api_key`, `jwt`, `credit_card`.
+    /// Built-in patterns to apply: `email`, `bearer_token`, `basic_auth`, `api_key`,
+    /// `secret_assignment`, `jwt`, `credit_card` (all but `credit_card` by default; a list given here
+    /// replaces the default one).
     pub builtin_patterns: Vec<String>,
     /// More regular expressions (Rust `regex` syntax): every match inside a string value is replaced.
     pub patterns: Vec<String>,
     /// Field paths, dot-separated, into the record (`hestyna.prompt`, `hestyna.user.email`): the whole
     /// value is replaced, whatever its type.
     pub fields: Vec<String>,
+    /// Key names that say their value is a secret: wherever a key, at any depth, holds one as a word
+    /// (case-insensitive; words split at punctuation and camelCase, so `api_key` matches `X-Api-Key`,
+    /// `apiKey` and `APIKEY`, and `token` matches `access_token` but not `tokens_prompt`), its whole value
+    /// is replaced. A list given here replaces the default one; `[]` turns the rule off.
+    pub secret_keys: Vec<String>,
     /// The HMAC key (mode `hmac`). Never logged.
     pub hmac_key: Option<SecretConfig>,
 }
@@ -83,11 +90,19 @@ impl Default for RedactionConfig {
     fn default() -> Self {
         RedactionConfig {
             mode: RedactionMode::Mask,
-            builtin_patterns: ["email", "bearer_token", "api_key", "jwt"]
-                .map(String::from)
-                .to_vec(),
+            builtin_patterns: [
+                "email",
+                "bearer_token",
+                "basic_auth",
+                "api_key",
+                "secret_assignment",
+                "jwt",
+            ]
+            .map(String::from)
+            .to_vec(),
             patterns: Vec::new(),
             fields: Vec::new(),
+            secret_keys: DEFAULT_SECRET_KEYS.map(String::from).to_vec(),
             hmac_key: None,
         }
     }
@@ -493,10 +508,33 @@ pub const BUILTIN_PATTERNS: &[(&str, &str)] = &[
         r"\b(?:sk|pk|rk)[-_](?:live[-_]|test[-_]|proj[-_])?[A-Za-z0-9_\-]{16,}|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{36,}\b|\bxox[abpr]-[A-Za-z0-9\-]{10,}|(?i)\b(?:api[_-]?key|apikey|secret|password)\b\s*[:=]\s*[^\s,;]{6,}",
     ),
     (
+        "basic_auth",
+        // HTTP Basic credentials: base64 of at least 6 bytes, so "basic authentication" is left alone.
+        r"\b(?i:basic)\s+(?:[A-Za-z0-9+/]{4}){2,}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|\b)",
+    ),
+    (
+        "secret_assignment",
+        // A secret-named key given a value inside text: `"password":"hunter2"`, `token=abc`, `secret: x`.
+        r#"(?i)\b(?:password|passwd|secret|token|api[_-]?key|apikey|private[_-]?key|authorization|cookie)\b["']?\s*[:=]\s*(?:"[^"]*"|'[^']*'|[^\s,;&"'}]+)"#,
+    ),
+    (
         "jwt",
         r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}",
     ),
     ("credit_card", r"\b(?:\d[ \-]?){12,18}\d\b"),
+];
+
+/// The default `secret_keys`: key names whose value is redacted whole.
+pub const DEFAULT_SECRET_KEYS: [&str; 9] = [
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "cookie",
+    "private_key",
 ];
 
 /// The placeholders a `trace_url_template` may use.
@@ -576,6 +614,14 @@ impl RedactionConfig {
         for (i, pattern) in self.patterns.iter().enumerate() {
             if let Err(e) = regex_syntax::parse(pattern) {
                 f.add(format!("forward.redaction.patterns.{i}"), e.to_string());
+            }
+        }
+        for (i, key) in self.secret_keys.iter().enumerate() {
+            if !key.bytes().any(|b| b.is_ascii_alphanumeric()) {
+                f.add(
+                    format!("forward.redaction.secret_keys.{i}"),
+                    "must hold at least one ASCII letter or digit (keys are matched word by word)",
+                );
             }
         }
         for (i, field) in self.fields.iter().enumerate() {

@@ -10,6 +10,7 @@ mod fast;
 
 use super::event::*;
 use super::{Invalid, InvalidReason};
+use crate::shared::json::JsonError;
 use chrono::{DateTime, Utc};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -153,17 +154,31 @@ pub(super) fn parse<'a>(payload: &'a [u8], raw: &mut RawEvent<'a>) -> Result<(),
     // Validating the UTF-8 of the whole payload at once (word at a time over ASCII) and parsing it as
     // text is faster than serde_json checking string by string; bytes that are not UTF-8 go the byte
     // way, for the same error.
-    let parsed = match std::str::from_utf8(payload) {
-        Ok(text) => {
-            if fast::read(text, raw).is_some() {
-                return Ok(());
-            }
-            // The fast reader may have filled some fields before giving up.
-            *raw = RawEvent::default();
-            serde_json::from_str::<RawEvent<'_>>(text)
+    if let Ok(text) = std::str::from_utf8(payload) {
+        if fast::read(text, raw).is_some() {
+            return Ok(());
         }
-        Err(_) => serde_json::from_slice::<RawEvent<'_>>(payload),
-    };
+        // The fast reader may have filled some fields before giving up.
+        *raw = RawEvent::default();
+    }
+    // The one rule of what JSON is, which the redactor reads by too (`shared::json`): a document it
+    // refuses is refused here, so nothing decoded can be unreadable to the redactor.
+    match crate::shared::json::parse_event(payload) {
+        Ok(_) => {}
+        Err(JsonError::DuplicateKey(key)) => {
+            return Err(Invalid {
+                reason: InvalidReason::DuplicateField,
+                detail: Cow::Owned(format!("the key {key:?} is given twice")),
+            })
+        }
+        Err(JsonError::Unreadable(why)) => {
+            return Err(Invalid {
+                reason: InvalidReason::NotJson,
+                detail: Cow::Owned(why),
+            })
+        }
+    }
+    let parsed = serde_json::from_slice::<RawEvent<'_>>(payload);
     parsed.map(|parsed| *raw = parsed).map_err(|err| {
         use serde_json::error::Category;
         match err.classify() {

@@ -21,6 +21,7 @@
 
 use super::organizations::OrganizationTable;
 use crate::decode::{Body, Event, Invalid};
+use crate::shared::json::JsonError;
 use crate::shared::json::{hex, write_timestamp};
 use crate::source::{Origin, Record};
 use chrono::{DateTime, Utc};
@@ -84,15 +85,17 @@ impl Document {
     }
 }
 
-/// The original event as compact JSON on one line: the bytes as they are, unless they hold a line break
-/// (pretty-printed by the producer), which JSON lines cannot carry: then parsed and written compact.
-pub fn original_json(payload: &[u8]) -> Result<Box<RawValue>, serde_json::Error> {
+/// The original event as compact JSON on one line, if it is JSON by the daemon's one rule
+/// (`shared::json::parse`, which the redactor reads by): the bytes as they are, unless they hold a line
+/// break (pretty-printed by the producer), which JSON lines cannot carry: then written compact.
+pub fn original_json(payload: &[u8]) -> Result<Box<RawValue>, JsonError> {
+    let value = crate::shared::json::parse_event(payload)?;
     if payload.iter().any(|b| *b == b'\n' || *b == b'\r') {
-        let value: serde_json::Value = serde_json::from_slice(payload)?;
-        return serde_json::value::to_raw_value(&value);
+        return serde_json::value::to_raw_value(&value)
+            .map_err(|e| JsonError::Unreadable(e.to_string()));
     }
-    let text = std::str::from_utf8(payload).map_err(serde::de::Error::custom)?;
-    RawValue::from_string(text.trim().to_owned())
+    let text = std::str::from_utf8(payload).map_err(|e| JsonError::Unreadable(e.to_string()))?;
+    RawValue::from_string(text.trim().to_owned()).map_err(|e| JsonError::Unreadable(e.to_string()))
 }
 
 /// Appends `s` as a JSON string.
@@ -470,8 +473,9 @@ impl Enricher {
     }
 }
 
-/// The payload itself, trimmed, when it can be embedded as it is: on one line, and valid JSON (known
-/// when it `decoded`, else checked here).
+/// The payload itself, trimmed, when it can be embedded as it is: on one line, and JSON by the one rule
+/// (known when it `decoded`, else checked here: what the rule refuses is forwarded as a string, which
+/// the redactor can read).
 fn embeddable(payload: &[u8], decoded: bool) -> Option<&[u8]> {
     if memchr::memchr2(b'\n', b'\r', payload).is_some() {
         return None;
@@ -481,7 +485,7 @@ fn embeddable(payload: &[u8], decoded: bool) -> Option<&[u8]> {
         return Some(payload.trim_ascii());
     }
     let text = std::str::from_utf8(payload).ok()?.trim();
-    serde_json::from_str::<&RawValue>(text).ok()?;
+    crate::shared::json::parse_event(text.as_bytes()).ok()?;
     Some(text.as_bytes())
 }
 
