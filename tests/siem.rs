@@ -191,6 +191,94 @@ batch = {{ max_events = 100, timeout_ms = 50 }}
 }
 
 #[test]
+fn a_redirect_is_not_followed_and_credentials_stay_out_of_the_log() {
+    let (broker, topic, dlq) = broker_with_topics(1);
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let elsewhere = format!("{}/elsewhere?access_token=leaked-123", receiver.url());
+    receiver.set_mode(Mode::Redirect(elsewhere));
+    let url = receiver
+        .url()
+        .replace("http://", "http://siem-user:url-secret-456@");
+    let forward = format!(
+        r#"
+[forward.sinks.siem]
+kind = "http"
+url = "{url}/ingest?token=query-secret-789"
+headers = {{ "Proxy-Authorization" = "Basic cHJveHk6c2VjcmV0", "X-Auth-Token" = "header-secret-012" }}
+batch = {{ max_events = 100, timeout_ms = 50 }}
+retry = {{ initial_backoff_ms = 50, max_backoff_ms = 200 }}
+"#
+    );
+    let mut daemon = start_forwarding(&broker, &topic, &dlq, dir.path(), &forward);
+    let events = generated(21, 40, 0.0);
+    broker.produce(&topic, &events);
+    wait_for("retries on the redirect", Duration::from_secs(30), || {
+        let m = daemon.scrape();
+        (sum(
+            &m,
+            "hestyna_obsd_sink_retries_total",
+            &["class=\"http_3xx\""],
+        ) >= 2.0)
+            .then_some(())
+    });
+    assert_eq!(
+        sum(&daemon.scrape(), "hestyna_obsd_sink_up", &["sink=\"siem\""]),
+        0.0
+    );
+    let requests = receiver.requests();
+    assert!(
+        requests.iter().all(|r| r.path == "/ingest"),
+        "never followed: {:?}",
+        requests.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    assert!(receiver.accepted().is_empty());
+    // Back to a server that accepts: everything arrives, nothing was dropped while it redirected.
+    receiver.set_mode(Mode::Accept);
+    wait_for("every record", Duration::from_secs(30), || {
+        (receiver.accepted().len() >= events.len()).then_some(())
+    });
+    daemon.stop();
+    let log = daemon.log();
+    assert!(log.contains("redirects are not followed"), "{log}");
+    assert!(log.contains("access_token=***"), "{log}");
+    for secret in [
+        "leaked-123",
+        "url-secret-456",
+        "query-secret-789",
+        "cHJveHk6c2VjcmV0",
+        "header-secret-012",
+    ] {
+        assert!(!log.contains(secret), "{secret} printed: {log}");
+    }
+    // check-config masks the same.
+    let config = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "toml"))
+        .unwrap();
+    let out = run_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_hestyna-obsd"))
+            .arg("--config")
+            .arg(&config)
+            .arg("check-config"),
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("siem"), "{shown}");
+    for secret in [
+        "url-secret-456",
+        "query-secret-789",
+        "cHJveHk6c2VjcmV0",
+        "header-secret-012",
+    ] {
+        assert!(
+            !shown.contains(secret),
+            "{secret} printed by check-config: {shown}"
+        );
+    }
+}
+
+#[test]
 fn splunk_hec_gets_exact_envelopes_and_waits_for_indexer_acknowledgements() {
     let (broker, topic, dlq) = broker_with_topics(2);
     let dir = tempfile::tempdir().unwrap();

@@ -160,7 +160,7 @@ impl SinkConfig {
                     HttpEncoding::SplunkHec => "Splunk HEC",
                     HttpEncoding::ElasticsearchBulk => "Elasticsearch bulk",
                 };
-                format!("{} ({encoding})", c.url)
+                format!("{} ({encoding})", crate::shared::mask_url(&c.url))
             }
             SinkConfig::Syslog(c) => format!(
                 "syslog {}{}",
@@ -737,7 +737,7 @@ impl HttpSinkConfig {
             ),
             Err(e) => f.add(
                 format!("{at}.url"),
-                format!("{:?} is not a URL: {e}", self.url),
+                format!("{:?} is not a URL: {e}", crate::shared::mask_url(&self.url)),
             ),
         }
         self.auth.check(at, self.encoding, f);

@@ -553,9 +553,10 @@ pub fn masked(config: &Config) -> Config {
     let mut out = config.clone();
     let secretish = |key: &str| {
         let k = key.to_ascii_lowercase();
-        ["password", "secret", "token", "jaas", "private", ".key"]
-            .iter()
-            .any(|s| k.contains(s))
+        crate::shared::names_a_secret(key)
+            || ["password", "secret", "token", "jaas", "private", ".key"]
+                .iter()
+                .any(|s| k.contains(s))
             || k.ends_with("key")
     };
     for map in [
@@ -582,8 +583,9 @@ pub fn masked(config: &Config) -> Config {
         match sink {
             SinkConfig::Http(http) => {
                 mask_secret(&mut http.auth.secret);
+                http.url = crate::shared::mask_url(&http.url);
                 for (k, v) in http.headers.iter_mut() {
-                    if secretish(k) || k.eq_ignore_ascii_case("authorization") {
+                    if secretish(k) {
                         *v = "***".into();
                     }
                 }

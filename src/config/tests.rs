@@ -313,3 +313,50 @@ fn a_user_can_come_from_the_environment() {
         Some(hash)
     );
 }
+
+#[test]
+fn a_numeric_secret_from_the_environment_is_not_echoed_in_its_type_error() {
+    let found = from_parts(
+        DEMO_CONFIG,
+        "test",
+        env(&[
+            (
+                "HESTYNA_OBSD__FORWARD__REDACTION__HMAC_KEY__VALUE",
+                "918273645",
+            ),
+            ("HESTYNA_OBSD__SOURCE__BATCH_MAX_RECORDS", "many"),
+        ]),
+    )
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(
+        found.contains("forward.redaction.hmac_key.value"),
+        "{found}"
+    );
+    assert!(!found.contains("918273645"), "{found}");
+    // Values under keys that are not secrets are still quoted, to say what was wrong.
+    assert!(
+        found.contains("\"many\"") || found.contains("`many`"),
+        "{found}"
+    );
+}
+
+#[test]
+fn sink_urls_and_auth_headers_are_masked_for_printing() {
+    let toml = format!(
+        "{DEMO_CONFIG}\n[forward.sinks.secure]\nkind = \"http\"\nurl = \"https://u:pw-1@siem.example/in?token=tk-2&index=main\"\nheaders = {{ \"Proxy-Authorization\" = \"Basic px-3\", \"X-Hestyna-Auth\" = \"xa-4\", \"X-Splunk-Request-Channel\" = \"ch\" }}\n"
+    );
+    let config = from_parts(&toml, "test", HashMap::new()).unwrap();
+    let shown = format!("{:?}", masked(&config));
+    for secret in ["pw-1", "tk-2", "px-3", "xa-4"] {
+        assert!(!shown.contains(secret), "{secret}: {shown}");
+    }
+    assert!(shown.contains("https://***@siem.example/in?token=***&index=main"));
+    assert!(shown.contains("\"ch\""), "a plain header is shown");
+    let described = config.forward.sinks["secure"].describe();
+    assert!(
+        !described.contains("pw-1") && !described.contains("tk-2"),
+        "{described}"
+    );
+}

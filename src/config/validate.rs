@@ -96,11 +96,16 @@ fn issue_from(err: &serde_path_to_error::Error<serde_json::Error>) -> (Vec<Strin
             );
         }
     }
-    let message = message
+    let mut message = message
         .split(" at line ")
         .next()
         .unwrap_or(&message)
         .to_owned();
+    // serde quotes the value it refused (`invalid type: integer \`12345\``): under a secret's key
+    // (`...secret.value`, `sasl.password`), the value is not shown.
+    if segs.iter().any(|s| crate::shared::names_a_secret(s)) {
+        message = hide_quoted(&message);
+    }
     (
         segs.clone(),
         Issue {
@@ -112,6 +117,29 @@ fn issue_from(err: &serde_path_to_error::Error<serde_json::Error>) -> (Vec<Strin
             message,
         },
     )
+}
+
+/// `message` with every `` `...` `` and `"..."` span replaced by `***`.
+fn hide_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find(['`', '"']) {
+        let quote = rest[open..].chars().next().expect("found");
+        out.push_str(&rest[..=open]);
+        match rest[open + 1..].find(quote) {
+            Some(close) => {
+                out.push_str("***");
+                out.push(quote);
+                rest = &rest[open + 1 + close + 1..];
+            }
+            None => {
+                out.push_str("***");
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Deserializes, collecting every fault, then checks what spans keys.

@@ -2,7 +2,7 @@
 //!
 //! Three kinds of rule: regular expressions, whose every match inside any string (object keys included)
 //! is replaced; field paths, whose whole value is replaced; and secret key names (`password`, `token`,
-//! ...), whose value is replaced whole wherever a key holds the name as a word ([`key_words`]). The replacement is `[REDACTED]`, or (mode `hmac`)
+//! ...), whose value is replaced whole wherever a key holds the name as a word ([`crate::shared::key_words`]). The replacement is `[REDACTED]`, or (mode `hmac`)
 //! `hmac-sha256:` and the hex HMAC-SHA256 of the replaced text under a secret key, so equal values stay
 //! equal for correlation while the value itself cannot be recovered or guessed without the key.
 //!
@@ -16,6 +16,7 @@
 use super::enrich::Document;
 use crate::config::{RedactionConfig, RedactionMode, BUILTIN_PATTERNS};
 use crate::shared::json::hex;
+use crate::shared::key_words;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 
@@ -89,38 +90,6 @@ impl SecretKey {
     fn matches(&self, key: &[String]) -> bool {
         key.windows(self.words.len()).any(|w| w == self.words) || key.contains(&self.joined)
     }
-}
-
-/// The lowercase words of a key: split at anything not an ASCII letter or digit, at a lowercase letter
-/// or digit followed by an uppercase one (`apiKey`), before the last capital of a run followed by a
-/// lowercase letter (`APIKey`: `api`, `key`), and between letters and digits.
-pub fn key_words(key: &str) -> Vec<String> {
-    let chars: Vec<char> = key.chars().collect();
-    let mut words = Vec::new();
-    let mut word = String::new();
-    for (i, &c) in chars.iter().enumerate() {
-        if !c.is_ascii_alphanumeric() {
-            if !word.is_empty() {
-                words.push(std::mem::take(&mut word));
-            }
-            continue;
-        }
-        if let Some(&prev) = i.checked_sub(1).map(|p| &chars[p]) {
-            let next_lower = chars.get(i + 1).is_some_and(char::is_ascii_lowercase);
-            let boundary = prev.is_ascii_alphanumeric()
-                && ((!prev.is_ascii_uppercase() && c.is_ascii_uppercase())
-                    || (prev.is_ascii_uppercase() && c.is_ascii_uppercase() && next_lower)
-                    || prev.is_ascii_digit() != c.is_ascii_digit());
-            if boundary && !word.is_empty() {
-                words.push(std::mem::take(&mut word));
-            }
-        }
-        word.push(c.to_ascii_lowercase());
-    }
-    if !word.is_empty() {
-        words.push(word);
-    }
-    words
 }
 
 impl std::fmt::Debug for Redactor {
@@ -254,7 +223,7 @@ impl Redactor {
             || self.may_hold_secret_key(json)
     }
 
-    /// Whether a word of the bytes (split as [`key_words`] splits, within the run of letters and digits
+    /// Whether a word of the bytes (split as [`crate::shared::key_words`] splits, within the run of letters and digits
     /// around a prefilter hit) is the first word or the joined words of a secret key name.
     fn may_hold_secret_key(&self, json: &[u8]) -> bool {
         let Some(prefilter) = &self.secret_prefilter else {

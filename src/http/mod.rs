@@ -2,14 +2,17 @@
 //! listener's [`Security`]; `/livez` and `/readyz`, open and revealing nothing (also on an optional
 //! separate plain listener, for probes when the main one needs client certificates).
 //!
-//! Each connection: a connection cap, then TLS (with a handshake deadline), then HTTP/1.1 with a header
-//! deadline and a header size limit. Each request is then admitted: the peer's address against the
-//! allowlist (with `X-Forwarded-For` believed only from trusted proxies, so this runs per request,
-//! after TLS and header parsing), throttled addresses get 429, then credentials (401 with
-//! `WWW-Authenticate`), then the answer, limited to the principal's organizations. Failures are counted
-//! by reason and never log secrets.
+//! Each connection, at accept and before any TLS or HTTP work: a peer outside `allowed_networks` ∪
+//! `trusted_proxies` is closed, then a cap per client address (IPv6 by /64) and one in total. Then TLS
+//! (with a handshake deadline), then HTTP/1.1 with a header deadline, a header size limit, a deadline on
+//! every write (a reader that stops reading is cut off) and a lifetime (then closed gracefully). Each
+//! request is then admitted: the client's address against the allowlist (with every `X-Forwarded-For`
+//! line believed only from trusted proxies, so this runs per request too), then credentials (401 with
+//! `WWW-Authenticate`; 429 for a throttled client, see `auth`), then the answer, limited to the
+//! principal's organizations. Refusals are counted by reason and never log secrets.
 
 mod auth;
+mod conn;
 pub mod security;
 
 pub use auth::{Access, AuthFailure, FailureLimiter, DEMO_PASSWORD};
@@ -36,6 +39,12 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 const MAX_CONNECTIONS: usize = 512;
+/// Connections one client address (IPv6: one /64) may hold open.
+const MAX_CONNECTIONS_PER_ADDRESS: usize = 32;
+/// How long a write may wait for the reader before the connection is cut.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection lives before it is closed gracefully (after the request in progress).
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 /// Failed attempts an address may make per minute before 429.
 const MAX_FAILURES: u32 = 10;
 
@@ -55,6 +64,8 @@ pub struct HttpState {
     pub security: LiveSecurity,
     /// The throttle on failed attempts.
     pub limiter: Arc<FailureLimiter>,
+    /// The bcrypt verifications that may run at once.
+    pub bcrypt: Arc<tokio::sync::Semaphore>,
 }
 
 impl HttpState {
@@ -71,6 +82,7 @@ impl HttpState {
             health,
             security,
             limiter: Arc::new(FailureLimiter::new(MAX_FAILURES, Duration::from_secs(60))),
+            bcrypt: Arc::new(tokio::sync::Semaphore::new(auth::bcrypt_permits())),
         }
     }
 }
@@ -120,10 +132,22 @@ pub async fn serve(listener: tokio::net::TcpListener, state: HttpState, shutdown
     accept_loop(listener, router(state.clone()), Some(state), shutdown).await
 }
 
-/// Serves `/livez` and `/readyz` alone, plain HTTP, until shutdown.
+/// Serves `/livez` and `/readyz` alone, plain HTTP, until shutdown (the connection caps apply).
 pub async fn serve_health(listener: tokio::net::TcpListener, state: HttpState, shutdown: Shutdown) {
-    accept_loop(listener, health_routes().with_state(state), None, shutdown).await
+    let metrics = state.metrics.clone();
+    accept_loop_with(
+        listener,
+        health_routes().with_state(state),
+        None,
+        metrics,
+        shutdown,
+    )
+    .await
 }
+
+/// Why a connection was closed at accept: the label values of
+/// `hestyna_obsd_http_connections_refused_total`.
+pub const CONNECTION_REFUSALS: [&str; 3] = ["forbidden_network", "address_limit", "total_limit"];
 
 async fn accept_loop(
     listener: tokio::net::TcpListener,
@@ -131,7 +155,33 @@ async fn accept_loop(
     secured: Option<HttpState>,
     shutdown: Shutdown,
 ) {
+    let metrics = secured
+        .as_ref()
+        .map(|s| s.metrics.clone())
+        .expect("the main listener has its state");
+    accept_loop_with(listener, app, secured, metrics, shutdown).await
+}
+
+async fn accept_loop_with(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    secured: Option<HttpState>,
+    metrics: Arc<SelfMetrics>,
+    shutdown: Shutdown,
+) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_address = conn::AddressSlots::new(MAX_CONNECTIONS_PER_ADDRESS);
+    for reason in CONNECTION_REFUSALS {
+        metrics
+            .http_connections_refused
+            .with_label_values(&[reason]);
+    }
+    let refuse = |reason: &str| {
+        metrics
+            .http_connections_refused
+            .with_label_values(&[reason])
+            .inc();
+    };
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -144,15 +194,26 @@ async fn accept_loop(
             },
             _ = shutdown.wait() => return,
         };
+        // Refused by closing, before TLS or HTTP costs anything; never queued without bound.
+        if let Some(s) = &secured {
+            if !s.security.read().accepts_peer(peer.ip()) {
+                refuse("forbidden_network");
+                continue;
+            }
+        }
+        let Some(address_slot) = per_address.try_take(peer.ip()) else {
+            refuse("address_limit");
+            continue;
+        };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            // Full: refuse by closing rather than queueing without bound.
-            drop(stream);
+            refuse("total_limit");
             continue;
         };
         let (app, secured, shutdown) = (app.clone(), secured.clone(), shutdown.clone());
         tokio::spawn(async move {
-            let _slot = slot;
+            let _slots = (slot, address_slot);
             let _ = stream.set_nodelay(true);
+            let stream = conn::WriteDeadline::new(stream, WRITE_TIMEOUT);
             let tls = secured.as_ref().and_then(|s| s.security.read().tls.clone());
             match tls {
                 None => connection(TokioIo::new(stream), peer, app, shutdown).await,
@@ -208,12 +269,12 @@ where
         .serve_connection(io, service);
     tokio::pin!(conn);
     tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = shutdown.wait() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
-        }
+        _ = conn.as_mut() => return,
+        _ = shutdown.wait() => {}
+        _ = tokio::time::sleep(MAX_CONNECTION_AGE) => {}
     }
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
 }
 
 /// Refuses request bodies (nothing here takes one) and adds the configured response headers.
@@ -254,8 +315,15 @@ async fn admit(
     headers: &HeaderMap,
 ) -> Result<Access, Response> {
     let security = state.security.read().clone();
-    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-    let client: IpAddr = security.client_ip(peer.ip(), forwarded);
+    // Every line, in order: a proxy may add a line rather than append to the last one. A line that is
+    // not text ends what can be believed, as a malformed hop does.
+    let lines: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map_while(|v| v.to_str().ok())
+        .collect();
+    let forwarded = (!lines.is_empty()).then(|| lines.join(","));
+    let client: IpAddr = security.client_ip(peer.ip(), forwarded.as_deref());
     let refuse = |reason: AuthFailure| {
         state
             .metrics
@@ -267,24 +335,29 @@ async fn admit(
         refuse(AuthFailure::ForbiddenNetwork);
         return Err((StatusCode::FORBIDDEN, "forbidden\n").into_response());
     }
-    if let Some(wait) = state.limiter.blocked(client) {
-        refuse(AuthFailure::RateLimited);
-        return Err((
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, wait.to_string())],
-            "too many failed attempts\n",
-        )
-            .into_response());
-    }
     match security
         .auth
-        .authenticate(headers.get(header::AUTHORIZATION))
+        .authenticate(
+            headers.get(header::AUTHORIZATION),
+            &state.limiter,
+            client,
+            &state.bcrypt,
+        )
         .await
     {
         Ok(access) => Ok(access),
+        Err(AuthFailure::RateLimited) => {
+            refuse(AuthFailure::RateLimited);
+            let wait = state.limiter.blocked(client).unwrap_or(1);
+            Err((
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, wait.to_string())],
+                "too many failed attempts\n",
+            )
+                .into_response())
+        }
         Err(reason) => {
             refuse(reason);
-            state.limiter.failed(client);
             let challenge = if security.auth.accepts_tokens() {
                 "Basic realm=\"hestyna-obsd\", charset=\"UTF-8\", Bearer realm=\"hestyna-obsd\""
             } else {

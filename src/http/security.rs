@@ -175,9 +175,11 @@ impl Security {
         if !problems.is_empty() {
             return Err(invalid(problems.join("; ")));
         }
+        // `["*"]`: unscoped (every series and the self metrics), as with no `organizations` at all.
         let scopes: BTreeMap<String, BTreeSet<String>> = file
             .organizations
             .into_iter()
+            .filter(|(_, v)| v.iter().all(|o| o != ALL_ORGANIZATIONS))
             .map(|(k, v)| (k, v.into_iter().collect()))
             .collect();
         Ok(Security {
@@ -191,9 +193,18 @@ impl Security {
         })
     }
 
+    /// Whether a connection from `peer` may be served at all: with `allowed_networks` set, only peers
+    /// in them or in `trusted_proxies` (whose clients are checked per request). Checked at accept.
+    pub fn accepts_peer(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.network_allows(peer) || self.trusted_proxies.iter().any(|n| n.contains(&peer))
+    }
+
     /// The client's address: the peer's, or, when the peer is a trusted proxy, the right-most address of
-    /// `X-Forwarded-For` that is not itself a trusted proxy.
+    /// `X-Forwarded-For` (all its lines joined by commas, in order) that is not itself a trusted proxy.
+    /// IPv4-mapped IPv6 addresses are taken as the IPv4 addresses they are.
     pub fn client_ip(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+        let peer = peer.to_canonical();
         let trusted = |ip: &IpAddr| self.trusted_proxies.iter().any(|n| n.contains(ip));
         if !trusted(&peer) {
             return peer;
@@ -205,7 +216,7 @@ impl Security {
         for hop in chain.rsplit(',') {
             match hop.trim().parse::<IpAddr>() {
                 Ok(ip) => {
-                    client = ip;
+                    client = ip.to_canonical();
                     if !trusted(&ip) {
                         break;
                     }
@@ -219,6 +230,7 @@ impl Security {
 
     /// Whether the client may connect at all.
     pub fn network_allows(&self, client: IpAddr) -> bool {
+        let client = client.to_canonical();
         self.allowed_networks.is_empty()
             || self.allowed_networks.iter().any(|n| n.contains(&client))
     }
@@ -278,8 +290,10 @@ fn build_tls(
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = match t.client_auth_type {
-                ClientAuthType::RequireAndVerifyClientCert => verifier.build(),
-                // A certificate, if given, must verify: RustLS verifies whatever it is offered.
+                // Both require a certificate (as in the exporter-toolkit); here it must also chain to
+                // client_ca_file, whatever the type: RustLS verifies whatever it is offered.
+                ClientAuthType::RequireAndVerifyClientCert
+                | ClientAuthType::RequireAnyClientCert => verifier.build(),
                 _ => verifier.allow_unauthenticated().build(),
             }
             .map_err(|e| format!("client_ca_file: {e}"))?;
@@ -329,8 +343,38 @@ fn credentials(file: &WebConfigFile, problems: &mut Vec<String>) -> Vec<(String,
             problems.push(format!("organizations.{principal}: no such user or token"));
         }
     }
+    // Once anyone is scoped, seeing everything must be said: a principal left out is an error, not
+    // an unscoped reader.
+    if !file.organizations.is_empty() {
+        let principals = file
+            .basic_auth_users
+            .keys()
+            .chain(file.bearer_tokens.keys());
+        for principal in principals {
+            if !file.organizations.contains_key(principal) {
+                problems.push(format!(
+                    "organizations.{principal}: not listed; give the organizations it may see, or [\"*\"] for every series and the self metrics"
+                ));
+            }
+        }
+    }
+    for (principal, orgs) in &file.organizations {
+        if orgs.iter().any(|o| o == ALL_ORGANIZATIONS) && orgs.len() > 1 {
+            problems.push(format!(
+                "organizations.{principal}: \"*\" means every organization; list it alone"
+            ));
+        }
+        if orgs.is_empty() {
+            problems.push(format!(
+                "organizations.{principal}: empty; list organizations, or [\"*\"]"
+            ));
+        }
+    }
     tokens
 }
+
+/// The `organizations` entry that lets a principal see everything.
+pub const ALL_ORGANIZATIONS: &str = "*";
 
 /// The response headers the file adds, of the allowed ones.
 fn response_headers(
@@ -383,7 +427,10 @@ fn server_tls(
     match build_tls(t, &resolve) {
         Ok(config) => (
             Some(Arc::new(config)),
-            t.client_auth_type == ClientAuthType::RequireAndVerifyClientCert,
+            matches!(
+                t.client_auth_type,
+                ClientAuthType::RequireAndVerifyClientCert | ClientAuthType::RequireAnyClientCert
+            ),
         ),
         Err(message) => {
             problems.push(format!("tls_server_config: {message}"));
@@ -408,10 +455,20 @@ mod tests {
         let hash = bcrypt::hash("pw", 4).unwrap();
         let s = with(&format!(
             "basic_auth_users:\n  prom: {hash}\nbearer_tokens:\n  graf: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n\
-             organizations:\n  graf: [acme]\nallowed_networks: [10.0.0.0/8, \"fd00::/8\"]\ntrusted_proxies: [10.0.0.5/32]\n\
+             organizations:\n  graf: [acme]\n  prom: [\"*\"]\nallowed_networks: [10.0.0.0/8, \"fd00::/8\"]\ntrusted_proxies: [10.0.0.5/32]\n\
              http_server_config:\n  headers:\n    X-Frame-Options: deny\n"
         ))
         .unwrap();
+        assert!(
+            s.network_allows("::ffff:10.1.2.3".parse().unwrap()),
+            "IPv4-mapped"
+        );
+        assert!(s.accepts_peer("10.0.0.5".parse().unwrap()));
+        assert!(s.accepts_peer("::ffff:10.9.9.9".parse().unwrap()));
+        assert!(
+            !s.accepts_peer("192.0.2.1".parse().unwrap()),
+            "refused at accept"
+        );
         assert!(s.is_protected() && s.auth.accepts_tokens() && s.tls.is_none());
         assert_eq!(s.headers.len(), 1);
         assert!(s.network_allows("10.1.2.3".parse().unwrap()));
@@ -447,6 +504,33 @@ mod tests {
             "the right-most untrusted hop"
         );
         assert_eq!(s.client_ip(proxy, None), proxy);
+        assert_eq!(
+            s.client_ip("::ffff:10.0.0.5".parse().unwrap(), Some("::ffff:192.0.2.1")),
+            "192.0.2.1".parse::<IpAddr>().unwrap(),
+            "IPv4-mapped peers and hops are IPv4"
+        );
+    }
+
+    #[test]
+    fn seeing_everything_is_said_once_anyone_is_scoped() {
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let token = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let err = with(&format!(
+            "basic_auth_users:\n  prom: {hash}\n  ops: {hash}\nbearer_tokens:\n  graf: {token}\norganizations:\n  graf: [acme]\n  ops: [\"*\", acme]\n"
+        ))
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("organizations.prom: not listed"), "{err}");
+        assert!(err.contains("organizations.ops: \"*\""), "{err}");
+        let s = with(&format!(
+            "basic_auth_users:\n  prom: {hash}\nbearer_tokens:\n  graf: {token}\norganizations:\n  graf: [acme]\n  prom: [\"*\"]\n"
+        ))
+        .unwrap();
+        assert!(s.auth.scope("prom").is_none(), "[\"*\"]: unscoped");
+        assert!(s.auth.scope("graf").is_some());
+        // With no organizations at all, nobody is scoped (the exporter-toolkit's meaning).
+        assert!(with(&format!("basic_auth_users:\n  prom: {hash}\n")).is_ok());
     }
 
     #[test]

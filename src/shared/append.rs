@@ -29,13 +29,39 @@ pub struct AppendFile {
     file: Arc<parking_lot::Mutex<Open>>,
 }
 
+/// The mode of the files: they hold forwarded records or dead letters, for the daemon's user only.
+pub const FILE_MODE: u32 = 0o600;
+
+/// Opens `path` for appending, created with [`FILE_MODE`]; an existing file that others may read or
+/// write is restricted to it (failing if that cannot be done: the records are not written to a file
+/// others can read).
 fn open_append(path: &Path) -> std::io::Result<Open> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    let size = file.metadata()?.len();
-    Ok(Open { file, size })
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, FILE_MODE);
+    let file = options.open(path)?;
+    let metadata = file.metadata()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if metadata.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
+                .map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "{} is readable by others and its mode cannot be set to {FILE_MODE:o}: {e}",
+                            path.display()
+                        ),
+                    )
+                })?;
+        }
+    }
+    Ok(Open {
+        file,
+        size: metadata.len(),
+    })
 }
 
 impl AppendFile {
@@ -93,5 +119,32 @@ impl AppendFile {
         })
         .await
         .map_err(std::io::Error::other)?
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn files_are_for_the_daemons_user_only_rotated_ones_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("siem/records.jsonl");
+        let file = AppendFile::open_rotating(&path, Some(Rotation { bytes: 4, keep: 2 })).unwrap();
+        assert_eq!(mode(&path), FILE_MODE);
+        file.append(b"12345".to_vec()).await.unwrap();
+        assert_eq!(mode(&path.with_extension("jsonl.1")), FILE_MODE);
+        assert_eq!(mode(&path), FILE_MODE);
+        // A file that was there, open to others, is closed to them.
+        let old = dir.path().join("old.jsonl");
+        std::fs::write(&old, b"x").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        AppendFile::open(&old).unwrap();
+        assert_eq!(mode(&old), FILE_MODE);
     }
 }

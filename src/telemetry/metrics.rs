@@ -149,6 +149,8 @@ self_metrics! {
     intake_pending: IntGauge("hestyna_obsd_intake_pending", "Pending intakes held by the intake join.", []);
     /// Refused requests to /metrics and /api/v1/quantiles, by reason.
     http_auth_failures: IntCounterVec("hestyna_obsd_http_auth_failures_total", "Refused requests to /metrics and /api/v1/quantiles.", ["reason"]);
+    /// Connections closed at accept, by reason (`forbidden_network`, `address_limit`, `total_limit`).
+    http_connections_refused: IntCounterVec("hestyna_obsd_http_connections_refused_total", "Connections closed at accept, before TLS or HTTP.", ["reason"]);
     /// TLS handshakes that failed or timed out.
     tls_handshake_failures: IntCounter("hestyna_obsd_tls_handshake_failures_total", "TLS handshakes that failed or timed out.", []);
     /// Reloads of the web configuration file, by result.

@@ -23,6 +23,8 @@ pub enum Mode {
     Refuse,
     /// Answers like the real server, but only after this long.
     Slow(Duration),
+    /// `307 Temporary Redirect` to this location, for every request.
+    Redirect(String),
 }
 
 /// One request as received.
@@ -243,6 +245,19 @@ async fn handle(req: Request<hyper::body::Incoming>, state: &parking_lot::Mutex<
         // Close this connection: the client sees it reset.
         Mode::Refuse => return Err(std::io::Error::other("refusing")),
         Mode::Status(code) => (code, format!("{{\"error\":\"status {code} on demand\"}}")),
+        Mode::Redirect(location) => {
+            s.requests.push(Received {
+                path,
+                headers,
+                body,
+                status: 307,
+            });
+            return Ok(Response::builder()
+                .status(307)
+                .header("location", location)
+                .body(Full::new(Bytes::new()))
+                .unwrap());
+        }
         Mode::Accept | Mode::Slow(_) => match path.as_str() {
             "/services/collector/event" => {
                 let events: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&body)

@@ -145,6 +145,8 @@ impl HttpSink {
             .timeout(c.request_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .no_proxy()
+            // A redirect would send the batch and its credentials somewhere else: a 3xx is a failure.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("hestyna-obsd/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| setup(&e))?;
@@ -211,8 +213,20 @@ impl HttpSink {
             .await
             .map_err(request_error)?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(request_error)?;
-        Ok((status, body.to_vec()))
+        if (300..400).contains(&status) {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|l| crate::shared::mask_url(&String::from_utf8_lossy(l.as_bytes())));
+            return Err(SinkError::new(
+                FailureClass::Http(status),
+                format!(
+                    "HTTP {status}: redirects are not followed (Location: {}); point the sink's url at the final address",
+                    location.as_deref().unwrap_or("none")
+                ),
+            ));
+        }
+        Ok((status, bounded_body(response).await?))
     }
 
     async fn deliver(&self, batch: &Encoded<'_>) -> Result<Delivery, SinkError> {
@@ -290,7 +304,26 @@ fn channel_id() -> String {
     )
 }
 
+/// The most of an answer's body that is read: past it, the rest is not read (a bulk answer cut there
+/// does not parse, and the batch is sent again).
+const MAX_ANSWER_BYTES: usize = 4 << 20;
+
+/// Reads at most [`MAX_ANSWER_BYTES`] of the body.
+async fn bounded_body(mut response: reqwest::Response) -> Result<Vec<u8>, SinkError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(request_error)? {
+        let room = MAX_ANSWER_BYTES - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if chunk.len() >= room {
+            break;
+        }
+    }
+    Ok(body)
+}
+
 fn request_error(e: reqwest::Error) -> SinkError {
+    // reqwest's message quotes the URL, which may hold credentials; the sink's name says where.
+    let e = e.without_url();
     let class = if e.is_timeout() {
         FailureClass::Timeout
     } else if e.is_connect() {
@@ -427,6 +460,35 @@ impl Sink for HttpSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that answers 200 with a body far larger than anyone should read, written for as long as
+    /// the client reads.
+    fn endless_answer() -> std::net::SocketAddr {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = [0u8; 4096];
+            let _ = conn.read(&mut request);
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n");
+            let chunk = vec![b'x'; 1 << 16];
+            while conn.write_all(&chunk).is_ok() {}
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_read_only_up_to_its_bound() {
+        let addr = endless_answer();
+        let response = reqwest::Client::new()
+            .post(format!("http://{addr}/"))
+            .send()
+            .await
+            .unwrap();
+        let body = bounded_body(response).await.unwrap();
+        assert_eq!(body.len(), MAX_ANSWER_BYTES);
+    }
 
     #[test]
     fn statuses_map_to_the_documented_answers() {

@@ -114,6 +114,7 @@ impl FailureClass {
             FailureClass::Partial => "partial",
             FailureClass::Http(status) => match NAMED.iter().find(|(code, _)| *code == status) {
                 Some((_, name)) => name,
+                None if (300..400).contains(&status) => "http_3xx",
                 None if (400..500).contains(&status) => "http_4xx",
                 None if (500..600).contains(&status) => "http_5xx",
                 None => "http_other",
