@@ -1,7 +1,7 @@
 //! Compiling rules into a plan, and applying the plan to events.
 
 use super::field::Field;
-use super::rules::{MetricKind, RuleSpec, ValueSpec};
+use super::rules::{organization_budget, MetricKind, RuleSpec, ValueSpec};
 use super::store::{push_label_value, FamilyDef, SkipReason, Store, WindowDef};
 use super::DeriveError;
 use crate::decode::{Event, EventType};
@@ -355,6 +355,10 @@ impl Plan {
                 label_names: label_names.to_vec(),
                 buckets: spec.buckets.clone(),
                 max_series: spec.max_series,
+                max_series_per_organization: organization_budget(
+                    spec.max_series,
+                    spec.max_series_per_organization,
+                ),
                 expire_after_secs: spec.expire_after_secs,
             });
             return self.families.len() - 1;
@@ -378,6 +382,10 @@ impl Plan {
             );
         }
         f.max_series = f.max_series.min(spec.max_series);
+        f.max_series_per_organization = f.max_series_per_organization.min(organization_budget(
+            spec.max_series,
+            spec.max_series_per_organization,
+        ));
         existing
     }
 

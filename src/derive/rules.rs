@@ -153,6 +153,12 @@ fn default_window_series() -> usize {
     500
 }
 
+/// A rule's series budget per organization: `max_series_per_organization`, or a quarter of
+/// `max_series`.
+pub fn organization_budget(max_series: usize, explicit: Option<usize>) -> usize {
+    explicit.unwrap_or(max_series / 4).max(1)
+}
+
 /// The default series limit of a rule.
 pub const DEFAULT_MAX_SERIES: usize = 10_000;
 /// The default length limit of a label value, in bytes.
@@ -208,6 +214,12 @@ pub struct RuleSpec {
         skip_serializing_if = "is_default_max_series"
     )]
     pub max_series: usize,
+    /// At most this many of the rule's series for one organization (when it has an `organization`
+    /// label); an organization past it has its further label sets folded into its own overflow series
+    /// (`organization` kept, every other label `__overflow__`), so one tenant cannot push the others'
+    /// new series into the overflow. Unset: a quarter of `max_series` (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_series_per_organization: Option<usize>,
     /// Label values longer than this many bytes are cut (at a character boundary).
     #[serde(
         default = "default_max_label_length",
@@ -254,6 +266,7 @@ fn rule(name: &str, help: &str, kind: MetricKind, event_type: &str, labels: &[&s
         value: None,
         buckets: Vec::new(),
         max_series: DEFAULT_MAX_SERIES,
+        max_series_per_organization: None,
         max_label_length: DEFAULT_MAX_LABEL_LENGTH,
         expire_after_secs: 0,
         window: None,

@@ -92,6 +92,97 @@ impl LabelKey {
     fn overflow(len: usize) -> Self {
         LabelKey::from_ref(&vec![Cow::Borrowed(OVERFLOW); len])
     }
+
+    /// The overflow series of one organization: its value at `at`, `__overflow__` elsewhere.
+    fn organization_overflow(len: usize, at: usize, organization: &str) -> Self {
+        let mut values = vec![Cow::Borrowed(OVERFLOW); len];
+        values[at] = Cow::Borrowed(organization);
+        LabelKey::from_ref(&values)
+    }
+}
+
+/// Who holds a family's series: each organization's count of them (when the family has an
+/// `organization` label) and how many overflow series there are, so that the limit counts live series
+/// and one organization cannot take more than its share of them.
+#[derive(Debug, Clone, Default)]
+struct Budget {
+    /// Where `organization` is among the label values.
+    organization_at: Option<usize>,
+    /// Series one organization may hold.
+    per_organization: usize,
+    held: HashMap<Box<str>, usize>,
+    /// Overflow series present (the family's, and organizations' own).
+    overflow_series: usize,
+}
+
+/// Where a new label set goes.
+enum Placement {
+    /// A series of its own.
+    Own,
+    /// Into this overflow series (the organization's own, or the family's).
+    Overflow(LabelKey),
+}
+
+impl Budget {
+    fn new(label_names: &[String], per_organization: usize) -> Self {
+        Budget {
+            organization_at: label_names.iter().position(|n| n == "organization"),
+            per_organization,
+            ..Budget::default()
+        }
+    }
+
+    fn organization<'k>(&self, key: &'k str) -> Option<&'k str> {
+        key.split_terminator(END).nth(self.organization_at?)
+    }
+
+    /// Where the new label set `key` goes, with `live` series of at most `max` in the family.
+    fn place(&self, key: &str, live: usize, max: usize, labels: usize) -> Placement {
+        if live >= max {
+            return Placement::Overflow(LabelKey::overflow(labels));
+        }
+        match (self.organization_at, self.organization(key)) {
+            (Some(at), Some(org))
+                if self.held.get(org).copied().unwrap_or(0) >= self.per_organization =>
+            {
+                Placement::Overflow(LabelKey::organization_overflow(labels, at, org))
+            }
+            _ => Placement::Own,
+        }
+    }
+
+    /// Counts a new series of its own.
+    fn add(&mut self, key: &str) {
+        if let Some(org) = self.organization(key) {
+            match self.held.get_mut(org) {
+                Some(n) => *n += 1,
+                None => {
+                    self.held.insert(org.into(), 1);
+                }
+            }
+        }
+    }
+
+    /// Whether `key` is an overflow series (every value `__overflow__` but, maybe, the organization).
+    fn is_overflow(&self, key: &str) -> bool {
+        key.split_terminator(END)
+            .enumerate()
+            .all(|(i, v)| v == OVERFLOW || Some(i) == self.organization_at)
+            && key.split_terminator(END).any(|v| v == OVERFLOW)
+    }
+
+    /// Counts again from the keys left (after expiry).
+    fn recount<'k>(&mut self, keys: impl Iterator<Item = &'k LabelKey>) {
+        self.held.clear();
+        self.overflow_series = 0;
+        for key in keys {
+            if self.is_overflow(&key.0) {
+                self.overflow_series += 1;
+            } else {
+                self.add(&key.0);
+            }
+        }
+    }
 }
 
 /// A family's definition, from the rules that feed it.
@@ -103,6 +194,8 @@ pub(super) struct FamilyDef {
     pub(super) label_names: Vec<String>,
     pub(super) buckets: Vec<f64>,
     pub(super) max_series: usize,
+    /// Series one organization may hold.
+    pub(super) max_series_per_organization: usize,
     pub(super) expire_after_secs: u64,
 }
 
@@ -223,7 +316,7 @@ pub struct FamilyCounts {
 struct Family {
     def: Arc<FamilyDef>,
     series: HashMap<LabelKey, Series>,
-    has_overflow: bool,
+    budget: Budget,
     counts: FamilyCounts,
 }
 
@@ -242,39 +335,49 @@ impl Family {
     /// Applies `change` to the series of these labels, creating it (or, past the limit, using the
     /// overflow series). One hash and one probe for a series that exists.
     fn update(&mut self, labels: Encoded<'_>, now: u64, change: impl FnOnce(&mut Value)) {
-        let full = self.series.len() - self.has_overflow as usize >= self.def.max_series;
+        let live = self.series.len() - self.budget.overflow_series;
         let (kind, buckets) = (self.def.kind, self.def.buckets.len());
-        match self.series.entry_ref(&labels) {
+        let overflow = match self.series.entry_ref(&labels) {
             EntryRef::Occupied(mut series) => {
                 let series = series.get_mut();
                 series.touched = now;
                 change(&mut series.value);
                 return;
             }
-            EntryRef::Vacant(slot) if !full => {
-                let value = Self::new_value(kind, buckets);
-                change(
-                    &mut slot
-                        .insert(Series {
-                            value,
-                            touched: now,
-                        })
-                        .value,
+            EntryRef::Vacant(slot) => {
+                let placement = self.budget.place(
+                    labels.0,
+                    live,
+                    self.def.max_series,
+                    self.def.label_names.len(),
                 );
-                return;
+                match placement {
+                    Placement::Own => {
+                        let value = Self::new_value(kind, buckets);
+                        change(
+                            &mut slot
+                                .insert(Series {
+                                    value,
+                                    touched: now,
+                                })
+                                .value,
+                        );
+                        self.budget.add(labels.0);
+                        return;
+                    }
+                    Placement::Overflow(key) => key,
+                }
             }
-            EntryRef::Vacant(_) => {}
-        }
-        let overflow = Self::new_value(kind, buckets);
+        };
         self.counts.overflowed += 1;
-        self.has_overflow = true;
-        let series = self
-            .series
-            .entry(LabelKey::overflow(self.def.label_names.len()))
-            .or_insert(Series {
-                value: overflow,
+        let budget = &mut self.budget;
+        let series = self.series.entry(overflow).or_insert_with(|| {
+            budget.overflow_series += 1;
+            Series {
+                value: Self::new_value(kind, buckets),
                 touched: now,
-            });
+            }
+        });
         series.touched = now;
         change(&mut series.value);
     }
@@ -284,7 +387,7 @@ impl Family {
 struct WindowFamily {
     def: Arc<WindowDef>,
     series: HashMap<LabelKey, SlidingWindow>,
-    has_overflow: bool,
+    budget: Budget,
     overflowed: u64,
 }
 
@@ -314,7 +417,7 @@ impl Store {
                 .map(|def| Family {
                     def: Arc::new(def.clone()),
                     series: HashMap::new(),
-                    has_overflow: false,
+                    budget: Budget::new(&def.label_names, def.max_series_per_organization),
                     counts: FamilyCounts::default(),
                 })
                 .collect(),
@@ -323,7 +426,10 @@ impl Store {
                 .map(|def| WindowFamily {
                     def: Arc::new(def.clone()),
                     series: HashMap::new(),
-                    has_overflow: false,
+                    budget: Budget::new(
+                        &def.label_names,
+                        crate::derive::rules::organization_budget(def.max_series, None),
+                    ),
                     overflowed: 0,
                 })
                 .collect(),
@@ -369,17 +475,27 @@ impl Store {
             series.record(epoch, value, scaled, w.def.significant_digits);
             return;
         }
-        let live = w.series.len() - w.has_overflow as usize;
-        let key = if live >= w.def.max_series {
-            w.overflowed += 1;
-            w.has_overflow = true;
-            LabelKey::overflow(w.def.label_names.len())
-        } else {
-            LabelKey::from(&encoded)
+        let live = w.series.len() - w.budget.overflow_series;
+        let placement = w
+            .budget
+            .place(key, live, w.def.max_series, w.def.label_names.len());
+        let (key, own) = match placement {
+            Placement::Own => {
+                w.budget.add(key);
+                (LabelKey::from(&encoded), true)
+            }
+            Placement::Overflow(overflow) => {
+                w.overflowed += 1;
+                (overflow, false)
+            }
         };
+        let (budget, slices) = (&mut w.budget, w.def.slices);
         w.series
             .entry(key)
-            .or_insert_with(|| SlidingWindow::new(w.def.slices))
+            .or_insert_with(|| {
+                budget.overflow_series += usize::from(!own);
+                SlidingWindow::new(slices)
+            })
             .record(epoch, value, scaled, w.def.significant_digits);
     }
 
@@ -417,19 +533,18 @@ impl Store {
             family.series.retain(|_, s| s.touched + ttl > now);
             let gone = before - family.series.len();
             if gone > 0 {
-                family.has_overflow = family
-                    .series
-                    .contains_key(&LabelKey::overflow(family.def.label_names.len()));
+                family.budget.recount(family.series.keys());
                 family.counts.expired += gone as u64;
                 removed += gone;
             }
         }
         for w in &mut self.windows {
             let epoch = now / w.def.slice_secs;
+            let before = w.series.len();
             w.series.retain(|_, s| !s.is_stale(epoch));
-            w.has_overflow = w
-                .series
-                .contains_key(&LabelKey::overflow(w.def.label_names.len()));
+            if w.series.len() != before {
+                w.budget.recount(w.series.keys());
+            }
         }
         removed
     }

@@ -534,6 +534,32 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_works_only_once_its_placeholders_are_replaced() {
+        let example = include_str!("../../config/web-config.example.yml");
+        let err = with(example).err().unwrap().to_string();
+        for needle in [
+            "basic_auth_users.prometheus: not a bcrypt hash",
+            "basic_auth_users.team-acme: not a bcrypt hash",
+            "bearer_tokens.grafana-acme: not a SHA-256",
+        ] {
+            assert!(err.contains(needle), "{needle} in {err}");
+        }
+        // Filled in (and without its TLS files), the same file loads and means what it says.
+        let hash = bcrypt::hash("a real password", 4).unwrap();
+        let digest = crate::shared::json::hex(&<sha2::Sha256 as sha2::Digest>::digest(b"a random token"));
+        let mut tree: serde_norway::Value = serde_norway::from_str(example).unwrap();
+        tree.as_mapping_mut().unwrap().remove("tls_server_config");
+        let filled = serde_norway::to_string(&tree)
+            .unwrap()
+            .replace("REPLACE-with-a-bcrypt-hash", &hash)
+            .replace("REPLACE-with-the-sha256-of-a-random-token", &digest);
+        let s = with(&filled).unwrap();
+        assert!(s.auth.scope("prometheus").is_none());
+        assert_eq!(s.auth.scope("team-acme").unwrap().len(), 1);
+        assert!(!s.accepts_peer("192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
     fn every_fault_is_reported() {
         let err = with("basic_auth_users:\n  a: plain\nbearer_tokens:\n  t: short\norganizations:\n  ghost: [x]\nhttp_server_config:\n  headers:\n    Server: me\n")
             .err()
