@@ -97,7 +97,7 @@ fn get_from(source: IpAddr, addr: SocketAddr, path: &str, headers: &[(&str, &str
 
 fn users(extra: &str) -> String {
     format!(
-        "basic_auth_users:\n  {USER}: \"{USER_HASH}\"\n  team-acme: \"{USER_HASH}\"\nbearer_tokens:\n  grafana-acme: {}\norganizations:\n  grafana-acme: [acme]\n  team-acme: [acme]\n{extra}",
+        "basic_auth_users:\n  {USER}: \"{USER_HASH}\"\n  team-acme: \"{USER_HASH}\"\nbearer_tokens:\n  grafana-acme: {}\norganizations:\n  {USER}: [\"*\"]\n  grafana-acme: [acme]\n  team-acme: [acme]\n{extra}",
         sha256_hex(TOKEN)
     )
 }

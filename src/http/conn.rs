@@ -20,7 +20,16 @@ pub(super) struct AddressSlots {
 /// One connection's place; given back when dropped.
 pub(super) struct AddressSlot {
     key: IpAddr,
+    /// The address held no other connection when this one was taken.
+    first: bool,
     open: Arc<parking_lot::Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl AddressSlot {
+    /// Whether the address held no other connection when this one was taken.
+    pub(super) fn is_first(&self) -> bool {
+        self.first
+    }
 }
 
 impl AddressSlots {
@@ -42,6 +51,7 @@ impl AddressSlots {
         *count += 1;
         Some(AddressSlot {
             key,
+            first: *count == 1,
             open: self.open.clone(),
         })
     }
@@ -162,7 +172,8 @@ mod tests {
     fn a_client_address_holds_at_most_its_share() {
         let slots = AddressSlots::new(2);
         let a: IpAddr = "127.0.0.2".parse().unwrap();
-        let (one, _two) = (slots.try_take(a).unwrap(), slots.try_take(a).unwrap());
+        let (one, two) = (slots.try_take(a).unwrap(), slots.try_take(a).unwrap());
+        assert!(one.is_first() && !two.is_first());
         assert!(slots.try_take(a).is_none());
         assert!(
             slots

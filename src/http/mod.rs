@@ -39,8 +39,11 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 const MAX_CONNECTIONS: usize = 512;
-/// Connections one client address (IPv6: one /64) may hold open.
-const MAX_CONNECTIONS_PER_ADDRESS: usize = 32;
+/// Connections one client address (IPv6: one /64) may hold open (a Prometheus holds one or two).
+const MAX_CONNECTIONS_PER_ADDRESS: usize = 8;
+/// Past `MAX_CONNECTIONS`, this many more for addresses that hold no connection at all: many addresses
+/// holding connections cannot lock out a scraper that holds none.
+const RESERVED_CONNECTIONS: usize = 128;
 /// How long a write may wait for the reader before the connection is cut.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection lives before it is closed gracefully (after the request in progress).
@@ -170,6 +173,7 @@ async fn accept_loop_with(
     shutdown: Shutdown,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let reserved = Arc::new(tokio::sync::Semaphore::new(RESERVED_CONNECTIONS));
     let per_address = conn::AddressSlots::new(MAX_CONNECTIONS_PER_ADDRESS);
     for reason in CONNECTION_REFUSALS {
         metrics
@@ -205,9 +209,19 @@ async fn accept_loop_with(
             refuse("address_limit");
             continue;
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            refuse("total_limit");
-            continue;
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) if address_slot.is_first() => match reserved.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    refuse("total_limit");
+                    continue;
+                }
+            },
+            Err(_) => {
+                refuse("total_limit");
+                continue;
+            }
         };
         let (app, secured, shutdown) = (app.clone(), secured.clone(), shutdown.clone());
         tokio::spawn(async move {

@@ -546,7 +546,8 @@ mod tests {
         }
         // Filled in (and without its TLS files), the same file loads and means what it says.
         let hash = bcrypt::hash("a real password", 4).unwrap();
-        let digest = crate::shared::json::hex(&<sha2::Sha256 as sha2::Digest>::digest(b"a random token"));
+        let digest =
+            crate::shared::json::hex(&<sha2::Sha256 as sha2::Digest>::digest(b"a random token"));
         let mut tree: serde_norway::Value = serde_norway::from_str(example).unwrap();
         tree.as_mapping_mut().unwrap().remove("tls_server_config");
         let filled = serde_norway::to_string(&tree)

@@ -232,29 +232,56 @@ fn one_noisy_organization_overflows_into_its_own_series_and_leaves_room_for_the_
     let plan = Plan::compile(&[rule]).unwrap();
     let mut store = plan.new_store();
     for i in 0..500 {
-        feed(&plan, &mut store, &llm("noisy", &format!("intent-{i}"), "success", 1.0));
+        feed(
+            &plan,
+            &mut store,
+            &llm("noisy", &format!("intent-{i}"), "success", 1.0),
+        );
     }
     for intent in ["billing", "refunds"] {
         feed(&plan, &mut store, &llm("quiet", intent, "success", 1.0));
     }
     let out = render(&store);
-    assert!(out.contains("{intent=\"billing\",organization=\"quiet\",outcome=\"success\"} 1\n"), "{out}");
-    assert!(out.contains("{intent=\"refunds\",organization=\"quiet\",outcome=\"success\"} 1\n"), "{out}");
     assert!(
-        out.contains(&format!("{{intent=\"{OVERFLOW}\",organization=\"noisy\",outcome=\"{OVERFLOW}\"}} 497\n")),
+        out.contains("{intent=\"billing\",organization=\"quiet\",outcome=\"success\"} 1\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("{intent=\"refunds\",organization=\"quiet\",outcome=\"success\"} 1\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "{{intent=\"{OVERFLOW}\",organization=\"noisy\",outcome=\"{OVERFLOW}\"}} 497\n"
+        )),
         "the noisy organization keeps its name on its overflow: {out}"
     );
-    assert!(!out.contains(&format!("organization=\"{OVERFLOW}\"")), "{out}");
+    assert!(
+        !out.contains(&format!("organization=\"{OVERFLOW}\"")),
+        "{out}"
+    );
     assert_eq!(store.series_counts()[0].1, 3 + 1 + 2);
     assert_eq!(store.take_counts()[0].1.overflowed, 497);
     // The rule's own limit still holds: organizations beyond it fold into the family's overflow.
     for i in 0..10 {
-        feed(&plan, &mut store, &llm(&format!("org-{i}"), "billing", "success", 1.0));
+        feed(
+            &plan,
+            &mut store,
+            &llm(&format!("org-{i}"), "billing", "success", 1.0),
+        );
     }
     let out = render(&store);
-    let live = out.lines().filter(|l| !l.starts_with('#') && !l.contains(OVERFLOW)).count();
+    let live = out
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.contains(OVERFLOW))
+        .count();
     assert_eq!(live, 8, "{out}");
-    assert!(out.contains(&format!("{{intent=\"{OVERFLOW}\",organization=\"{OVERFLOW}\",outcome=\"{OVERFLOW}\"}} 7\n")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{{intent=\"{OVERFLOW}\",organization=\"{OVERFLOW}\",outcome=\"{OVERFLOW}\"}} 7\n"
+        )),
+        "{out}"
+    );
 }
 
 #[test]
