@@ -1,7 +1,8 @@
-//! Redaction fails closed, end to end: an event holding an email beside JSON the redactor cannot read
-//! (a number beyond f64, a lone surrogate, nesting deeper than serde_json reads) never reaches the SIEM
-//! file; it is dead-lettered (`redaction_failed`) and counted, and the readable events around it are
-//! forwarded, redacted.
+//! Redaction fails closed, end to end: an event holding an email beside JSON the redactor could not read
+//! (a number beyond f64, a lone surrogate, nesting deeper than serde_json reads) is refused at decoding
+//! by the one JSON rule both read by (`not_json`, dead-lettered), forwarded only as a marked invalid
+//! record whose raw text the redactor reads as one string (the email redacted), and the readable events
+//! around it are forwarded, redacted. Nothing is left that the redactor cannot read.
 
 mod common;
 
@@ -52,19 +53,27 @@ fn an_unreadable_event_with_an_email_is_dead_lettered_not_forwarded() {
         .map(|d| d["event"]["id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(
-        ids,
+        &ids[..2],
         ["before", "after"],
         "the readable events are forwarded, redacted"
     );
+    let invalid: Vec<serde_json::Value> = read_jsonl(&siem).into_iter().skip(2).collect();
+    assert_eq!(invalid.len(), 3, "the refused ones, marked invalid");
+    for record in &invalid {
+        assert_eq!(record["event"]["outcome"], "invalid");
+        assert_eq!(record["event"]["reason"], "not_json", "{record}");
+        assert!(record["message"].as_str().unwrap().contains("[REDACTED]"));
+    }
 
     let dead = read_jsonl(&dlq);
-    let reasons: Vec<&str> = dead.iter().filter_map(|d| d["reason"].as_str()).collect();
-    assert_eq!(reasons, ["redaction_failed"; 3], "{dead:#?}");
+    assert_eq!(dead.len(), 3, "each refused record, once: {dead:#?}");
+    assert!(dead.iter().all(|d| d["reason"] == "not_json"), "{dead:#?}");
     assert!(
-        stdout.contains("hestyna_obsd_redaction_failures_total 3"),
+        stdout.contains("hestyna_obsd_redaction_failures_total 0"),
+        "nothing the redactor could not read:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("reason=\"not_json\"} 3"),
         "counted:\n{stdout}"
     );
-    assert!(stdout.contains(
-        "hestyna_obsd_dead_letters_total{pipeline=\"forward\",reason=\"redaction_failed\"} 3"
-    ));
 }

@@ -194,7 +194,11 @@ fn networks_and_forwarded_for() {
     let dir = tempfile::tempdir().unwrap();
     let addr = loopback(free_port());
     let rules = "allowed_networks: [127.0.0.2/32, \"::1/128\"]\ntrusted_proxies: [127.0.0.3/32]\n";
-    let _d = daemon(dir.path(), rules, addr, "", "/livez");
+    // Peers outside the networks are closed at accept, probes from them included: probes go to the
+    // plain health listener.
+    let health = loopback(free_port());
+    let extra = format!("health_listen = \"{health}\"");
+    let _d = daemon(dir.path(), rules, addr, &extra, "/livez@health");
     let at = |ip: &str| ip.parse::<IpAddr>().unwrap();
     assert_eq!(
         get_from(at("127.0.0.2"), addr, "/metrics", &[]),
@@ -203,8 +207,8 @@ fn networks_and_forwarded_for() {
     );
     assert_eq!(
         get_from(at("127.0.0.1"), addr, "/metrics", &[]),
-        403,
-        "outside"
+        0,
+        "outside: closed at accept, no answer"
     );
     assert_eq!(
         get_from(
@@ -213,8 +217,34 @@ fn networks_and_forwarded_for() {
             "/metrics",
             &[("X-Forwarded-For", "127.0.0.2")]
         ),
-        403,
+        0,
         "spoofed by an untrusted peer"
+    );
+    assert_eq!(
+        get_from(
+            at("127.0.0.3"),
+            addr,
+            "/metrics",
+            &[
+                ("X-Forwarded-For", "127.0.0.2"),
+                ("X-Forwarded-For", "127.0.0.9")
+            ]
+        ),
+        403,
+        "every line is read: the right-most hop of the last one is the client"
+    );
+    assert_eq!(
+        get_from(
+            at("127.0.0.3"),
+            addr,
+            "/metrics",
+            &[
+                ("X-Forwarded-For", "127.0.0.9"),
+                ("X-Forwarded-For", "127.0.0.2")
+            ]
+        ),
+        200,
+        "a proxy that adds a line"
     );
     assert_eq!(
         get_from(
@@ -241,9 +271,9 @@ fn networks_and_forwarded_for() {
         "the proxy itself is outside"
     );
     assert_eq!(
-        get_from(at("127.0.0.1"), addr, "/livez", &[]),
+        get_from(at("127.0.0.1"), health, "/livez", &[]),
         200,
-        "health stays open"
+        "health stays open on its own listener"
     );
 
     // IPv6: a daemon on [::1].
@@ -259,14 +289,19 @@ fn networks_and_forwarded_for() {
     assert_eq!(get_from(at("::1"), addr6, "/metrics", &[]), 200);
     let dir7 = tempfile::tempdir().unwrap();
     let addr7 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, free_port()));
+    let health7 = format!("health_listen = \"{}\"", loopback(free_port()));
     let _d7 = daemon(
         dir7.path(),
         "allowed_networks: [\"fd00::/8\"]\n",
         addr7,
-        "",
-        "/livez",
+        &health7,
+        "/livez@health",
     );
-    assert_eq!(get_from(at("::1"), addr7, "/metrics", &[]), 403);
+    assert_eq!(
+        get_from(at("::1"), addr7, "/metrics", &[]),
+        0,
+        "closed at accept"
+    );
 }
 
 fn tls_agent(pki: &Pki, with_client_cert: bool) -> ureq::Agent {
