@@ -14,6 +14,15 @@ fn event_id(record: &serde_json::Value) -> String {
     record["event"]["id"].as_str().unwrap().to_owned()
 }
 
+/// Waits until the sink has failed at least twice with `class` (so it is retrying, not stopped).
+fn wait_for_retries(daemon: &Daemon, class: &str) {
+    let label = format!("class=\"{class}\"");
+    wait_for(&format!("{class} retries"), Duration::from_secs(30), || {
+        let m = daemon.scrape();
+        (sum(&m, "hestyna_obsd_sink_retries_total", &[&label]) >= 2.0).then_some(())
+    });
+}
+
 fn llm_runs(m: &BTreeMap<String, f64>) -> f64 {
     sum(m, "hestyna_llm_runs_total", &[])
 }
@@ -213,15 +222,7 @@ retry = {{ initial_backoff_ms = 50, max_backoff_ms = 200 }}
     let mut daemon = start_forwarding(&broker, &topic, &dlq, dir.path(), &forward);
     let events = generated(21, 40, 0.0);
     broker.produce(&topic, &events);
-    wait_for("retries on the redirect", Duration::from_secs(30), || {
-        let m = daemon.scrape();
-        (sum(
-            &m,
-            "hestyna_obsd_sink_retries_total",
-            &["class=\"http_3xx\""],
-        ) >= 2.0)
-            .then_some(())
-    });
+    wait_for_retries(&daemon, "http_3xx");
     assert_eq!(
         sum(&daemon.scrape(), "hestyna_obsd_sink_up", &["sink=\"siem\""]),
         0.0
@@ -714,15 +715,7 @@ retry = {{ initial_backoff_ms = 50, max_backoff_ms = 200 }}
     let daemon = start_forwarding(&broker, &topic, &dlq, dir.path(), &forward);
     let events = generated(17, 100, 0.0);
     broker.produce(&topic, &events);
-    wait_for("timeouts counted", Duration::from_secs(30), || {
-        let m = daemon.scrape();
-        (sum(
-            &m,
-            "hestyna_obsd_sink_retries_total",
-            &["class=\"timeout\""],
-        ) >= 2.0)
-            .then_some(())
-    });
+    wait_for_retries(&daemon, "timeout");
     receiver.set_mode(Mode::Accept);
     let got = wait_for(
         "every event after the timeouts",

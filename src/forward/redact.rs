@@ -154,13 +154,16 @@ impl Redactor {
                 serde_json::to_vec(f.last().expect("checked: no empty path")).expect("a string")
             })
             .collect();
-        let secret_keys: Vec<SecretKey> = config
-            .secret_keys
-            .iter()
-            .map(|k| SecretKey::new(k))
-            .filter(|k| !k.words.is_empty())
-            .collect();
-        names.extend(config.secret_keys.iter().map(|k| format!("secret_key:{k}")));
+        // A name without words could match nothing (validation refuses it): left out, its tally slot
+        // with it, so names and keys stay aligned.
+        let mut secret_keys = Vec::new();
+        for name in &config.secret_keys {
+            let key = SecretKey::new(name);
+            if !key.words.is_empty() {
+                names.push(format!("secret_key:{name}"));
+                secret_keys.push(key);
+            }
+        }
         let secret_prefilter = secret_prefilter(&secret_keys)?;
         let replace = match config.mode {
             RedactionMode::Mask => Replace::Mask,
@@ -272,11 +275,7 @@ impl Redactor {
         let mut changed = false;
         for (i, path) in self.fields.iter().enumerate() {
             if let Some(target) = lookup(&mut value, path) {
-                let text = match &*target {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                *target = Value::String(self.replacement(&text));
+                self.replace_whole(target);
                 tally[self.patterns.len() + i] += 1;
                 changed = true;
             }
@@ -306,11 +305,7 @@ impl Redactor {
                 for (key, v) in map.iter_mut() {
                     match self.secret_key(key) {
                         Some(i) => {
-                            let text = match &*v {
-                                Value::String(s) => s.clone(),
-                                other => other.to_string(),
-                            };
-                            *v = Value::String(self.replacement(&text));
+                            self.replace_whole(v);
                             tally[first_secret + i] += 1;
                             changed = true;
                         }
@@ -321,6 +316,15 @@ impl Redactor {
             }
             _ => false,
         }
+    }
+
+    /// Replaces a value, whatever its type, by the replacement of its text.
+    fn replace_whole(&self, value: &mut Value) {
+        let text = match &*value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        *value = Value::String(self.replacement(&text));
     }
 
     /// The index of the secret key name `key` holds, if any.

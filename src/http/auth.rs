@@ -189,7 +189,12 @@ impl Authenticator {
                 organizations: None,
             });
         }
-        match self.check(authorization, limiter, client, bcrypt).await {
+        let attempt = Attempt {
+            limiter,
+            client,
+            bcrypt,
+        };
+        match self.check(authorization, attempt).await {
             Ok(access) => Ok(access),
             Err(Refused::Recorded(reason)) => Err(reason),
             Err(Refused::Cheap(reason)) => {
@@ -207,9 +212,7 @@ impl Authenticator {
     async fn check(
         &self,
         authorization: Option<&HeaderValue>,
-        limiter: &FailureLimiter,
-        client: IpAddr,
-        bcrypt: &tokio::sync::Semaphore,
+        attempt: Attempt<'_>,
     ) -> Result<Access, Refused> {
         use Refused::Cheap;
         let value = authorization.ok_or(Cheap(AuthFailure::Missing))?;
@@ -245,8 +248,7 @@ impl Authenticator {
                 return Ok(self.access(user));
             }
         }
-        self.verify(user, password, presented, limiter, client, bcrypt)
-            .await
+        self.verify(user, password, presented, attempt).await
     }
 
     /// The bcrypt verification, recorded as a failure before it runs and forgiven if it succeeds.
@@ -255,9 +257,11 @@ impl Authenticator {
         user: &str,
         password: &str,
         presented: [u8; 32],
-        limiter: &FailureLimiter,
-        client: IpAddr,
-        bcrypt: &tokio::sync::Semaphore,
+        Attempt {
+            limiter,
+            client,
+            bcrypt,
+        }: Attempt<'_>,
     ) -> Result<Access, Refused> {
         if limiter.blocked(client).is_some() {
             return Err(Refused::Recorded(AuthFailure::RateLimited));
@@ -287,6 +291,14 @@ impl Authenticator {
             (false, _) => Err(Refused::Recorded(AuthFailure::UnknownUser)),
         }
     }
+}
+
+/// Where an attempt comes from, and what it is counted and bounded by.
+#[derive(Clone, Copy)]
+struct Attempt<'a> {
+    limiter: &'a FailureLimiter,
+    client: IpAddr,
+    bcrypt: &'a tokio::sync::Semaphore,
 }
 
 /// A refusal, and whether the failure is recorded already (the bcrypt path records it before it runs).

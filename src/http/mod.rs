@@ -132,13 +132,21 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, HttpError
 
 /// Serves the main listener until shutdown: TLS and the allowlist as the security in force says.
 pub async fn serve(listener: tokio::net::TcpListener, state: HttpState, shutdown: Shutdown) {
-    accept_loop(listener, router(state.clone()), Some(state), shutdown).await
+    let metrics = state.metrics.clone();
+    accept_loop(
+        listener,
+        router(state.clone()),
+        Some(state),
+        metrics,
+        shutdown,
+    )
+    .await
 }
 
 /// Serves `/livez` and `/readyz` alone, plain HTTP, until shutdown (the connection caps apply).
 pub async fn serve_health(listener: tokio::net::TcpListener, state: HttpState, shutdown: Shutdown) {
     let metrics = state.metrics.clone();
-    accept_loop_with(
+    accept_loop(
         listener,
         health_routes().with_state(state),
         None,
@@ -152,20 +160,8 @@ pub async fn serve_health(listener: tokio::net::TcpListener, state: HttpState, s
 /// `hestyna_obsd_http_connections_refused_total`.
 pub const CONNECTION_REFUSALS: [&str; 3] = ["forbidden_network", "address_limit", "total_limit"];
 
+/// Accepts and serves until shutdown; `secured` (the main listener) adds the network refusal and TLS.
 async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    secured: Option<HttpState>,
-    shutdown: Shutdown,
-) {
-    let metrics = secured
-        .as_ref()
-        .map(|s| s.metrics.clone())
-        .expect("the main listener has its state");
-    accept_loop_with(listener, app, secured, metrics, shutdown).await
-}
-
-async fn accept_loop_with(
     listener: tokio::net::TcpListener,
     app: Router,
     secured: Option<HttpState>,
