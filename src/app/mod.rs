@@ -8,6 +8,7 @@
 //! only then does the HTTP server stop, so `/metrics` and the probes answer through the drain.
 
 pub mod generate;
+pub mod healthcheck;
 pub mod inputs;
 pub mod replay;
 
@@ -76,6 +77,9 @@ pub enum AppError {
     #[error("{0}")]
     /// A command-line argument is wrong.
     Usage(String),
+    #[error("healthcheck: {0}")]
+    /// `healthcheck` found the daemon unhealthy.
+    Healthcheck(#[from] healthcheck::HealthcheckError),
 }
 
 impl AppError {
@@ -205,6 +209,74 @@ pub async fn run_observed(
     })
 }
 
+/// Sinks' failure classes that mean "refused for good", pre-registered per sink.
+const REFUSAL_CLASSES: [&str; 9] = [
+    "http_400",
+    "http_401",
+    "http_403",
+    "http_404",
+    "http_413",
+    "http_422",
+    "http_4xx",
+    "bulk_item",
+    "kafka_record",
+];
+
+/// Registers at 0 the self-metric series whose label values are known at start-up (pipelines, invalid
+/// reasons, sinks, rules, reload results), so that the first dead letter, rejection, overflow or failed
+/// reload is an increase Prometheus sees (`increase()` over a series that appears at 1 is nothing).
+fn zero_known_series(config: &Config, plan: &Plan, m: &SelfMetrics) {
+    let pipelines = [
+        (
+            crate::pipeline::metrics::NAME,
+            config.pipelines.metrics.enabled,
+        ),
+        (
+            crate::pipeline::forward::NAME,
+            config.pipelines.forward.enabled,
+        ),
+    ];
+    // Invalid records are dead-lettered by the metrics pipeline, or by the forward pipeline alone.
+    let owner = pipelines
+        .iter()
+        .find(|(_, enabled)| *enabled)
+        .map(|(p, _)| *p);
+    for (pipeline, _) in pipelines.iter().filter(|(_, enabled)| *enabled) {
+        for reason in crate::decode::InvalidReason::ALL.map(|r| r.as_str()) {
+            m.events_invalid.with_label_values(&[pipeline, reason]);
+            if owner == Some(*pipeline) {
+                m.dead_letters.with_label_values(&[pipeline, reason]);
+            }
+        }
+        m.dead_letter_errors.with_label_values(&[pipeline]);
+        if config.source.kind == SourceKind::Kafka {
+            m.kafka_errors.with_label_values(&[pipeline]);
+        }
+    }
+    if config.pipelines.forward.enabled {
+        let forward = crate::pipeline::forward::NAME;
+        for reason in ["redaction_failed", "sink_rejected"] {
+            m.dead_letters.with_label_values(&[forward, reason]);
+        }
+        for sink in config.forward.sinks.keys() {
+            m.sink_records.with_label_values(&[sink]);
+            for class in REFUSAL_CLASSES {
+                m.sink_rejected.with_label_values(&[sink, class]);
+            }
+        }
+    }
+    for metric in plan.metric_names() {
+        m.series_overflow.with_label_values(&[metric]);
+    }
+    for reason in ["ttl", "capacity"] {
+        m.intake_evicted.with_label_values(&[reason]);
+    }
+    for result in ["success", "failure"] {
+        m.web_config_reloads.with_label_values(&[result]);
+        m.enrichment_reloads.with_label_values(&[result]);
+    }
+}
+
 /// What every phase shares.
 struct Core {
     self_metrics: Arc<SelfMetrics>,
@@ -231,8 +303,10 @@ impl Core {
             DeadLetterKind::File => Destination::file(&config.dead_letter.path)?,
         };
         let store = Arc::new(parking_lot::Mutex::new(plan.new_store()));
+        let self_metrics = SelfMetrics::new();
+        zero_known_series(config, &plan, &self_metrics);
         Ok(Core {
-            self_metrics: Arc::new(SelfMetrics::new()),
+            self_metrics: Arc::new(self_metrics),
             plan: Arc::new(plan),
             store,
             dead_letter: Arc::new(dead_letter),

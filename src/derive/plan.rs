@@ -389,6 +389,13 @@ impl Plan {
         existing
     }
 
+    /// The names of the plan's families and windows: the `metric` label values of the self metrics
+    /// about rules.
+    pub fn metric_names(&self) -> impl Iterator<Item = &str> {
+        let families = self.families.iter().map(|f| f.name.as_str());
+        families.chain(self.windows.iter().map(|w| w.name()))
+    }
+
     /// An empty store for this plan's series.
     pub fn new_store(&self) -> Store {
         Store::new(&self.families, &self.windows)

@@ -215,6 +215,11 @@ pub(super) struct WindowDef {
 }
 
 impl WindowDef {
+    /// The window's metric name.
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
     pub(super) fn new(spec: &WindowSpec, label_names: Vec<String>, help: String) -> Self {
         WindowDef {
             name: spec.name.clone(),
