@@ -1,4 +1,5 @@
-//! The command line: `run` (default), `check-config`, `generate`, `replay`, `hash-password`.
+//! The command line: `run` (default), `check-config`, `generate`, `replay`, `hash-password`,
+//! `healthcheck`.
 
 use crate::app::{self, generate::Target, AppError, RunOptions};
 use crate::config::{self, Config};
@@ -35,6 +36,20 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Read a password on stdin and print its bcrypt hash for http.basic_auth_users.
     HashPassword(HashPasswordArgs),
+    /// GET a probe URL of a running daemon; exit 0 on 200 (a container health check without a shell).
+    Healthcheck(HealthcheckArgs),
+}
+
+/// `healthcheck`.
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The plain-HTTP URL to probe: /livez or /readyz of http.listen, or of http.health_listen when
+    /// the main listener needs TLS.
+    #[arg(long, default_value = "http://127.0.0.1:9464/livez")]
+    pub url: String,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 5)]
+    pub timeout_secs: u64,
 }
 
 /// `generate`.
@@ -112,6 +127,10 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
     if let Command::HashPassword(args) = &command {
         return hash_password(args.cost);
     }
+    if let Command::Healthcheck(args) = &command {
+        let timeout = std::time::Duration::from_secs(args.timeout_secs);
+        return Ok(app::healthcheck::probe(&args.url, timeout)?);
+    }
     let config = match &command {
         Command::Replay(args) => config::load_with(
             cli.config.as_deref(),
@@ -164,7 +183,9 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
             print!("{text}");
             Ok(())
         }
-        Command::CheckConfig | Command::HashPassword(_) => unreachable!("handled above"),
+        Command::CheckConfig | Command::HashPassword(_) | Command::Healthcheck(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 
