@@ -5,6 +5,7 @@
 mod common;
 
 use common::pki::{pki, Pki};
+use common::prom::Prometheus;
 use common::*;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -498,56 +499,13 @@ fn a_real_prometheus_scrapes_over_https_with_basic_auth() {
     std::thread::sleep(Duration::from_millis(500));
     let ours = scrape().expect("a scrape");
 
-    let prometheus = std::env::var("PROMETHEUS").unwrap_or_else(|_| "prometheus".into());
-    let prom_port = free_port();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: hestyna\n    scheme: https\n    tls_config:\n      ca_file: {}\n    basic_auth:\n      username: {USER}\n      password: {PASSWORD}\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
-            pki.ca.display(),
-            addr.port()
-        ),
-    )
-    .unwrap();
-    let child = std::process::Command::new(prometheus)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
-        .spawn()
-        .expect("prometheus (Debian's package; scripts/test installs it)");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _prometheus = Kill(child);
-    let query = |q: &str| -> Option<f64> {
-        let url = format!(
-            "http://127.0.0.1:{prom_port}/api/v1/query?query={}",
-            q.replace(' ', "%20")
-                .replace('"', "%22")
-                .replace('{', "%7B")
-                .replace('}', "%7D")
-                .replace('(', "%28")
-                .replace(')', "%29")
-        );
-        let body = ureq::get(&url)
-            .call()
-            .ok()?
-            .body_mut()
-            .read_to_string()
-            .ok()?;
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
-    };
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: hestyna\n    scheme: https\n    tls_config:\n      ca_file: {}\n    basic_auth:\n      username: {USER}\n      password: {PASSWORD}\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+        pki.ca.display(),
+        addr.port()
+    );
+    let prometheus = Prometheus::start(dir.path(), &config, &[]);
+    let query = |q: &str| prometheus.value(q);
     wait_for(
         "the target to be up in Prometheus",
         Duration::from_secs(60),

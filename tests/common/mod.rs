@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod pki;
+pub mod prom;
 pub mod receiver;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

@@ -1,0 +1,181 @@
+//! A real Prometheus server and a real Alertmanager (Debian's packages; scripts/test installs them) on
+//! free loopback ports, each with its data in a test directory, stopped when dropped.
+
+use super::{free_port, wait_for};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// `$name` from the environment (scripts/test exports the tools' paths), else `default` on the PATH.
+pub fn tool(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.into())
+}
+
+/// A child process killed and reaped when dropped; its log printed if the test is failing.
+struct Owned {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            if let Ok(log) = std::fs::read_to_string(&self.log) {
+                let tail = &log[log.len().saturating_sub(4096)..];
+                eprintln!("--- {} (last 4 KiB) ---\n{tail}", self.log.display());
+            }
+        }
+    }
+}
+
+fn spawn(program: &str, args: &[String], log: PathBuf, what: &str) -> Owned {
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} ({program}; scripts/test installs it): {e}"));
+    Owned { child, log }
+}
+
+/// Percent-encodes a query parameter.
+pub fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() * 3);
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// GET `url`: the JSON body, whatever the status.
+pub fn get_json(url: &str) -> Option<serde_json::Value> {
+    let mut answer = ureq::get(url)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .ok()?;
+    serde_json::from_str(&answer.body_mut().read_to_string().ok()?).ok()
+}
+
+/// A Prometheus server.
+pub struct Prometheus {
+    pub port: u16,
+    _process: Owned,
+}
+
+impl Prometheus {
+    /// Starts Prometheus on `config` (its YAML text, written to `dir`), with `extra` flags, and waits
+    /// until it is ready.
+    pub fn start(dir: &Path, config: &str, extra: &[&str]) -> Prometheus {
+        let port = free_port();
+        let file = dir.join("prometheus.yml");
+        std::fs::write(&file, config).unwrap();
+        let mut args = vec![
+            format!("--config.file={}", file.display()),
+            format!("--storage.tsdb.path={}", dir.join("tsdb").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let process = spawn(
+            &tool("PROMETHEUS", "prometheus"),
+            &args,
+            dir.join("prometheus.log"),
+            "prometheus",
+        );
+        let prometheus = Prometheus {
+            port,
+            _process: process,
+        };
+        let ready = format!("http://127.0.0.1:{port}/-/ready");
+        wait_for("Prometheus to be ready", Duration::from_secs(30), || {
+            ureq::get(&ready).call().ok().map(|_| ())
+        });
+        prometheus
+    }
+
+    /// `http://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The `data` of an instant query at `time` (Unix seconds; now if `None`), or the error Prometheus
+    /// gave.
+    pub fn query_at(&self, query: &str, time: Option<f64>) -> Result<serde_json::Value, String> {
+        let mut url = format!("{}/api/v1/query?query={}", self.url(), encode(query));
+        if let Some(t) = time {
+            url.push_str(&format!("&time={t:.3}"));
+        }
+        let answer = get_json(&url).ok_or_else(|| format!("no answer to {url}"))?;
+        if answer["status"] == "success" {
+            Ok(answer["data"].clone())
+        } else {
+            Err(format!("{}: {}", answer["errorType"], answer["error"]))
+        }
+    }
+
+    /// The result vector of an instant query now (empty on error).
+    pub fn vector(&self, query: &str) -> Vec<serde_json::Value> {
+        match self.query_at(query, None) {
+            Ok(data) => data["result"].as_array().cloned().unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The value of the first sample of an instant query now.
+    pub fn value(&self, query: &str) -> Option<f64> {
+        self.vector(query).first()?["value"][1]
+            .as_str()?
+            .parse()
+            .ok()
+    }
+
+    /// The alerts Prometheus holds (`/api/v1/alerts`).
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        get_json(&format!("{}/api/v1/alerts", self.url()))
+            .and_then(|a| a["data"]["alerts"].as_array().cloned())
+            .unwrap_or_default()
+    }
+}
+
+/// An Alertmanager, clustering off.
+pub struct Alertmanager {
+    pub port: u16,
+    _process: Owned,
+}
+
+impl Alertmanager {
+    /// Starts Alertmanager on `config` (a file) and waits until it is ready.
+    pub fn start(dir: &Path, config: &Path) -> Alertmanager {
+        let port = free_port();
+        let args = vec![
+            format!("--config.file={}", config.display()),
+            format!("--storage.path={}", dir.join("alertmanager").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            // No gossip: it would listen on every interface.
+            "--cluster.listen-address=".to_string(),
+        ];
+        let process = spawn(
+            &tool("ALERTMANAGER", "prometheus-alertmanager"),
+            &args,
+            dir.join("alertmanager.log"),
+            "alertmanager",
+        );
+        let alertmanager = Alertmanager {
+            port,
+            _process: process,
+        };
+        let ready = format!("http://127.0.0.1:{port}/-/ready");
+        wait_for("Alertmanager to be ready", Duration::from_secs(30), || {
+            ureq::get(&ready).call().ok().map(|_| ())
+        });
+        alertmanager
+    }
+}
