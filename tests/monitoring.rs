@@ -658,6 +658,84 @@ fn failing_integration_events_page_pagerduty_and_post_to_slack() {
     assert!(!names.contains("HestynaObsdDown"), "{names:?}");
 }
 
+/// The inhibition rules, in a real Alertmanager: the daemon down, consuming nothing or lagging on the
+/// metrics pipeline mutes the platform's alerts; its other alerts, and a lagging forward pipeline, mute
+/// nothing.
+#[test]
+fn the_daemons_trouble_inhibits_the_signals_it_would_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let stand_in = Receiver::start();
+    let alertmanager = Alertmanager::start(
+        dir.path(),
+        &alertmanager_config(dir.path(), &stand_in.url()),
+    );
+    let alert = |labels: Value| json!({"labels": labels, "annotations": {"summary": "test"}});
+    let signal = |name: &str| {
+        alert(
+            json!({"alertname": name, "severity": "page", "organization": "acme", "integration": "stripe"}),
+        )
+    };
+    let cases: [(Value, bool); 4] = [
+        (
+            alert(
+                json!({"alertname": "HestynaObsdDown", "severity": "page", "job": "hestyna-obsd", "instance": "obsd-0:9464"}),
+            ),
+            true,
+        ),
+        (
+            alert(
+                json!({"alertname": "HestynaObsdConsumerLagHigh", "severity": "warning", "pipeline": "metrics", "topic": "t"}),
+            ),
+            true,
+        ),
+        (
+            alert(
+                json!({"alertname": "HestynaObsdConsumerLagHigh", "severity": "warning", "pipeline": "forward", "topic": "t"}),
+            ),
+            false,
+        ),
+        (
+            alert(json!({"alertname": "HestynaObsdSinkDown", "severity": "page", "sink": "siem"})),
+            false,
+        ),
+    ];
+    for (source, inhibits) in cases {
+        alertmanager.post_alerts(&json!([
+            source,
+            signal("IntegrationFailures"),
+            signal("HestynaEventsStopped")
+        ]));
+        let status = |name: &str| -> Option<String> {
+            let held = alertmanager.alerts();
+            let found = held.iter().find(|a| a["labels"]["alertname"] == name)?;
+            Some(found["status"]["state"].as_str()?.to_owned())
+        };
+        let want = if inhibits { "suppressed" } else { "active" };
+        for target in ["IntegrationFailures", "HestynaEventsStopped"] {
+            // Inhibition is evaluated as alerts arrive: poll until it settles.
+            wait_for(
+                &format!("{target} {want} under {}", source["labels"]),
+                Duration::from_secs(10),
+                || (status(target).as_deref() == Some(want)).then_some(()),
+            );
+        }
+        assert_eq!(
+            status(source["labels"]["alertname"].as_str().unwrap()).as_deref(),
+            Some("active")
+        );
+        // Resolve the source before the next case.
+        let mut resolved = source.clone();
+        resolved["endsAt"] = json!(chrono::Utc::now().to_rfc3339());
+        alertmanager.post_alerts(&json!([resolved]));
+        wait_for("the source to resolve", Duration::from_secs(10), || {
+            let name = source["labels"]["alertname"].as_str().unwrap();
+            let held = alertmanager.alerts();
+            let still = held.iter().any(|a| a["labels"] == source["labels"]);
+            (!still || status(name).is_none()).then_some(())
+        });
+    }
+}
+
 /// The phase-2 events of the dashboard test, whose panel values the test knows.
 fn known_events() -> Vec<Produced> {
     let mut e = Vec::new();

@@ -178,4 +178,23 @@ impl Alertmanager {
         });
         alertmanager
     }
+
+    /// Posts alerts (label and annotation maps) as Prometheus does, through `/api/v2/alerts`.
+    pub fn post_alerts(&self, alerts: &serde_json::Value) {
+        let url = format!("http://127.0.0.1:{}/api/v2/alerts", self.port);
+        let body = alerts.to_string();
+        let answer = ureq::post(&url)
+            .header("Content-Type", "application/json")
+            .send(body.as_bytes())
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        assert_eq!(answer.status().as_u16(), 200);
+    }
+
+    /// The alerts it holds, with their status (`active`, `suppressed`, `inhibitedBy`).
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        let url = format!("http://127.0.0.1:{}/api/v2/alerts", self.port);
+        get_json(&url)
+            .and_then(|a| a.as_array().cloned())
+            .unwrap_or_default()
+    }
 }
