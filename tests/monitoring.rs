@@ -234,6 +234,13 @@ fn exported_families() -> BTreeSet<String> {
         .filter(|s| s.starts_with("hestyna_obsd_") && !s.contains(' '))
         .map(str::to_owned)
         .collect();
+    // The self histograms: `HistogramVec("name", ...` in the table.
+    for histogram in source.split("HistogramVec(\"").skip(1) {
+        let name = histogram.split('"').next().unwrap();
+        for suffix in ["_bucket", "_sum", "_count"] {
+            out.insert(format!("{name}{suffix}"));
+        }
+    }
     let defaults: toml::Value =
         toml::from_str(&std::fs::read_to_string(repo("config/default.toml")).unwrap()).unwrap();
     for rule in defaults["metrics"]["rules"].as_array().unwrap() {
@@ -248,7 +255,6 @@ fn exported_families() -> BTreeSet<String> {
             out.insert(window["name"].as_str().unwrap().to_owned());
         }
     }
-    out.insert("hestyna_obsd_sink_batch_duration_seconds_bucket".into());
     out.insert("up".into());
     out
 }
@@ -830,7 +836,18 @@ fn every_dashboard_and_rule_expression_returns_data_and_three_panels_are_exact()
     let dir = tempfile::tempdir().unwrap();
     let (broker, topic, dlq) = broker_with_topics(1);
     let port = free_port();
-    let config = kafka_config(&broker, &topic, &unique("g"), &dlq, dir.path(), port);
+    // A file sink, and an HTTPS one the daemon presents a client certificate to (its expiry is a series).
+    let pki = common::pki::pki(dir.path());
+    let siem = Receiver::start_tls(&pki.server_cert, &pki.server_key);
+    let sinks = format!(
+        "[forward.sinks.siem]\nkind = \"file\"\npath = \"{}\"\n\n[forward.sinks.https]\nkind = \"http\"\nurl = \"{}/ingest\"\ntls = {{ ca_file = \"{}\", cert_file = \"{}\", key_file = \"{}\" }}\n",
+        dir.path().join("siem.jsonl").display(),
+        siem.https_url(),
+        pki.ca.display(),
+        pki.client_cert.display(),
+        pki.client_key.display()
+    );
+    let config = kafka_config_with_sinks(&broker, &topic, &unique("g"), &dlq, port, &sinks);
     let _daemon = Daemon::start_with(&config, dir.path(), port, "/readyz");
     std::fs::copy(repo(RULES), dir.path().join("rules.yml")).unwrap();
     let prom_config = format!(

@@ -498,6 +498,10 @@ fn a_real_prometheus_scrapes_over_https_with_basic_auth() {
     });
     std::thread::sleep(Duration::from_millis(500));
     let ours = scrape().expect("a scrape");
+    // The served certificate is watched for expiry.
+    let expiry =
+        "hestyna_obsd_tls_certificate_expiry_timestamp_seconds{listener=\"main\",sink=\"\"}";
+    assert_eq!(ours[expiry], common::pki::not_after(&pki.server_cert));
 
     let config = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: hestyna\n    scheme: https\n    tls_config:\n      ca_file: {}\n    basic_auth:\n      username: {USER}\n      password: {PASSWORD}\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",

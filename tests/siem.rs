@@ -620,13 +620,15 @@ fn https_with_a_private_ca() {
 [forward.sinks.siem]
 kind = "http"
 url = "{}/ingest"
-tls = {{ ca_file = "{}" }}
+tls = {{ ca_file = "{}", cert_file = "{}", key_file = "{}" }}
 batch = {{ max_events = 100, timeout_ms = 20 }}
 "#,
         receiver.https_url(),
-        pki.ca.display()
+        pki.ca.display(),
+        pki.client_cert.display(),
+        pki.client_key.display()
     );
-    let _daemon = start_forwarding(&broker, &topic, &dlq, dir.path(), &forward);
+    let daemon = start_forwarding(&broker, &topic, &dlq, dir.path(), &forward);
     let events = generated(15, 150, 0.0);
     broker.produce(&topic, &events);
     let got = wait_for("every event over HTTPS", Duration::from_secs(60), || {
@@ -634,6 +636,13 @@ batch = {{ max_events = 100, timeout_ms = 20 }}
         (got.len() >= 150).then_some(got)
     });
     assert_eq!(got, event_ids(&events));
+    // The certificate it presents is watched for expiry.
+    let expiry =
+        "hestyna_obsd_tls_certificate_expiry_timestamp_seconds{listener=\"\",sink=\"siem\"}";
+    assert_eq!(
+        daemon.scrape()[expiry],
+        common::pki::not_after(&pki.client_cert)
+    );
 }
 
 #[test]

@@ -249,9 +249,13 @@ fn zero_known_series(config: &Config, plan: &Plan, m: &SelfMetrics) {
             }
         }
         m.dead_letter_errors.with_label_values(&[pipeline]);
-        if config.source.kind == SourceKind::Kafka {
+        let kafka = config.source.kind == SourceKind::Kafka;
+        if kafka {
             m.kafka_errors.with_label_values(&[pipeline]);
         }
+        // A Kafka consumer is ready at its first assignment; the other sources at once.
+        let ready = m.pipeline_ready.with_label_values(&[pipeline]);
+        ready.set(i64::from(!kafka));
     }
     if config.pipelines.forward.enabled {
         let forward = crate::pipeline::forward::NAME;
@@ -410,6 +414,10 @@ fn build_workers(
     let sinks = config.forward.sinks.iter().zip(inputs).enumerate();
     let mut workers = Vec::new();
     for (index, ((name, sink), inputs)) in sinks {
+        if let Some(expiry) = inputs.certificate_expiry {
+            let gauge = &core.self_metrics.tls_certificate_expiry;
+            gauge.with_label_values(&["", name]).set(expiry as f64);
+        }
         let (batch, retry) = sink.delivery();
         workers.push(Worker {
             sink: build_sink(name, sink, inputs, &config.kafka, &core.host)?,
@@ -592,6 +600,7 @@ impl Servers {
         );
         let stop = &core.serving;
         let mut served = Vec::new();
+        crate::http::record_certificate(&security.read(), &core.self_metrics);
         if let Some(listener) = self.main {
             let server = crate::http::serve(listener, state.clone(), stop.clone());
             served.push(tokio::spawn(server));

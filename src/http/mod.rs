@@ -107,6 +107,7 @@ pub enum HttpError {
 /// The router of the main listener.
 pub fn router(state: HttpState) -> Router {
     Router::new()
+        .route("/", get(landing_page))
         .route("/metrics", get(metrics))
         .route("/api/v1/quantiles", get(quantiles))
         .merge(health_routes())
@@ -115,6 +116,21 @@ pub fn router(state: HttpState) -> Router {
             guard_body_and_headers,
         ))
         .with_state(state)
+}
+
+/// The exporter convention's landing page: what this is and where to look; no data, no credentials.
+async fn landing_page() -> Response {
+    let page = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>hestyna-obsd</title></head>\n\
+         <body><h1>hestyna-obsd</h1>\n<p>Version {} (commit {}). Derives Prometheus metrics from Hestyna's \
+         events and forwards them, enriched and redacted, to SIEMs.</p>\n<ul>\n\
+         <li><a href=\"metrics\">/metrics</a> (credentials required)</li>\n\
+         <li><a href=\"livez\">/livez</a></li>\n<li><a href=\"readyz\">/readyz</a></li>\n\
+         </ul></body></html>\n",
+        env!("CARGO_PKG_VERSION"),
+        crate::telemetry::BUILD_COMMIT,
+    );
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
 }
 
 fn health_routes() -> Router<HttpState> {
@@ -494,6 +510,18 @@ pub fn refusal(
     None
 }
 
+/// Sets `hestyna_obsd_tls_certificate_expiry_timestamp_seconds{listener="main"}` from the security in
+/// force; without TLS the series is removed.
+pub fn record_certificate(security: &Security, metrics: &SelfMetrics) {
+    let gauge = &metrics.tls_certificate_expiry;
+    match security.certificate_expiry {
+        Some(t) => gauge.with_label_values(&["main", ""]).set(t as f64),
+        None => {
+            let _ = gauge.remove_label_values(&["main", ""]);
+        }
+    }
+}
+
 /// Re-reads the web configuration file on SIGHUP and when it, or a file it names, changes. A file that
 /// does not load, or that start-up would refuse ([`refusal`]), keeps the security in force; either way
 /// the outcome is logged and counted.
@@ -539,6 +567,7 @@ pub async fn watch_security(
             }
             Ok(new) => {
                 seen = security::fingerprint(&new.files);
+                record_certificate(&new, &metrics);
                 *live.write() = Arc::new(new);
                 metrics
                     .web_config_reloads

@@ -130,6 +130,8 @@ pub struct Security {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// The files it was built from (for change detection).
     pub files: Vec<PathBuf>,
+    /// When the served certificate expires (Unix seconds), with TLS.
+    pub certificate_expiry: Option<i64>,
 }
 
 impl Security {
@@ -138,6 +140,7 @@ impl Security {
         Security {
             tls: None,
             mtls: false,
+            certificate_expiry: None,
             auth: Authenticator::new(users, Vec::new(), BTreeMap::new()),
             allowed_networks: Vec::new(),
             trusted_proxies: Vec::new(),
@@ -171,7 +174,7 @@ impl Security {
             problems.push("http_server_config.http2: only HTTP/1.1 is served".into());
         }
         let mut files = vec![path.to_owned()];
-        let (tls, mtls) = server_tls(&file, path, &mut files, &mut problems);
+        let (tls, mtls, certificate_expiry) = server_tls(&file, path, &mut files, &mut problems);
         if !problems.is_empty() {
             return Err(invalid(problems.join("; ")));
         }
@@ -185,6 +188,7 @@ impl Security {
         Ok(Security {
             tls,
             mtls,
+            certificate_expiry,
             auth: Authenticator::new(file.basic_auth_users, tokens, scopes),
             allowed_networks: file.allowed_networks,
             trusted_proxies: file.trusted_proxies,
@@ -239,16 +243,17 @@ impl Security {
 fn build_tls(
     t: &TlsServerConfig,
     resolve: &dyn Fn(&Path) -> PathBuf,
-) -> Result<rustls::ServerConfig, String> {
+) -> Result<(rustls::ServerConfig, Option<i64>), String> {
     use rustls::server::WebPkiClientVerifier;
     let read =
         |p: &Path| std::fs::read(resolve(p)).map_err(|e| format!("{}: {e}", resolve(p).display()));
     let certs: Vec<_> = rustls_pemfile::certs(&mut read(&t.cert_file)?.as_slice())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("cert_file: {e}"))?;
-    if certs.is_empty() {
+    let Some(leaf) = certs.first() else {
         return Err("cert_file: no certificate".into());
-    }
+    };
+    let expiry = crate::shared::certificate_not_after(leaf);
     let key = rustls_pemfile::private_key(&mut read(&t.key_file)?.as_slice())
         .map_err(|e| format!("key_file: {e}"))?
         .ok_or("key_file: no private key")?;
@@ -304,7 +309,7 @@ fn build_tls(
         .with_single_cert(certs, key)
         .map_err(|e| format!("cert_file/key_file: {e}"))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    Ok((config, expiry))
 }
 
 /// A fingerprint of the files a configuration came from (modification time and length of each).
@@ -404,15 +409,15 @@ fn response_headers(
 }
 
 /// The TLS server configuration (files relative to the web configuration's folder, added to `files`
-/// for the watcher), and whether client certificates are required.
+/// for the watcher), whether client certificates are required, and when the certificate expires.
 fn server_tls(
     file: &WebConfigFile,
     path: &Path,
     files: &mut Vec<PathBuf>,
     problems: &mut Vec<String>,
-) -> (Option<Arc<rustls::ServerConfig>>, bool) {
+) -> (Option<Arc<rustls::ServerConfig>>, bool, Option<i64>) {
     let Some(t) = &file.tls_server_config else {
-        return (None, false);
+        return (None, false, None);
     };
     let base = path.parent().unwrap_or(Path::new("."));
     let resolve = |p: &Path| match p.is_absolute() {
@@ -425,16 +430,17 @@ fn server_tls(
         files.push(resolve(ca));
     }
     match build_tls(t, &resolve) {
-        Ok(config) => (
+        Ok((config, expiry)) => (
             Some(Arc::new(config)),
             matches!(
                 t.client_auth_type,
                 ClientAuthType::RequireAndVerifyClientCert | ClientAuthType::RequireAnyClientCert
             ),
+            expiry,
         ),
         Err(message) => {
             problems.push(format!("tls_server_config: {message}"));
-            (None, false)
+            (None, false, None)
         }
     }
 }

@@ -106,5 +106,43 @@ pub(crate) fn decode_batch<'a>(
     for (_, ev) in &events {
         progress.by_type[Progress::type_slot(ev.event_type())].fetch_add(1, Ordering::Relaxed);
     }
+    observe_delays(pipeline, &events, metrics);
     Decoded { events, invalid }
+}
+
+/// Ingestion time minus `occurred_at` of every event, by type, and when each type was last seen: one
+/// clock read per batch, observations gathered locally and flushed once per type.
+fn observe_delays(pipeline: &str, events: &[(usize, Event<'_>)], metrics: &SelfMetrics) {
+    if events.is_empty() {
+        return;
+    }
+    let now = chrono::Utc::now();
+    let mut local: [Option<prometheus::local::LocalHistogram>; EventType::KNOWN.len() + 1] =
+        Default::default();
+    for (_, ev) in events {
+        let t = ev.event_type();
+        let delay = (now - ev.occurred_at).num_milliseconds() as f64 / 1000.0;
+        local[Progress::type_slot(t)]
+            .get_or_insert_with(|| {
+                let h = metrics
+                    .event_delay
+                    .with_label_values(&[pipeline, t.as_str()]);
+                h.local()
+            })
+            .observe(delay);
+    }
+    let seconds = now.timestamp_millis() as f64 / 1000.0;
+    for (slot, histogram) in local.iter_mut().enumerate() {
+        if let Some(h) = histogram.take() {
+            h.flush();
+            let t = EventType::KNOWN
+                .get(slot)
+                .copied()
+                .unwrap_or(EventType::Unknown);
+            metrics
+                .last_event
+                .with_label_values(&[t.as_str()])
+                .set(seconds);
+        }
+    }
 }

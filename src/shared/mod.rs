@@ -8,6 +8,12 @@ pub mod append;
 pub mod exposition;
 pub mod json;
 
+/// When a DER certificate expires (its `notAfter`, Unix seconds); `None` if it does not parse.
+pub fn certificate_not_after(der: &[u8]) -> Option<i64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 /// Whether `hash` has the form of a bcrypt hash (`$2a$`, `$2b$`, `$2y$` or `$2x$`, 60 characters): the
 /// one check of the configuration's users and of the web configuration's.
 pub fn looks_like_bcrypt(hash: &str) -> bool {

@@ -175,6 +175,10 @@ impl ConsumerContext for SourceContext {
                     .with_label_values(&[self.pipeline])
                     .set(count as i64);
                 self.ready.store(true, Ordering::Release);
+                self.metrics
+                    .pipeline_ready
+                    .with_label_values(&[self.pipeline])
+                    .set(1);
                 tracing::info!(
                     pipeline = self.pipeline,
                     assigned = list.count(),

@@ -6,7 +6,8 @@
 use crate::shared::exposition::{format_value, FamilyType, Format, Writer};
 use prometheus::proto::MetricType;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// A metric type of the table: how to make one, registered.
@@ -38,6 +39,12 @@ impl Make for IntCounterVec {
 impl Make for IntGaugeVec {
     fn make(name: &str, help: &str, labels: &[&str], _: Option<Vec<f64>>) -> Self {
         IntGaugeVec::new(Opts::new(name, help), labels).expect(VALID)
+    }
+}
+
+impl Make for GaugeVec {
+    fn make(name: &str, help: &str, labels: &[&str], _: Option<Vec<f64>>) -> Self {
+        GaugeVec::new(Opts::new(name, help), labels).expect(VALID)
     }
 }
 
@@ -155,6 +162,14 @@ self_metrics! {
     tls_handshake_failures: IntCounter("hestyna_obsd_tls_handshake_failures_total", "TLS handshakes that failed or timed out.", []);
     /// Reloads of the web configuration file, by result.
     web_config_reloads: IntCounterVec("hestyna_obsd_web_config_reloads_total", "Reloads of the web configuration file.", ["result"]);
+    /// Ingestion time minus `occurred_at`, by pipeline and event type (negative: stamped in the future).
+    event_delay: HistogramVec("hestyna_obsd_event_delay_seconds", "Ingestion time minus occurred_at; negative when the event is stamped in the future (a producer's clock ahead, or local time sent as UTC).", ["pipeline", "type"], buckets = [-3600.0, -60.0, -1.0, 0.0, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0]);
+    /// When an event of each type was last read (Unix seconds).
+    last_event: GaugeVec("hestyna_obsd_last_event_timestamp_seconds", "When an event of each type was last read, in Unix seconds.", ["type"]);
+    /// When each certificate the daemon serves (`listener`) or presents to a sink (`sink`) expires.
+    tls_certificate_expiry: GaugeVec("hestyna_obsd_tls_certificate_expiry_timestamp_seconds", "When a certificate the daemon serves (listener) or presents (sink) expires, in Unix seconds.", ["listener", "sink"]);
+    /// 1 once a pipeline's consumer has its first assignment (file and generator sources: at start).
+    pipeline_ready: IntGaugeVec("hestyna_obsd_pipeline_ready", "1 once the pipeline's consumer has had its first partition assignment; 0 before.", ["pipeline"]);
 }
 
 /// `hestyna_obsd_build_info{version, commit}`, always 1.
@@ -166,10 +181,15 @@ fn register_build_info(r: &Registry) {
         &["version", "commit"],
         None,
     );
-    let commit = option_env!("HESTYNA_OBSD_COMMIT").unwrap_or("unknown");
-    info.with_label_values(&[env!("CARGO_PKG_VERSION"), commit])
+    info.with_label_values(&[env!("CARGO_PKG_VERSION"), BUILD_COMMIT])
         .set(1);
 }
+
+/// The commit the daemon was built from (`build.rs`), or `unknown`.
+pub const BUILD_COMMIT: &str = match option_env!("HESTYNA_OBSD_COMMIT") {
+    Some(commit) => commit,
+    None => "unknown",
+};
 
 impl SelfMetrics {
     /// Appends every self metric in `format` (without the OpenMetrics `# EOF`).

@@ -8,7 +8,7 @@ pub mod events;
 mod metrics;
 mod ratelimit;
 
-pub use metrics::SelfMetrics;
+pub use metrics::{SelfMetrics, BUILD_COMMIT};
 pub use ratelimit::RateLimit;
 
 use serde::{Deserialize, Serialize};

@@ -56,3 +56,13 @@ pub fn pki(dir: &Path) -> Pki {
         client_key,
     }
 }
+
+/// When the first certificate of a PEM file expires (Unix seconds), read independently of the daemon.
+pub fn not_after(pem: &Path) -> f64 {
+    let der = rustls_pemfile::certs(&mut std::fs::read(pem).unwrap().as_slice())
+        .next()
+        .unwrap()
+        .unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    cert.validity().not_after.timestamp() as f64
+}

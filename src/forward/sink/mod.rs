@@ -260,6 +260,8 @@ pub struct SinkInputs {
     pub secret: Option<String>,
     /// The TLS client configuration (HTTP sinks always; syslog sinks with `tls`).
     pub tls: Option<rustls::ClientConfig>,
+    /// When the client certificate presented to the sink expires (Unix seconds), with one.
+    pub certificate_expiry: Option<i64>,
 }
 
 impl SinkInputs {
@@ -282,7 +284,7 @@ impl SinkInputs {
         };
         if let Some(tls) = tls {
             match tls_client_config(tls) {
-                Ok(c) => inputs.tls = Some(c),
+                Ok((c, expiry)) => (inputs.tls, inputs.certificate_expiry) = (Some(c), expiry),
                 Err((key, e)) => faults.push((format!("tls.{key}"), e)),
             }
         }
@@ -294,10 +296,11 @@ impl SinkInputs {
 }
 
 /// The TLS client configuration of a sink: the configured CA (else the system's roots) and optional
-/// client certificate. A fault names its key (`ca_file`, `cert_file`, `key_file`).
+/// client certificate, and when that certificate expires. A fault names its key (`ca_file`,
+/// `cert_file`, `key_file`).
 fn tls_client_config(
     tls: &ClientTlsConfig,
-) -> Result<rustls::ClientConfig, (&'static str, String)> {
+) -> Result<(rustls::ClientConfig, Option<i64>), (&'static str, String)> {
     let roots = client_roots(tls.ca_file.as_deref()).map_err(|e| ("ca_file", e))?;
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -306,7 +309,7 @@ fn tls_client_config(
     .map_err(|e| ("ca_file", e.to_string()))?
     .with_root_certificates(roots);
     let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) else {
-        return Ok(builder.with_no_client_auth());
+        return Ok((builder.with_no_client_auth(), None));
     };
     let read = |k: &'static str, p: &std::path::Path| {
         std::fs::read(p).map_err(|e| (k, format!("{}: {e}", p.display())))
@@ -317,9 +320,13 @@ fn tls_client_config(
     let private = rustls_pemfile::private_key(&mut read("key_file", key)?.as_slice())
         .map_err(|e| ("key_file", format!("{}: {e}", key.display())))?
         .ok_or_else(|| ("key_file", format!("{}: no private key", key.display())))?;
-    builder
+    let expiry = chain
+        .first()
+        .and_then(|c| crate::shared::certificate_not_after(c));
+    let config = builder
         .with_client_auth_cert(chain, private)
-        .map_err(|e| ("key_file", e.to_string()))
+        .map_err(|e| ("key_file", e.to_string()))?;
+    Ok((config, expiry))
 }
 
 /// Builds one configured sink from what [`SinkInputs::read`] read. `kafka` gives the cluster defaults
