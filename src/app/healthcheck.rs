@@ -8,7 +8,7 @@ use std::time::Duration;
 /// Why the probe failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HealthcheckError {
-    /// The URL is not `http://host:port/path`.
+    /// The URL is not `http://host:port/path` (the port is required).
     #[error(
         "{url:?} is not an http://host:port/path URL (TLS listeners: probe http.health_listen)"
     )]
@@ -39,6 +39,9 @@ pub fn probe(url: &str, timeout: Duration) -> Result<(), HealthcheckError> {
     let bad = || HealthcheckError::BadUrl { url: url.into() };
     let rest = url.strip_prefix("http://").ok_or_else(bad)?;
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if !authority.contains(':') {
+        return Err(bad());
+    }
     let path = if path.is_empty() { "/" } else { path };
     let io = |source| HealthcheckError::Io {
         url: url.into(),

@@ -53,6 +53,10 @@ pub enum Field {
     OccurredAt,
     /// The event field `intake_at`.
     IntakeAt,
+    /// The W3C trace id (from the body, or the `traceparent` header).
+    TraceId,
+    /// The W3C span id (from the body, or the `traceparent` header).
+    SpanId,
 }
 
 impl Field {
@@ -82,6 +86,8 @@ impl Field {
             "tokens_completion" => Field::TokensCompletion,
             "occurred_at" => Field::OccurredAt,
             "intake_at" => Field::IntakeAt,
+            "trace_id" => Field::TraceId,
+            "span_id" => Field::SpanId,
             _ => return None,
         })
     }
@@ -98,6 +104,8 @@ impl Field {
             (Field::Organization, _) => b(&ev.organization),
             (Field::Type, _) => Some(Cow::Borrowed(ev.type_name())),
             (Field::EventId, _) => b(&ev.event_id),
+            (Field::TraceId, _) => ob(&ev.trace_id),
+            (Field::SpanId, _) => ob(&ev.span_id),
             (Field::RunId, Body::LlmRun(r)) => b(&r.run_id),
             (Field::Intent, Body::LlmRun(r)) => b(&r.intent),
             (Field::Outcome, Body::LlmRun(r)) => Some(Cow::Borrowed(r.outcome.as_str())),

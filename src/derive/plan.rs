@@ -2,7 +2,10 @@
 
 use super::field::Field;
 use super::rules::{organization_budget, MetricKind, RuleSpec, ValueSpec};
-use super::store::{push_label_value, FamilyDef, SkipReason, Store, WindowDef};
+use super::store::{
+    push_exemplar_pair, push_label_value, ExemplarIn, FamilyDef, SkipReason, Store, WindowDef,
+    EXEMPLAR_MAX_CHARS,
+};
 use super::DeriveError;
 use crate::decode::{Event, EventType};
 use std::borrow::Cow;
@@ -34,6 +37,8 @@ struct CompiledRule {
     value: Value,
     histogram: bool,
     max_label_length: usize,
+    /// The exemplar's fields, with their label names (empty: no exemplar).
+    exemplar: Vec<(Field, String)>,
 }
 
 /// Compiled rules: what to do with each event type.
@@ -217,6 +222,22 @@ fn compile_value(spec: &RuleSpec, fail: Fail<'_>) -> Option<Value> {
     value
 }
 
+/// The exemplar's fields: each a field of the event, named once.
+fn compile_exemplar(spec: &RuleSpec, fail: Fail<'_>) -> Vec<(Field, String)> {
+    let mut fields = Vec::new();
+    for (i, name) in spec.exemplar.iter().enumerate() {
+        let key = format!("exemplar[{i}]");
+        match Field::from_name(name) {
+            None => fail(&key, format!("unknown field {name:?}")),
+            Some(_) if spec.exemplar[..i].contains(name) => {
+                fail(&key, format!("{name:?} is named twice"))
+            }
+            Some(field) => fields.push((field, name.clone())),
+        }
+    }
+    fields
+}
+
 /// What only histograms have (a value, buckets, a window), and the limits every rule has.
 fn check_shape(spec: &RuleSpec, value: Option<&Value>, fail: Fail<'_>) {
     if spec.kind == MetricKind::Histogram {
@@ -323,6 +344,7 @@ impl Plan {
         let value = compile_value(spec, &mut fail);
         check_shape(spec, value.as_ref(), &mut fail);
         check_window(spec, specs, &mut fail);
+        let exemplar = compile_exemplar(spec, &mut fail);
         let family = self.family_for(spec, &label_names, &mut fail);
         let (Some(value), Some(slot), false) = (value, type_slot, faulty) else {
             return;
@@ -341,6 +363,7 @@ impl Plan {
             value,
             histogram: spec.kind == MetricKind::Histogram,
             max_label_length: spec.max_label_length,
+            exemplar,
         });
     }
 
@@ -459,10 +482,18 @@ impl Plan {
             if sanitized {
                 store.note_sanitized(rule.family);
             }
+            let pairs = exemplar_pairs(&rule.exemplar, ev, store);
+            let exemplar = pairs.as_deref().map(|pairs| ExemplarIn {
+                pairs,
+                timestamp_ms: ev.occurred_at.timestamp_millis(),
+            });
             if rule.histogram {
-                store.observe(rule.family, &key, value);
+                store.observe(rule.family, &key, value, exemplar);
             } else {
-                store.add(rule.family, &key, value);
+                store.add(rule.family, &key, value, exemplar);
+            }
+            if let Some(pairs) = pairs {
+                store.put_exemplar_buffer(pairs);
             }
             if let Some(window) = rule.window {
                 store.window_record(window, &key, value);
@@ -470,6 +501,26 @@ impl Plan {
             store.put_key_buffer(key);
         }
     }
+}
+
+/// The exemplar of an event for a rule, written into the store's exemplar buffer (give it back with
+/// [`Store::put_exemplar_buffer`]); `None` when the rule has none or the event has none of its fields.
+fn exemplar_pairs(fields: &[(Field, String)], ev: &Event<'_>, store: &mut Store) -> Option<String> {
+    if fields.is_empty() {
+        return None;
+    }
+    let mut pairs = store.take_exemplar_buffer();
+    let mut budget = EXEMPLAR_MAX_CHARS;
+    for (field, name) in fields {
+        if let Some(value) = field.text(ev) {
+            budget = push_exemplar_pair(&mut pairs, name, &value, budget);
+        }
+    }
+    if pairs.is_empty() {
+        store.put_exemplar_buffer(pairs);
+        return None;
+    }
+    Some(pairs)
 }
 
 #[cfg(test)]

@@ -233,6 +233,12 @@ pub struct RuleSpec {
     /// Exact quantiles over a sliding window (histograms only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<WindowSpec>,
+    /// Event fields written as an exemplar of the latest observation of each histogram bucket (of the
+    /// series, for a counter) on OpenMetrics scrapes, e.g. `["trace_id", "run_id"]`: the way from a
+    /// latency spike to the run and its trace. An exemplar's labels are cut to 128 characters in all
+    /// (OpenMetrics' limit). Empty: no exemplars, and no cost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exemplar: Vec<String>,
 }
 
 /// Latency buckets in seconds; 6 s (the guide's P95 objective) is an edge.
@@ -270,7 +276,12 @@ fn rule(name: &str, help: &str, kind: MetricKind, event_type: &str, labels: &[&s
         max_label_length: DEFAULT_MAX_LABEL_LENGTH,
         expire_after_secs: 0,
         window: None,
+        exemplar: Vec::new(),
     }
+}
+
+fn exemplar(fields: &[&str]) -> Vec<String> {
+    fields.iter().map(|f| f.to_string()).collect()
 }
 
 fn when(field: &str, values: &[&str]) -> BTreeMap<String, Vec<String>> {
@@ -316,6 +327,7 @@ pub fn default_rules() -> Vec<RuleSpec> {
         RuleSpec {
             value: field("latency_ms", Some(Unit::Ms)),
             buckets: LLM_LATENCY_BUCKETS.to_vec(),
+            exemplar: exemplar(&["trace_id", "run_id"]),
             window: Some(WindowSpec {
                 name: "hestyna_llm_latency_window_seconds".into(),
                 seconds: default_window_seconds(),
@@ -337,6 +349,7 @@ pub fn default_rules() -> Vec<RuleSpec> {
         tokens("completion", "tokens_completion"),
         RuleSpec {
             when: when("outcome", &["failure", "timeout"]),
+            exemplar: exemplar(&["trace_id", "run_id"]),
             labels: [
                 (
                     "organization".to_string(),
@@ -369,6 +382,7 @@ pub fn default_rules() -> Vec<RuleSpec> {
         ),
         RuleSpec {
             when: when("outcome", &["failure"]),
+            exemplar: exemplar(&["trace_id", "automation_id"]),
             ..rule(
                 "hestyna_integration_failures_total",
                 "Failed calls per integration slug.",
@@ -392,6 +406,7 @@ pub fn default_rules() -> Vec<RuleSpec> {
         RuleSpec {
             value: field("duration_ms", Some(Unit::Ms)),
             buckets: AUTOMATION_DURATION_BUCKETS.to_vec(),
+            exemplar: exemplar(&["trace_id", "automation_id"]),
             ..rule(
                 "hestyna_automation_duration_seconds",
                 "Automation run durations.",
@@ -407,6 +422,7 @@ pub fn default_rules() -> Vec<RuleSpec> {
                 duration_to: "occurred_at".into(),
             })),
             buckets: RESOLUTION_BUCKETS.to_vec(),
+            exemplar: exemplar(&["trace_id", "request_id"]),
             ..rule(
                 "hestyna_requests_resolution_seconds",
                 "Request lifecycle from intake to resolution.",

@@ -2,7 +2,9 @@
 
 use super::rules::{MetricKind, WindowSpec};
 use super::window::SlidingWindow;
-use crate::shared::exposition::{format_value, FamilyType, Format, Labels, Number, Writer};
+use crate::shared::exposition::{
+    format_value, ExemplarRef, FamilyType, Format, Labels, Number, Writer,
+};
 use crate::telemetry::events::DerivedCounts;
 use crate::telemetry::SelfMetrics;
 use hashbrown::hash_map::EntryRef;
@@ -259,6 +261,72 @@ struct Series {
     value: Value,
     /// When it last changed (store clock, seconds).
     touched: u64,
+    /// The latest exemplar of each bucket (of the series, for a counter), for rules that ask for them.
+    exemplars: Option<Box<[Exemplar]>>,
+}
+
+/// An exemplar: the labels of the event behind an observation (`name\0value\0` pairs, at most
+/// [`EXEMPLAR_MAX_CHARS`] characters of names and values in all), its value, and when it happened.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Exemplar {
+    pairs: String,
+    value: f64,
+    timestamp_ms: i64,
+}
+
+/// OpenMetrics: "The combined length of the label names and values of an Exemplar's LabelSet MUST NOT
+/// exceed 128 UTF-8 character code points."
+pub const EXEMPLAR_MAX_CHARS: usize = 128;
+
+/// The exemplar of an observation, as the plan hands it to the store: labels as `name\0value\0`
+/// pairs (cut by [`push_exemplar_pair`]) and the event's time.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ExemplarIn<'a> {
+    pub(super) pairs: &'a str,
+    pub(super) timestamp_ms: i64,
+}
+
+/// Appends `name=value` to an exemplar's pairs within `budget` characters (what is left of
+/// [`EXEMPLAR_MAX_CHARS`]): a value that does not fit is cut at a character boundary, a name that
+/// does not fit with at least one character of value is left out. Returns the budget left.
+pub(super) fn push_exemplar_pair(
+    pairs: &mut String,
+    name: &str,
+    value: &str,
+    budget: usize,
+) -> usize {
+    let name_chars = name.chars().count();
+    if name_chars >= budget {
+        return budget;
+    }
+    let room = budget - name_chars;
+    let cut = value
+        .char_indices()
+        .nth(room)
+        .map_or(value.len(), |(i, _)| i);
+    if cut == 0 {
+        return budget;
+    }
+    let value = &value[..cut];
+    pairs.push_str(name);
+    pairs.push('\0');
+    pairs.push_str(value);
+    pairs.push('\0');
+    budget - name_chars - value.chars().count()
+}
+
+impl Series {
+    /// Keeps `exemplar` as the latest of slot `slot` (of `slots`), reusing the slot's allocation.
+    fn set_exemplar(&mut self, slot: usize, slots: usize, exemplar: &ExemplarIn<'_>, value: f64) {
+        let all = self
+            .exemplars
+            .get_or_insert_with(|| vec![Exemplar::default(); slots].into_boxed_slice());
+        let e = &mut all[slot];
+        e.pairs.clear();
+        e.pairs.push_str(exemplar.pairs);
+        e.value = value;
+        e.timestamp_ms = exemplar.timestamp_ms;
+    }
 }
 
 /// Why a matching event gave a rule no value.
@@ -339,14 +407,14 @@ impl Family {
 
     /// Applies `change` to the series of these labels, creating it (or, past the limit, using the
     /// overflow series). One hash and one probe for a series that exists.
-    fn update(&mut self, labels: Encoded<'_>, now: u64, change: impl FnOnce(&mut Value)) {
+    fn update(&mut self, labels: Encoded<'_>, now: u64, change: impl FnOnce(&mut Series)) {
         let live = self.series.len() - self.budget.overflow_series;
         let (kind, buckets) = (self.def.kind, self.def.buckets.len());
         let overflow = match self.series.entry_ref(&labels) {
             EntryRef::Occupied(mut series) => {
                 let series = series.get_mut();
                 series.touched = now;
-                change(&mut series.value);
+                change(series);
                 return;
             }
             EntryRef::Vacant(slot) => {
@@ -359,14 +427,11 @@ impl Family {
                 match placement {
                     Placement::Own => {
                         let value = Self::new_value(kind, buckets);
-                        change(
-                            &mut slot
-                                .insert(Series {
-                                    value,
-                                    touched: now,
-                                })
-                                .value,
-                        );
+                        change(slot.insert(Series {
+                            value,
+                            touched: now,
+                            exemplars: None,
+                        }));
                         self.budget.add(labels.0);
                         return;
                     }
@@ -381,10 +446,11 @@ impl Family {
             Series {
                 value: Self::new_value(kind, buckets),
                 touched: now,
+                exemplars: None,
             }
         });
         series.touched = now;
-        change(&mut series.value);
+        change(series);
     }
 }
 
@@ -403,6 +469,8 @@ pub struct Store {
     windows: Vec<WindowFamily>,
     /// The key buffer of [`Store::take_key_buffer`].
     scratch: String,
+    /// The buffer of [`Store::take_exemplar_buffer`].
+    exemplar_scratch: String,
     /// The clock: wall-clock seconds, set by the pipeline per batch and by the expiry sweep.
     now: u64,
 }
@@ -439,6 +507,7 @@ impl Store {
                 })
                 .collect(),
             scratch: String::new(),
+            exemplar_scratch: String::new(),
             now: wall_clock(),
         }
     }
@@ -448,24 +517,43 @@ impl Store {
         self.now = now;
     }
 
-    /// Adds `value` to a counter.
-    pub(super) fn add(&mut self, family: usize, key: &str, value: f64) {
-        self.families[family].update(Encoded(key), self.now, |v| {
-            if let Value::Counter(total) = v {
+    /// Adds `value` to a counter, keeping `exemplar` as its latest.
+    pub(super) fn add(
+        &mut self,
+        family: usize,
+        key: &str,
+        value: f64,
+        exemplar: Option<ExemplarIn>,
+    ) {
+        self.families[family].update(Encoded(key), self.now, |s| {
+            if let Value::Counter(total) = &mut s.value {
                 *total += value;
+            }
+            if let Some(e) = &exemplar {
+                s.set_exemplar(0, 1, e, value);
             }
         });
     }
 
-    /// Observes `value` in a histogram.
-    pub(super) fn observe(&mut self, family: usize, key: &str, value: f64) {
+    /// Observes `value` in a histogram, keeping `exemplar` as its bucket's latest.
+    pub(super) fn observe(
+        &mut self,
+        family: usize,
+        key: &str,
+        value: f64,
+        exemplar: Option<ExemplarIn>,
+    ) {
         let family = &mut self.families[family];
+        let slots = family.def.buckets.len() + 1;
         let bucket = family.def.buckets.partition_point(|bound| *bound < value);
-        family.update(Encoded(key), self.now, |v| {
-            if let Value::Histogram { counts, sum, count } = v {
+        family.update(Encoded(key), self.now, |s| {
+            if let Value::Histogram { counts, sum, count } = &mut s.value {
                 counts[bucket] += 1;
                 *sum += value;
                 *count += 1;
+            }
+            if let Some(e) = &exemplar {
+                s.set_exemplar(bucket, slots, e, value);
             }
         });
     }
@@ -514,6 +602,18 @@ impl Store {
 
     pub(super) fn put_key_buffer(&mut self, key: String) {
         self.scratch = key;
+    }
+
+    /// The buffer an exemplar's pairs are written into, empty; give it back with
+    /// [`Store::put_exemplar_buffer`].
+    pub(super) fn take_exemplar_buffer(&mut self) -> String {
+        let mut pairs = std::mem::take(&mut self.exemplar_scratch);
+        pairs.clear();
+        pairs
+    }
+
+    pub(super) fn put_exemplar_buffer(&mut self, pairs: String) {
+        self.exemplar_scratch = pairs;
     }
 
     pub(super) fn skip(&mut self, family: usize, reason: SkipReason) {
@@ -606,7 +706,7 @@ impl Store {
     /// formatting: the HTTP endpoint uses [`Store::snapshot`] instead, which does not.
     #[cfg(test)]
     pub fn render(&self, out: &mut String, format: Format) {
-        self.snapshot().render(out, format, None);
+        self.snapshot_for(format).render(out, format, None);
     }
 
     /// The window quantiles as JSON.
@@ -621,6 +721,13 @@ impl Store {
     /// (copying every slice instead, to merge after the lock, cost a third more resident memory at
     /// 90,510 series in `scripts/bench`); sorting and formatting them happen after.
     pub fn snapshot(&self) -> Snapshot {
+        self.snapshot_for(Format::Text)
+    }
+
+    /// [`Store::snapshot`] for rendering in `format`: with the exemplars for OpenMetrics (the text
+    /// format has none, and copying them would be wasted).
+    pub fn snapshot_for(&self, format: Format) -> Snapshot {
+        let exemplars = format == Format::OpenMetrics;
         let families = self
             .families
             .iter()
@@ -629,7 +736,10 @@ impl Store {
                 series: f
                     .series
                     .iter()
-                    .map(|(k, s)| (k.clone(), s.value.clone()))
+                    .map(|(k, s)| {
+                        let e = if exemplars { s.exemplars.clone() } else { None };
+                        (k.clone(), s.value.clone(), e)
+                    })
                     .collect(),
             })
             .collect();
@@ -664,7 +774,20 @@ impl Store {
 
 struct FamilySnapshot {
     def: Arc<FamilyDef>,
-    series: Vec<(LabelKey, Value)>,
+    series: Vec<SeriesRow>,
+}
+
+/// A series at the snapshot: labels, value, and its exemplars when the format writes them.
+type SeriesRow = (LabelKey, Value, Option<Box<[Exemplar]>>);
+
+impl Exemplar {
+    fn as_ref(&self) -> ExemplarRef<'_> {
+        ExemplarRef {
+            pairs: &self.pairs,
+            value: self.value,
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
 }
 
 struct WindowSnapshot {
@@ -767,18 +890,20 @@ impl Snapshot {
                 .collect();
             sort_by_labels(&mut family.series, |row| &row.0);
             let mut labels = Labels::default();
-            for (key, value) in family.series.iter().filter(|(k, _)| visible.key(k)) {
+            for (key, value, exemplars) in family.series.iter().filter(|(k, ..)| visible.key(k)) {
                 // Escaped once per series, written once per sample.
                 key.write_labels(&def.label_names, &mut labels);
+                let exemplar = |slot: usize| exemplars.as_ref().map(|e| e[slot].as_ref());
                 match value {
                     Value::Counter(total) => {
-                        w.series_sample(&def.name, "", &labels, None, Number::Value(*total))
+                        let v = Number::Value(*total);
+                        w.series_sample_with(&def.name, "", &labels, None, v, exemplar(0))
                     }
                     Value::Histogram { counts, sum, count } => {
                         let mut cumulative = 0;
-                        for (le, n) in les.iter().zip(counts.iter()) {
+                        for (slot, (le, n)) in les.iter().zip(counts.iter()).enumerate() {
                             cumulative += n;
-                            w.bucket_sample(&def.name, &labels, le, cumulative);
+                            w.bucket_sample(&def.name, &labels, le, cumulative, exemplar(slot));
                         }
                         w.series_sample(&def.name, "_sum", &labels, None, Number::Value(*sum));
                         w.series_sample(&def.name, "_count", &labels, None, Number::Count(*count));

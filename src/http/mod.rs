@@ -415,7 +415,7 @@ pub fn render(
                 .with_label_values(&[name])
                 .set(count as i64);
         }
-        store.snapshot()
+        store.snapshot_for(format)
     };
     let scope = access.and_then(|a| a.organizations.as_deref());
     let mut out = String::with_capacity(64 * 1024);

@@ -95,6 +95,19 @@ impl<'a> Writer<'a> {
         extra: Option<(&str, &str)>,
         value: Number,
     ) {
+        self.series_sample_with(name, suffix, labels, extra, value, None);
+    }
+
+    /// [`Writer::series_sample`] with an exemplar (written in OpenMetrics only).
+    pub fn series_sample_with(
+        &mut self,
+        name: &str,
+        suffix: &str,
+        labels: &Labels,
+        extra: Option<(&str, &str)>,
+        value: Number,
+        exemplar: Option<ExemplarRef<'_>>,
+    ) {
         self.out.push_str(name);
         self.out.push_str(suffix);
         self.labels(labels, extra);
@@ -103,12 +116,19 @@ impl<'a> Writer<'a> {
             Number::Count(n) => self.out.push_str(itoa::Buffer::new().format(n)),
             Number::Value(v) => write_value(v, self.out),
         }
-        self.out.push('\n');
+        self.end_line(exemplar);
     }
 
     /// One bucket of a histogram series: `name_bucket{labels,le} count`, with `le` the bucket's
-    /// `le="bound"` pair, escaped once for the whole family.
-    pub fn bucket_sample(&mut self, name: &str, labels: &Labels, le: &str, count: u64) {
+    /// `le="bound"` pair, escaped once for the whole family; with its exemplar in OpenMetrics.
+    pub fn bucket_sample(
+        &mut self,
+        name: &str,
+        labels: &Labels,
+        le: &str,
+        count: u64,
+        exemplar: Option<ExemplarRef<'_>>,
+    ) {
         self.out.push_str(name);
         self.out.push_str("_bucket{");
         if !labels.0.is_empty() {
@@ -118,6 +138,35 @@ impl<'a> Writer<'a> {
         self.out.push_str(le);
         self.out.push_str("} ");
         self.out.push_str(itoa::Buffer::new().format(count));
+        self.end_line(exemplar);
+    }
+
+    /// Ends a sample's line: ` # {labels} value timestamp` first for an exemplar, in OpenMetrics.
+    fn end_line(&mut self, exemplar: Option<ExemplarRef<'_>>) {
+        let exemplar =
+            exemplar.filter(|e| self.format == Format::OpenMetrics && !e.pairs.is_empty());
+        if let Some(e) = exemplar {
+            self.out.push_str(" # {");
+            let mut parts = e.pairs.split('\0');
+            let mut first = true;
+            while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
+                if !first {
+                    self.out.push(',');
+                }
+                first = false;
+                self.out.push_str(k);
+                self.out.push_str("=\"");
+                escape(v, true, self.out);
+                self.out.push('"');
+            }
+            self.out.push_str("} ");
+            write_value(e.value, self.out);
+            let (seconds, millis) = (
+                e.timestamp_ms.div_euclid(1000),
+                e.timestamp_ms.rem_euclid(1000),
+            );
+            let _ = write!(self.out, " {seconds}.{millis:03}");
+        }
         self.out.push('\n');
     }
 
@@ -153,6 +202,18 @@ impl<'a> Writer<'a> {
             self.out.push_str("# EOF\n");
         }
     }
+}
+
+/// An exemplar to write after a sample: its labels as `name\0value\0` pairs (names valid, values
+/// unescaped, at most 128 characters of both in all), its value, and when (Unix milliseconds).
+#[derive(Debug, Clone, Copy)]
+pub struct ExemplarRef<'a> {
+    /// `name\0value\0` pairs.
+    pub pairs: &'a str,
+    /// The observed value.
+    pub value: f64,
+    /// When the observed event happened, in Unix milliseconds.
+    pub timestamp_ms: i64,
 }
 
 /// A series' labels, `name="value"` pairs escaped and joined once, for every sample of the series.
@@ -252,6 +313,39 @@ mod tests {
         w.sample("lat_bucket", &[("a", "b")], Some(("le", "+Inf")), "1");
         w.finish();
         assert_eq!(om, "# HELP x Things.\n# TYPE x counter\nx_total 3\n# HELP lat L.\n# TYPE lat histogram\nlat_bucket{a=\"b\",le=\"+Inf\"} 1\n# EOF\n");
+    }
+
+    #[test]
+    fn exemplars_are_written_in_openmetrics_only() {
+        let e = ExemplarRef {
+            pairs: "trace_id\0abc\0run_id\0r\"1\0",
+            value: 7.25,
+            timestamp_ms: 1_733_100_000_042,
+        };
+        for (format, tail) in [
+            (Format::Text, "\n"),
+            (
+                Format::OpenMetrics,
+                " # {trace_id=\"abc\",run_id=\"r\\\"1\"} 7.25 1733100000.042\n",
+            ),
+        ] {
+            let mut out = String::new();
+            let mut w = Writer::new(&mut out, format);
+            w.bucket_sample("lat", &Labels::new(&[("a", "b")]), "le=\"8\"", 3, Some(e));
+            assert_eq!(out, format!("lat_bucket{{a=\"b\",le=\"8\"}} 3{tail}"));
+        }
+        let mut out = String::new();
+        let mut w = Writer::new(&mut out, Format::OpenMetrics);
+        let none = ExemplarRef { pairs: "", ..e };
+        w.series_sample_with(
+            "x_total",
+            "",
+            &Labels::default(),
+            None,
+            Number::Value(1.0),
+            Some(none),
+        );
+        assert_eq!(out, "x_total 1\n");
     }
 
     #[test]

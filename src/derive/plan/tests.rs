@@ -400,6 +400,79 @@ fn open_metrics_rendering() {
     assert!(out.starts_with("# HELP hestyna_llm_runs LLM runs by intent and outcome.\n# TYPE hestyna_llm_runs counter\nhestyna_llm_runs_total{"), "{out}");
 }
 
+/// An LLM run with a trace id and a run id of these lengths, `latency` ms, at 2026-01-01T00:00:0`second`Z.
+fn traced(run_id: &str, latency: f64, second: u32) -> String {
+    format!(
+        r#"{{"event_id":"e","type":"llm_run","occurred_at":"2026-01-01T00:00:0{second}.250Z","organization":"acme","run_id":"{run_id}","intent":"billing","outcome":"success","latency_ms":{latency},"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}}"#
+    )
+}
+
+#[test]
+fn exemplars_keep_the_latest_event_of_each_bucket_in_open_metrics_only() {
+    let plan = Plan::compile(&[spec("hestyna_llm_latency_seconds")]).unwrap();
+    let mut store = plan.new_store();
+    feed(&plan, &mut store, &traced("run-1", 5500.0, 1));
+    feed(&plan, &mut store, &traced("run-2", 5800.0, 2));
+    feed(&plan, &mut store, &traced("run-3", 7000.0, 3));
+    let mut om = String::new();
+    store.render(&mut om, crate::derive::Format::OpenMetrics);
+    let bucket = |le: &str| {
+        let prefix = format!("hestyna_llm_latency_seconds_bucket{{intent=\"billing\",organization=\"acme\",le=\"{le}\"}}");
+        om.lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap()
+            .to_owned()
+    };
+    let trace = "trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\"";
+    // The (5, 6] bucket saw run-1 then run-2: run-2 is kept, with its value and time.
+    assert_eq!(bucket("6"), format!("hestyna_llm_latency_seconds_bucket{{intent=\"billing\",organization=\"acme\",le=\"6\"}} 2 # {{{trace},run_id=\"run-2\"}} 5.8 1767225602.250"));
+    assert_eq!(bucket("8"), format!("hestyna_llm_latency_seconds_bucket{{intent=\"billing\",organization=\"acme\",le=\"8\"}} 3 # {{{trace},run_id=\"run-3\"}} 7 1767225603.250"));
+    // A bucket nothing landed in has none.
+    assert!(!bucket("5").contains('#'), "{}", bucket("5"));
+    assert!(
+        !render(&store).contains(" # {"),
+        "the text format has no exemplars"
+    );
+}
+
+#[test]
+fn an_exemplar_never_exceeds_128_characters_and_unknown_fields_are_refused() {
+    let plan = Plan::compile(&[spec("hestyna_llm_latency_seconds")]).unwrap();
+    let mut store = plan.new_store();
+    let long = "r".repeat(300);
+    feed(&plan, &mut store, &traced(&long, 500.0, 1));
+    let mut om = String::new();
+    store.render(&mut om, crate::derive::Format::OpenMetrics);
+    let line = om.lines().find(|l| l.contains(" # {")).unwrap();
+    let labels = line
+        .split(" # {")
+        .nth(1)
+        .unwrap()
+        .split('}')
+        .next()
+        .unwrap();
+    // trace_id (8) + its value (32) + run_id (6): 82 characters of the run id are left.
+    let want = format!(
+        "trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\",run_id=\"{}\"",
+        "r".repeat(82)
+    );
+    assert_eq!(labels, want);
+    let mut bad = spec("hestyna_llm_latency_seconds");
+    bad.exemplar = vec!["trace_id".into(), "no_such_field".into(), "trace_id".into()];
+    let errors = Plan::compile(&[bad]).unwrap_err();
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["exemplar[1]", "exemplar[2]"], "{errors:#?}");
+}
+
+#[test]
+fn exemplar_pairs_are_cut_at_a_character_boundary() {
+    let mut pairs = String::new();
+    let left = crate::derive::store::push_exemplar_pair(&mut pairs, "id", "ééééé", 5);
+    assert_eq!((pairs.as_str(), left), ("id\0ééé\0", 0));
+    let left = crate::derive::store::push_exemplar_pair(&mut pairs, "more", "x", left);
+    assert_eq!((pairs.as_str(), left), ("id\0ééé\0", 0), "nothing fits");
+}
+
 proptest::proptest! {
     /// The word-at-a-time check is the byte-by-byte one, on bytes near both ends of the range.
     #[test]
