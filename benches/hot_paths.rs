@@ -91,6 +91,28 @@ fn hot_paths(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
+    // The same, with the default rules' exemplars off: what keeping exemplars costs.
+    let without: Vec<_> = default_rules()
+        .into_iter()
+        .map(|mut r| {
+            r.exemplar.clear();
+            r
+        })
+        .collect();
+    let plain = Plan::compile(&without).unwrap();
+    group.bench_function("metrics_decode_and_derive_without_exemplars", |b| {
+        b.iter_batched_ref(
+            || plain.new_store(),
+            |store| {
+                for r in &records {
+                    if let Ok(ev) = decode(&r.payload, r.traceparent()) {
+                        plain.observe(store, &ev);
+                    }
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
     group.bench_function("forward_decode_enrich_redact_encode", |b| {
         let ctx = BatchContext::new(chrono::Utc::now(), &organizations);
         let mut tally = vec![0; redactor.rule_names().len()];

@@ -62,6 +62,7 @@ time_ = lambda k: c.get(k, [None, None])[1]
 replay_rate, mtail_rate = a.count / a.replay, a.count / a.mtail
 value = rate("events/baseline_parse_to_serde_json_value")
 metrics = rate("events/metrics_decode_and_derive")
+no_exemplars = rate("events/metrics_decode_and_derive_without_exemplars")
 decode = rate("events/decode")
 forward = rate("events/forward_decode_enrich_redact_encode")
 render = time_("render_100k_series/snapshot_and_format_text")
@@ -83,6 +84,10 @@ rows = [
     ("metrics hot path: decode + derive, one core (events/s)", fmt(metrics), "serde_json::Value parse " + fmt(value),
      "n/a" if None in (metrics, value) else f"{metrics / value:.2f}x", ">= 1,000,000/s and >= 1.0x",
      ok(None if None in (metrics, value) else metrics >= 1e6 and metrics >= value)),
+    ("... with the default rules' exemplars (events/s; the line above is with them)", fmt(metrics),
+     "exemplars off " + fmt(no_exemplars),
+     "n/a" if None in (metrics, no_exemplars) else f"{metrics / no_exemplars:.2f}x", ">= 0.9x",
+     ok(None if None in (metrics, no_exemplars) else metrics >= 0.9 * no_exemplars)),
     ("decode alone, one core (events/s)", fmt(decode), "serde_json::Value parse " + fmt(value),
      "n/a" if None in (decode, value) else f"{decode / value:.2f}x", "", ""),
     ("forward hot path: decode + enrich + redact + encode, one core (events/s)", fmt(forward), "", "", ">= 300,000/s",

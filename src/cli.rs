@@ -1,5 +1,5 @@
 //! The command line: `run` (default), `check-config`, `generate`, `replay`, `hash-password`,
-//! `healthcheck`.
+//! `healthcheck`, `doctor`.
 
 use crate::app::{self, generate::Target, AppError, RunOptions};
 use crate::config::{self, Config};
@@ -38,6 +38,43 @@ pub enum Command {
     HashPassword(HashPasswordArgs),
     /// GET a probe URL of a running daemon; exit 0 on 200 (a container health check without a shell).
     Healthcheck(HealthcheckArgs),
+    /// The troubleshooting checklist: configuration, Kafka, a running daemon's /metrics, the sinks.
+    Doctor(DoctorArgs),
+}
+
+/// `doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// /metrics of the running daemon (default: http.listen on loopback).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Basic-auth user for /metrics.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The environment variable holding that user's password.
+    #[arg(long, value_name = "VAR", conflicts_with = "password_file")]
+    pub password_env: Option<String>,
+    /// A file holding that user's password (its first line).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// A PEM CA to verify an HTTPS /metrics.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Seconds between the two scrapes that must see counts move.
+    #[arg(long, default_value_t = 10)]
+    pub interval: u64,
+    /// Seconds any one network step may take.
+    #[arg(long, default_value_t = 5)]
+    pub timeout: u64,
+    /// Write a probe record to the dead-letter topic (header hestyna.dlq.reason=doctor_probe).
+    #[arg(long)]
+    pub write_probe: bool,
+    /// A Prometheus rules file to check against the exported families and the annotations.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// The report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `healthcheck`.
@@ -131,6 +168,9 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
         let timeout = std::time::Duration::from_secs(args.timeout_secs);
         return Ok(app::healthcheck::probe(&args.url, timeout)?);
     }
+    if let Command::Doctor(args) = &command {
+        return doctor(cli.config.as_deref(), args);
+    }
     let config = match &command {
         Command::Replay(args) => config::load_with(
             cli.config.as_deref(),
@@ -183,9 +223,60 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
             print!("{text}");
             Ok(())
         }
-        Command::CheckConfig | Command::HashPassword(_) | Command::Healthcheck(_) => {
-            unreachable!("handled above")
+        Command::CheckConfig
+        | Command::HashPassword(_)
+        | Command::Healthcheck(_)
+        | Command::Doctor(_) => unreachable!("handled above"),
+    }
+}
+
+/// Runs the checks, prints the report (text or JSON), and fails when a check failed.
+fn doctor(path: Option<&std::path::Path>, args: &DoctorArgs) -> Result<(), AppError> {
+    use app::doctor::{DoctorOptions, Report};
+    let password = match (&args.password_env, &args.password_file) {
+        (Some(var), _) => Some(
+            std::env::var(var)
+                .map_err(|_| AppError::Usage(format!("--password-env: {var} is not set")))?,
+        ),
+        (_, Some(file)) => {
+            let text = std::fs::read_to_string(file).map_err(|source| AppError::Io {
+                context: format!("--password-file {}", file.display()),
+                source,
+            })?;
+            Some(text.lines().next().unwrap_or("").to_owned())
         }
+        _ => None,
+    };
+    let options = DoctorOptions {
+        url: args.url.clone(),
+        user: args.user.clone(),
+        password,
+        ca_file: args.ca_file.clone(),
+        interval: std::time::Duration::from_secs(args.interval),
+        timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+        write_probe: args.write_probe,
+        rules: args.rules.clone(),
+    };
+    let report: Report = match config::load(path) {
+        Ok(config) => runtime()?.block_on(app::doctor::run(&config, &options)),
+        Err(e) => app::doctor::unloadable(&e),
+    };
+    print!(
+        "{}",
+        if args.json {
+            report.json() + "\n"
+        } else {
+            report.text()
+        }
+    );
+    let failed = report
+        .checks
+        .iter()
+        .filter(|c| c.status == app::doctor::Status::Fail)
+        .count();
+    match failed {
+        0 => Ok(()),
+        n => Err(AppError::DoctorFailed(n)),
     }
 }
 

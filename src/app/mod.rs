@@ -7,6 +7,7 @@
 //! finish what they hold (within `shutdown.drain_timeout_secs`), Kafka sources store and commit, and
 //! only then does the HTTP server stop, so `/metrics` and the probes answer through the drain.
 
+pub mod doctor;
 pub mod generate;
 pub mod healthcheck;
 pub mod inputs;
@@ -80,6 +81,9 @@ pub enum AppError {
     #[error("healthcheck: {0}")]
     /// `healthcheck` found the daemon unhealthy.
     Healthcheck(#[from] healthcheck::HealthcheckError),
+    #[error("doctor: {0} check(s) failed")]
+    /// `doctor` found something broken (the report says what).
+    DoctorFailed(usize),
 }
 
 impl AppError {

@@ -482,18 +482,15 @@ impl Plan {
             if sanitized {
                 store.note_sanitized(rule.family);
             }
-            let pairs = exemplar_pairs(&rule.exemplar, ev, store);
-            let exemplar = pairs.as_deref().map(|pairs| ExemplarIn {
-                pairs,
+            let write = |pairs: &mut String| write_exemplar(&rule.exemplar, ev, pairs);
+            let exemplar = (!rule.exemplar.is_empty()).then_some(ExemplarIn {
+                write: &write,
                 timestamp_ms: ev.occurred_at.timestamp_millis(),
             });
             if rule.histogram {
                 store.observe(rule.family, &key, value, exemplar);
             } else {
                 store.add(rule.family, &key, value, exemplar);
-            }
-            if let Some(pairs) = pairs {
-                store.put_exemplar_buffer(pairs);
             }
             if let Some(window) = rule.window {
                 store.window_record(window, &key, value);
@@ -503,24 +500,15 @@ impl Plan {
     }
 }
 
-/// The exemplar of an event for a rule, written into the store's exemplar buffer (give it back with
-/// [`Store::put_exemplar_buffer`]); `None` when the rule has none or the event has none of its fields.
-fn exemplar_pairs(fields: &[(Field, String)], ev: &Event<'_>, store: &mut Store) -> Option<String> {
-    if fields.is_empty() {
-        return None;
-    }
-    let mut pairs = store.take_exemplar_buffer();
+/// Writes the exemplar labels of an event for a rule (the fields it has), within OpenMetrics' 128
+/// characters.
+fn write_exemplar(fields: &[(Field, String)], ev: &Event<'_>, pairs: &mut String) {
     let mut budget = EXEMPLAR_MAX_CHARS;
     for (field, name) in fields {
         if let Some(value) = field.text(ev) {
-            budget = push_exemplar_pair(&mut pairs, name, &value, budget);
+            budget = push_exemplar_pair(pairs, name, &value, budget);
         }
     }
-    if pairs.is_empty() {
-        store.put_exemplar_buffer(pairs);
-        return None;
-    }
-    Some(pairs)
 }
 
 #[cfg(test)]

@@ -272,17 +272,20 @@ pub(super) struct Exemplar {
     pairs: String,
     value: f64,
     timestamp_ms: i64,
+    /// When it was kept (store clock, seconds): an exemplar is replaced at most once a second.
+    kept_at: u64,
 }
 
 /// OpenMetrics: "The combined length of the label names and values of an Exemplar's LabelSet MUST NOT
 /// exceed 128 UTF-8 character code points."
 pub const EXEMPLAR_MAX_CHARS: usize = 128;
 
-/// The exemplar of an observation, as the plan hands it to the store: labels as `name\0value\0`
-/// pairs (cut by [`push_exemplar_pair`]) and the event's time.
-#[derive(Debug, Clone, Copy)]
+/// The exemplar of an observation, as the plan hands it to the store: `write` appends its labels as
+/// `name\0value\0` pairs (with [`push_exemplar_pair`]), called only when the slot takes a new one;
+/// and the event's time.
+#[derive(Clone, Copy)]
 pub(super) struct ExemplarIn<'a> {
-    pub(super) pairs: &'a str,
+    pub(super) write: &'a dyn Fn(&mut String),
     pub(super) timestamp_ms: i64,
 }
 
@@ -295,37 +298,57 @@ pub(super) fn push_exemplar_pair(
     value: &str,
     budget: usize,
 ) -> usize {
-    let name_chars = name.chars().count();
-    if name_chars >= budget {
+    let chars = |s: &str| {
+        if s.is_ascii() {
+            s.len()
+        } else {
+            s.chars().count()
+        }
+    };
+    let name_chars = chars(name);
+    if name_chars >= budget || value.is_empty() {
         return budget;
     }
     let room = budget - name_chars;
-    let cut = value
-        .char_indices()
-        .nth(room)
-        .map_or(value.len(), |(i, _)| i);
-    if cut == 0 {
-        return budget;
-    }
-    let value = &value[..cut];
+    let value = if value.len() <= room {
+        value
+    } else {
+        &value[..value
+            .char_indices()
+            .nth(room)
+            .map_or(value.len(), |(i, _)| i)]
+    };
     pairs.push_str(name);
     pairs.push('\0');
     pairs.push_str(value);
     pairs.push('\0');
-    budget - name_chars - value.chars().count()
+    budget - name_chars - chars(value)
 }
 
 impl Series {
-    /// Keeps `exemplar` as the latest of slot `slot` (of `slots`), reusing the slot's allocation.
-    fn set_exemplar(&mut self, slot: usize, slots: usize, exemplar: &ExemplarIn<'_>, value: f64) {
+    /// Keeps `exemplar` in slot `slot` (of `slots`), unless the slot took one this second (`now`):
+    /// the labels are written only then, into the slot's own allocation. A scraper sees a recent
+    /// event of each bucket at a fraction of the cost of keeping the very latest.
+    fn set_exemplar(
+        &mut self,
+        slot: usize,
+        slots: usize,
+        exemplar: &ExemplarIn<'_>,
+        value: f64,
+        now: u64,
+    ) {
         let all = self
             .exemplars
             .get_or_insert_with(|| vec![Exemplar::default(); slots].into_boxed_slice());
         let e = &mut all[slot];
+        if e.kept_at == now && !e.pairs.is_empty() {
+            return;
+        }
         e.pairs.clear();
-        e.pairs.push_str(exemplar.pairs);
+        (exemplar.write)(&mut e.pairs);
         e.value = value;
         e.timestamp_ms = exemplar.timestamp_ms;
+        e.kept_at = now;
     }
 }
 
@@ -469,8 +492,6 @@ pub struct Store {
     windows: Vec<WindowFamily>,
     /// The key buffer of [`Store::take_key_buffer`].
     scratch: String,
-    /// The buffer of [`Store::take_exemplar_buffer`].
-    exemplar_scratch: String,
     /// The clock: wall-clock seconds, set by the pipeline per batch and by the expiry sweep.
     now: u64,
 }
@@ -507,7 +528,6 @@ impl Store {
                 })
                 .collect(),
             scratch: String::new(),
-            exemplar_scratch: String::new(),
             now: wall_clock(),
         }
     }
@@ -525,12 +545,13 @@ impl Store {
         value: f64,
         exemplar: Option<ExemplarIn>,
     ) {
-        self.families[family].update(Encoded(key), self.now, |s| {
+        let now = self.now;
+        self.families[family].update(Encoded(key), now, |s| {
             if let Value::Counter(total) = &mut s.value {
                 *total += value;
             }
             if let Some(e) = &exemplar {
-                s.set_exemplar(0, 1, e, value);
+                s.set_exemplar(0, 1, e, value, now);
             }
         });
     }
@@ -543,17 +564,18 @@ impl Store {
         value: f64,
         exemplar: Option<ExemplarIn>,
     ) {
+        let now = self.now;
         let family = &mut self.families[family];
         let slots = family.def.buckets.len() + 1;
         let bucket = family.def.buckets.partition_point(|bound| *bound < value);
-        family.update(Encoded(key), self.now, |s| {
+        family.update(Encoded(key), now, |s| {
             if let Value::Histogram { counts, sum, count } = &mut s.value {
                 counts[bucket] += 1;
                 *sum += value;
                 *count += 1;
             }
             if let Some(e) = &exemplar {
-                s.set_exemplar(bucket, slots, e, value);
+                s.set_exemplar(bucket, slots, e, value, now);
             }
         });
     }
@@ -602,18 +624,6 @@ impl Store {
 
     pub(super) fn put_key_buffer(&mut self, key: String) {
         self.scratch = key;
-    }
-
-    /// The buffer an exemplar's pairs are written into, empty; give it back with
-    /// [`Store::put_exemplar_buffer`].
-    pub(super) fn take_exemplar_buffer(&mut self) -> String {
-        let mut pairs = std::mem::take(&mut self.exemplar_scratch);
-        pairs.clear();
-        pairs
-    }
-
-    pub(super) fn put_exemplar_buffer(&mut self, pairs: String) {
-        self.exemplar_scratch = pairs;
     }
 
     pub(super) fn skip(&mut self, family: usize, reason: SkipReason) {

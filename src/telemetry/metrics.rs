@@ -84,6 +84,9 @@ macro_rules! self_metrics {
         }
 
         impl SelfMetrics {
+            /// The name of every self metric, `hestyna_obsd_build_info` included.
+            pub const NAMES: &'static [&'static str] = &["hestyna_obsd_build_info", $($name),*];
+
             /// Registers every self metric (and `hestyna_obsd_build_info`).
             pub fn new() -> Self {
                 let r = Registry::new();

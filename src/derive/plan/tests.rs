@@ -411,7 +411,11 @@ fn traced(run_id: &str, latency: f64, second: u32) -> String {
 fn exemplars_keep_the_latest_event_of_each_bucket_in_open_metrics_only() {
     let plan = Plan::compile(&[spec("hestyna_llm_latency_seconds")]).unwrap();
     let mut store = plan.new_store();
+    store.set_now(100);
     feed(&plan, &mut store, &traced("run-1", 5500.0, 1));
+    // In the same second a bucket keeps the exemplar it has; a second later it takes the next one.
+    feed(&plan, &mut store, &traced("run-1b", 5600.0, 1));
+    store.set_now(101);
     feed(&plan, &mut store, &traced("run-2", 5800.0, 2));
     feed(&plan, &mut store, &traced("run-3", 7000.0, 3));
     let mut om = String::new();
@@ -424,9 +428,10 @@ fn exemplars_keep_the_latest_event_of_each_bucket_in_open_metrics_only() {
             .to_owned()
     };
     let trace = "trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\"";
-    // The (5, 6] bucket saw run-1 then run-2: run-2 is kept, with its value and time.
-    assert_eq!(bucket("6"), format!("hestyna_llm_latency_seconds_bucket{{intent=\"billing\",organization=\"acme\",le=\"6\"}} 2 # {{{trace},run_id=\"run-2\"}} 5.8 1767225602.250"));
-    assert_eq!(bucket("8"), format!("hestyna_llm_latency_seconds_bucket{{intent=\"billing\",organization=\"acme\",le=\"8\"}} 3 # {{{trace},run_id=\"run-3\"}} 7 1767225603.250"));
+    // The (5, 6] bucket saw run-1 and run-1b, then run-2 a second later: run-2 is kept, with its
+    // value and time.
+    assert_eq!(bucket("6"), format!("hestyna_llm_latency_seconds_bucket{{intent=\"billing\",organization=\"acme\",le=\"6\"}} 3 # {{{trace},run_id=\"run-2\"}} 5.8 1767225602.250"));
+    assert_eq!(bucket("8"), format!("hestyna_llm_latency_seconds_bucket{{intent=\"billing\",organization=\"acme\",le=\"8\"}} 4 # {{{trace},run_id=\"run-3\"}} 7 1767225603.250"));
     // A bucket nothing landed in has none.
     assert!(!bucket("5").contains('#'), "{}", bucket("5"));
     assert!(
