@@ -110,52 +110,8 @@ fn a_healthy_set_up_passes_and_each_fault_fails_its_check() {
     );
     let _daemon = Daemon::start_with(&text, dir.path(), port, "/readyz");
     broker.produce(&topic, &generated(1, 400, 0.0));
-    let rules = env!("CARGO_MANIFEST_DIR").to_owned() + "/config/prometheus/hestyna-obsd.rules.yml";
 
-    // Healthy, with events flowing: every check ok.
-    let (code, statuses, report) = producing(&broker, &topic, || {
-        doctor(
-            dir.path(),
-            &text,
-            &["--write-probe", "--rules", &rules],
-            PASSWORD,
-        )
-    });
-    // tansu 0.6 does not answer DescribeGroups: the members are unknown there, which doctor says as a
-    // warning; against Kafka the group is described (ok with its member count).
-    let tansu = |name: &str, status: &str| {
-        status == "warn" && message(&report, name).starts_with("the broker does not describe group")
-    };
-    let not_ok: Vec<_> = statuses
-        .iter()
-        .filter(|(name, s)| *s != "ok" && !tansu(name, s))
-        .collect();
-    assert!(not_ok.is_empty() && code == 0, "{not_ok:?}\n{report:#}");
-    for name in [
-        "config",
-        "kafka.brokers",
-        &format!("kafka.topic.{topic}"),
-        &format!("kafka.dead_letter_topic.{dlq}"),
-        "kafka.dead_letter_write",
-        "kafka.group.metrics",
-        "kafka.group.metrics.lag",
-        "kafka.group.forward",
-        "kafka.clocks",
-        "metrics.unauthenticated",
-        "metrics.scrape",
-        "metrics.families",
-        "metrics.moving",
-        "sink.siem",
-        "sink.ndjson",
-        "rules.families",
-        "rules.annotations",
-    ] {
-        assert!(statuses.contains_key(name), "no {name} check:\n{report:#}");
-    }
-    // The probe is in the dead-letter topic, marked.
-    let probe = broker.consume(&dlq, 1, std::time::Duration::from_secs(20));
-    assert_eq!(probe[0].headers["hestyna.dlq.reason"], "doctor_probe");
-
+    healthy(dir.path(), &broker, &topic, &dlq, &text);
     // Nothing produced during the interval: counts are stuck; the hint names the producers.
     let (code, statuses, report) = doctor(dir.path(), &text, &[], PASSWORD);
     assert_eq!(
@@ -249,4 +205,45 @@ fn an_unloadable_configuration_is_one_failing_line_and_text_is_one_line_per_chec
     let hint = text.lines().find(|l| l.trim_start().starts_with("hint: "));
     assert!(hint.is_some_and(|h| h.contains("check-config")), "{text}");
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// Healthy, with events flowing: every check ok (and the write probe in the dead-letter topic).
+fn healthy(dir: &Path, broker: &Broker, topic: &str, dlq: &str, text: &str) {
+    let rules = env!("CARGO_MANIFEST_DIR").to_owned() + "/config/prometheus/hestyna-obsd.rules.yml";
+    let args = ["--write-probe", "--rules", &rules];
+    let (code, statuses, report) = producing(broker, topic, || doctor(dir, text, &args, PASSWORD));
+    // tansu 0.6 does not answer DescribeGroups: the members are unknown there, which doctor says as a
+    // warning; against Kafka the group is described (ok with its member count).
+    let tansu = |name: &str, status: &str| {
+        status == "warn" && message(&report, name).starts_with("the broker does not describe group")
+    };
+    let not_ok: Vec<_> = statuses
+        .iter()
+        .filter(|(name, s)| *s != "ok" && !tansu(name, s))
+        .collect();
+    assert!(not_ok.is_empty() && code == 0, "{not_ok:?}\n{report:#}");
+    for name in [
+        "config",
+        "kafka.brokers",
+        &format!("kafka.topic.{topic}"),
+        &format!("kafka.dead_letter_topic.{dlq}"),
+        "kafka.dead_letter_write",
+        "kafka.group.metrics",
+        "kafka.group.metrics.lag",
+        "kafka.group.forward",
+        "kafka.clocks",
+        "metrics.unauthenticated",
+        "metrics.scrape",
+        "metrics.families",
+        "metrics.moving",
+        "sink.siem",
+        "sink.ndjson",
+        "rules.families",
+        "rules.annotations",
+    ] {
+        assert!(statuses.contains_key(name), "no {name} check:\n{report:#}");
+    }
+    // The probe is in the dead-letter topic, marked.
+    let probe = broker.consume(dlq, 1, std::time::Duration::from_secs(20));
+    assert_eq!(probe[0].headers["hestyna.dlq.reason"], "doctor_probe");
 }

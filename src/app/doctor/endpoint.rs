@@ -15,10 +15,9 @@ pub(super) async fn checks(
 ) -> Vec<Check> {
     let url = options.url.clone().unwrap_or_else(|| {
         let listen = config.http.listen;
-        let host = if listen.ip().is_unspecified() {
-            "127.0.0.1".to_owned()
-        } else {
-            listen.ip().to_string()
+        let host = match listen.ip().is_unspecified() {
+            true => "127.0.0.1".to_owned(),
+            false => listen.ip().to_string(),
         };
         format!("http://{host}:{}/metrics", listen.port())
     });
@@ -26,76 +25,86 @@ pub(super) async fn checks(
         Ok(c) => c,
         Err(e) => return vec![Check::fail("metrics.endpoint", e, "check --ca-file")],
     };
-    let mut out = Vec::new();
-    let anonymous = client.get(&url).send().await;
-    let open = match anonymous {
-        Err(e) => {
-            let message = format!("{url}: {}", e.without_url());
-            let hint = "is the daemon running and listening there? (--url, http.listen)";
-            return vec![Check::fail("metrics.endpoint", message, hint)];
-        }
-        Ok(r) if r.status() == 401 || r.status() == 403 => {
-            let message = format!("{url} answers {} without credentials", r.status().as_u16());
-            out.push(Check::ok("metrics.unauthenticated", message));
-            false
-        }
-        Ok(r) if r.status().is_success() && config.http.allow_unauthenticated => {
-            let message = format!("{url} serves without credentials (http.allow_unauthenticated)");
-            out.push(Check::warn(
-                "metrics.unauthenticated",
-                message,
-                "protect it: basic auth or an allowed_networks list",
-            ));
-            true
-        }
-        Ok(r) => {
-            let message = format!("{url} answers {} without credentials", r.status().as_u16());
-            out.push(Check::fail(
-                "metrics.unauthenticated",
-                message,
-                "anyone can read the metrics: set basic_auth_users",
-            ));
-            r.status().is_success()
-        }
+    let (first, open) = match anonymous(&client, &url, config).await {
+        Ok(found) => found,
+        Err(check) => return vec![check],
     };
+    let mut out = vec![first];
     let credentials = options.user.as_deref().zip(options.password.as_deref());
     if !open && credentials.is_none() {
         let hint = "pass --user and --password-env (or --password-file) to check the scrape itself";
-        out.push(Check::warn(
-            "metrics.scrape",
-            "no credentials given: not scraped",
-            hint,
-        ));
+        let message = "no credentials given: not scraped";
+        out.push(Check::warn("metrics.scrape", message, hint));
         return out;
     }
+    out.extend(scrapes(&client, &url, credentials, plan, options).await);
+    out
+}
+
+/// `/metrics` without credentials: refused (ok), or served (a warning when the configuration allows
+/// it, a failure otherwise); with whether it is open.
+async fn anonymous(
+    client: &reqwest::Client,
+    url: &str,
+    config: &Config,
+) -> Result<(Check, bool), Check> {
+    let name = "metrics.unauthenticated";
+    let answer = client.get(url).send().await.map_err(|e| {
+        let hint = "is the daemon running and listening there? (--url, http.listen)";
+        Check::fail(
+            "metrics.endpoint",
+            format!("{url}: {}", e.without_url()),
+            hint,
+        )
+    })?;
+    let status = answer.status();
+    let message = format!("{url} answers {} without credentials", status.as_u16());
+    Ok(match status.as_u16() {
+        401 | 403 => (Check::ok(name, message), false),
+        _ if status.is_success() && config.http.allow_unauthenticated => {
+            let hint = "protect it: basic auth or an allowed_networks list";
+            (
+                Check::warn(name, message + " (http.allow_unauthenticated)", hint),
+                true,
+            )
+        }
+        _ if status.is_success() => {
+            let hint = "anyone can read the metrics: set basic_auth_users";
+            (Check::fail(name, message, hint), true)
+        }
+        _ => (Check::fail(name, message, "see the daemon's log"), false),
+    })
+}
+
+/// Two scrapes `options.interval` apart: 200, every family present, counts moving.
+async fn scrapes(
+    client: &reqwest::Client,
+    url: &str,
+    credentials: Option<(&str, &str)>,
+    plan: Option<&Plan>,
+    options: &DoctorOptions,
+) -> Vec<Check> {
     let scrape = || {
         let mut request = client
-            .get(&url)
+            .get(url)
             .header("Accept", "text/plain; version=0.0.4");
         if let Some((user, password)) = credentials {
             request = request.basic_auth(user, Some(password));
         }
         request.send()
     };
-    let first = match read(scrape().await, credentials.map(|c| c.0)).await {
+    let user = credentials.map(|c| c.0);
+    let first = match read(scrape().await, user).await {
         Ok(body) => body,
-        Err(check) => {
-            out.push(check);
-            return out;
-        }
+        Err(check) => return vec![check],
     };
-    out.push(Check::ok(
-        "metrics.scrape",
-        format!(
-            "200 with the credentials of {:?}",
-            credentials.map_or("(none)", |c| c.0)
-        ),
-    ));
+    let who = format!("200 with the credentials of {:?}", user.unwrap_or("(none)"));
+    let mut out = vec![Check::ok("metrics.scrape", who)];
     if let Some(plan) = plan {
         out.push(families_check(&first, plan));
     }
     tokio::time::sleep(options.interval).await;
-    let second = match read(scrape().await, credentials.map(|c| c.0)).await {
+    let second = match read(scrape().await, user).await {
         Ok(body) => body,
         Err(check) => {
             out.push(check);
@@ -104,17 +113,15 @@ pub(super) async fn checks(
     };
     let (a, b) = (records_read(&first), records_read(&second));
     let secs = options.interval.as_secs_f64();
-    out.push(if b > a {
-        Check::ok(
+    out.push(match b > a {
+        true => Check::ok(
             "metrics.moving",
             format!("{} records read in {secs:.0} s", b - a),
-        )
-    } else {
-        Check::fail(
-            "metrics.moving",
-            format!("no record read in {secs:.0} s ({a} in all)"),
-            MOVING_HINT,
-        )
+        ),
+        false => {
+            let message = format!("no record read in {secs:.0} s ({a} in all)");
+            Check::fail("metrics.moving", message, MOVING_HINT)
+        }
     });
     out
 }

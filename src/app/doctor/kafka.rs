@@ -264,26 +264,7 @@ fn clock_check(
             "is the principal allowed to read them?",
         );
     }
-    let deadline = std::time::Instant::now() + timeout;
-    let (mut read, mut newest, mut problems) = (0, i64::MIN, Vec::new());
-    while read < expected && std::time::Instant::now() < deadline {
-        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        read += 1;
-        let Some(stamp) = m.timestamp().to_millis() else {
-            continue;
-        };
-        newest = newest.max(stamp);
-        if let Some(problem) = m.payload().and_then(|p| stamp_problem(p, stamp)) {
-            problems.push(format!(
-                "{}/{}@{}: {problem}",
-                m.topic(),
-                m.partition(),
-                m.offset()
-            ));
-        }
-    }
+    let (read, newest, problems) = read_recent(consumer, expected, timeout);
     let now = chrono::Utc::now().timestamp_millis();
     if let Some(first) = problems.first() {
         let message = format!(
@@ -308,6 +289,32 @@ fn clock_check(
         name,
         format!("{read} recent events: occurred_at agrees with the broker's timestamps"),
     )
+}
+
+/// Reads up to `expected` records of the assignment within `timeout`: how many, the newest broker
+/// timestamp, and the mis-stamped events (where, and what is wrong).
+fn read_recent(
+    consumer: &BaseConsumer,
+    expected: i64,
+    timeout: Duration,
+) -> (i64, i64, Vec<String>) {
+    let deadline = std::time::Instant::now() + timeout;
+    let (mut read, mut newest, mut problems) = (0, i64::MIN, Vec::new());
+    while read < expected && std::time::Instant::now() < deadline {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        read += 1;
+        let Some(stamp) = m.timestamp().to_millis() else {
+            continue;
+        };
+        newest = newest.max(stamp);
+        if let Some(problem) = m.payload().and_then(|p| stamp_problem(p, stamp)) {
+            let at = format!("{}/{}@{}", m.topic(), m.partition(), m.offset());
+            problems.push(format!("{at}: {problem}"));
+        }
+    }
+    (read, newest, problems)
 }
 
 /// What is wrong with an event's `occurred_at` against its record's timestamp (ms), if anything.

@@ -54,17 +54,12 @@ pub(super) fn checks(path: &Path, _config: &Config, plan: Option<&Plan>) -> Vec<
             .or(rule["record"].as_str())
             .unwrap_or("?")
             .to_owned();
-        for family in families_read(rule["expr"].as_str().unwrap_or("")) {
-            if !exported(&family) {
-                unknown.push(format!("{title}: {family}"));
-            }
-        }
+        let expr = rule["expr"].as_str().unwrap_or("");
+        let unexported = families_read(expr).into_iter().filter(|f| !exported(f));
+        unknown.extend(unexported.map(|f| format!("{title}: {f}")));
         if rule.get("alert").is_some() {
             alerts += 1;
-            let missing: Vec<&str> = ["summary", "description", "runbook_url"]
-                .into_iter()
-                .filter(|k| rule["annotations"][k].as_str().is_none_or(str::is_empty))
-                .collect();
+            let missing = missing_annotations(&rule);
             if !missing.is_empty() {
                 bare.push(format!("{title} (no {})", missing.join(", ")));
             }
@@ -99,6 +94,19 @@ pub(super) fn checks(path: &Path, _config: &Config, plan: Option<&Plan>) -> Vec<
         )
     });
     out
+}
+
+/// The annotations a responder needs that an alert lacks.
+fn missing_annotations(rule: &serde_json::Value) -> Vec<&'static str> {
+    let present = |k: &str| {
+        rule["annotations"][k]
+            .as_str()
+            .is_some_and(|v| !v.is_empty())
+    };
+    ["summary", "description", "runbook_url"]
+        .into_iter()
+        .filter(|k| !present(k))
+        .collect()
 }
 
 /// The metric names an expression reads (`hestyna_*` and `up`; recorded series, with a colon, and

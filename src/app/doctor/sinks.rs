@@ -145,6 +145,18 @@ async fn connect_check(
     let Some((settings, config)) = tls else {
         return Check::ok(check, format!("{address} accepts connections"));
     };
+    tls_check(check, address, stream, settings, config, timeout).await
+}
+
+/// The TLS handshake with the sink's settings, and the days its certificate has left.
+async fn tls_check(
+    check: String,
+    address: &str,
+    stream: tokio::net::TcpStream,
+    settings: &ClientTlsConfig,
+    config: rustls::ClientConfig,
+    timeout: Duration,
+) -> Check {
     let host = address
         .rsplit_once(':')
         .map_or(address, |(h, _)| h)
@@ -158,15 +170,11 @@ async fn connect_check(
         );
     };
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let handshake = tokio::time::timeout(timeout, connector.connect(server, stream)).await;
-    let session = match handshake {
+    let session = match tokio::time::timeout(timeout, connector.connect(server, stream)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            return Check::fail(
-                check,
-                format!("{address}: TLS: {e}"),
-                "check tls.ca_file and tls.server_name against the SIEM's certificate",
-            )
+            let hint = "check tls.ca_file and tls.server_name against the SIEM's certificate";
+            return Check::fail(check, format!("{address}: TLS: {e}"), hint);
         }
         Err(_) => {
             return Check::fail(
@@ -176,10 +184,8 @@ async fn connect_check(
             )
         }
     };
-    let expiry = session
-        .get_ref()
-        .1
-        .peer_certificates()
+    let peer = session.get_ref().1.peer_certificates();
+    let expiry = peer
         .and_then(|c| c.first())
         .and_then(|c| crate::shared::certificate_not_after(c));
     let Some(expiry) = expiry else {
@@ -190,14 +196,13 @@ async fn connect_check(
         "{address}: TLS verified, its certificate expires in {} days",
         left / 86_400
     );
-    if left < EXPIRY_WARNING_SECS {
-        Check::warn(
+    match left < EXPIRY_WARNING_SECS {
+        true => Check::warn(
             check,
             message,
             "the SIEM's certificate must be renewed soon",
-        )
-    } else {
-        Check::ok(check, message)
+        ),
+        false => Check::ok(check, message),
     }
 }
 
