@@ -10,23 +10,11 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-fn traced(kind: &str, trace_id: &str, fields: Value) -> Produced {
-    let mut e = json!({
-        "event_id": unique("ev"),
-        "type": kind,
-        "occurred_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "organization": "acme",
-        "trace_id": trace_id,
-        "span_id": "00f067aa0ba902b7",
-    });
-    e.as_object_mut()
-        .unwrap()
-        .extend(fields.as_object().unwrap().clone());
-    Produced {
-        key: None,
-        payload: e.to_string().into_bytes(),
-        headers: Vec::new(),
-    }
+/// An event of `kind` for acme, now, in the trace `trace_id`.
+fn traced(kind: &str, trace_id: &str, mut fields: Value) -> Produced {
+    fields["trace_id"] = json!(trace_id);
+    fields["span_id"] = json!("00f067aa0ba902b7");
+    event_at(kind, "acme", chrono::Utc::now(), fields)
 }
 
 /// The exemplars Prometheus holds for `query` over the last and next hour: (labels, value) of each.

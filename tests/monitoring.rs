@@ -204,25 +204,11 @@ fn minutes(duration: &str) -> u64 {
     total
 }
 
-/// The metric names an expression reads (recorded series, with a colon, aside).
+/// The metric names an expression reads: the library's reading, the one `doctor --rules` uses.
 fn families_read(expr: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut quoted = false;
-    let mut word = String::new();
-    for c in expr.chars().chain(std::iter::once(' ')) {
-        if c == '"' {
-            quoted = !quoted;
-        }
-        if !quoted && (c.is_ascii_alphanumeric() || c == '_' || c == ':') {
-            word.push(c);
-            continue;
-        }
-        if (word.starts_with("hestyna_") || word == "up") && !word.contains(':') {
-            out.insert(word.clone());
-        }
-        word.clear();
-    }
-    out
+    hestyna_obsd::app::doctor::families_read(expr)
+        .into_iter()
+        .collect()
 }
 
 /// Every family the daemon can export: the self metrics and the default rules (histograms with their
@@ -466,23 +452,9 @@ fn range_windows(expr: &str) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------------
 // Against real servers.
 
-/// An event of `kind` for `organization`, with these fields.
+/// An event of `kind` for `organization`, now, with these fields.
 fn event(kind: &str, organization: &str, fields: Value) -> Produced {
-    let mut e = json!({
-        "event_id": unique("ev"),
-        "type": kind,
-        "occurred_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "organization": organization,
-    });
-    e.as_object_mut()
-        .unwrap()
-        .extend(fields.as_object().unwrap().clone());
-    let key = e["request_id"].as_str().map(str::to_owned);
-    Produced {
-        key,
-        payload: e.to_string().into_bytes(),
-        headers: Vec::new(),
-    }
+    event_at(kind, organization, chrono::Utc::now(), fields)
 }
 
 fn llm(org: &str, intent: &str, outcome: &str, tokens: Option<(u64, u64)>) -> Produced {

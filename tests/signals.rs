@@ -11,26 +11,13 @@ use std::time::Duration;
 /// An `llm_run` or `integration_call` stamped `offset_secs` from now (negative: in the past).
 fn stamped(kind: &str, offset_secs: i64) -> Produced {
     let at = chrono::Utc::now() + chrono::Duration::seconds(offset_secs);
-    let mut e = json!({
-        "event_id": unique("ev"),
-        "type": kind,
-        "occurred_at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "organization": "acme",
-    });
     let fields = match kind {
         "llm_run" => {
             json!({"run_id": "r", "intent": "billing", "outcome": "success", "latency_ms": 10})
         }
         _ => json!({"integration": "stripe", "outcome": "success"}),
     };
-    e.as_object_mut()
-        .unwrap()
-        .extend(fields.as_object().unwrap().clone());
-    Produced {
-        key: None,
-        payload: e.to_string().into_bytes(),
-        headers: Vec::new(),
-    }
+    event_at(kind, "acme", at, fields)
 }
 
 fn series(metric: &str, labels: &str) -> String {

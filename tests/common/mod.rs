@@ -322,6 +322,30 @@ pub struct Consumed {
     pub partition: i32,
 }
 
+/// A Hestyna event of `kind` for `organization` that happened at `at`, with `fields` (a JSON object)
+/// besides the envelope, as a record to produce (keyed by its `request_id` when it has one).
+pub fn event_at(
+    kind: &str,
+    organization: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    fields: serde_json::Value,
+) -> Produced {
+    let mut e = serde_json::json!({
+        "event_id": unique("ev"),
+        "type": kind,
+        "occurred_at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "organization": organization,
+    });
+    let object = e.as_object_mut().unwrap();
+    object.extend(fields.as_object().unwrap().clone());
+    let key = e["request_id"].as_str().map(str::to_owned);
+    Produced {
+        key,
+        payload: e.to_string().into_bytes(),
+        headers: Vec::new(),
+    }
+}
+
 /// Generated events as records to produce.
 pub fn generated(seed: u64, count: u64, unknown_ratio: f64) -> Vec<Produced> {
     use hestyna_obsd::source::generator::{EventGenerator, GeneratorSettings};

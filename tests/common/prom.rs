@@ -30,15 +30,26 @@ impl Drop for Owned {
     }
 }
 
-fn spawn(program: &str, args: &[String], log: PathBuf, what: &str) -> Owned {
-    let child = Command::new(program)
+/// Starts `program` (`$env`, else `default`) with `args`, its stderr in `dir/<name>.log`, and waits until
+/// it answers `/-/ready` on `port` (both servers have it).
+fn serve(dir: &Path, (env, default): (&str, &str), args: &[String], port: u16) -> Owned {
+    let program = tool(env, default);
+    let log = dir.join(format!("{default}.log"));
+    let child = Command::new(&program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
-        .unwrap_or_else(|e| panic!("{what} ({program}; scripts/test installs it): {e}"));
-    Owned { child, log }
+        .unwrap_or_else(|e| panic!("{program} (scripts/test installs it): {e}"));
+    let process = Owned { child, log };
+    let ready = format!("http://127.0.0.1:{port}/-/ready");
+    wait_for(
+        &format!("{default} to be ready"),
+        Duration::from_secs(30),
+        || ureq::get(&ready).call().ok().map(|_| ()),
+    );
+    process
 }
 
 /// Percent-encodes a query parameter.
@@ -84,21 +95,11 @@ impl Prometheus {
             format!("--web.listen-address=127.0.0.1:{port}"),
         ];
         args.extend(extra.iter().map(|a| a.to_string()));
-        let process = spawn(
-            &tool("PROMETHEUS", "prometheus"),
-            &args,
-            dir.join("prometheus.log"),
-            "prometheus",
-        );
-        let prometheus = Prometheus {
+        let process = serve(dir, ("PROMETHEUS", "prometheus"), &args, port);
+        Prometheus {
             port,
             _process: process,
-        };
-        let ready = format!("http://127.0.0.1:{port}/-/ready");
-        wait_for("Prometheus to be ready", Duration::from_secs(30), || {
-            ureq::get(&ready).call().ok().map(|_| ())
-        });
-        prometheus
+        }
     }
 
     /// `http://127.0.0.1:port`.
@@ -162,21 +163,16 @@ impl Alertmanager {
             // No gossip: it would listen on every interface.
             "--cluster.listen-address=".to_string(),
         ];
-        let process = spawn(
-            &tool("ALERTMANAGER", "prometheus-alertmanager"),
+        let process = serve(
+            dir,
+            ("ALERTMANAGER", "prometheus-alertmanager"),
             &args,
-            dir.join("alertmanager.log"),
-            "alertmanager",
+            port,
         );
-        let alertmanager = Alertmanager {
+        Alertmanager {
             port,
             _process: process,
-        };
-        let ready = format!("http://127.0.0.1:{port}/-/ready");
-        wait_for("Alertmanager to be ready", Duration::from_secs(30), || {
-            ureq::get(&ready).call().ok().map(|_| ())
-        });
-        alertmanager
+        }
     }
 
     /// Posts alerts (label and annotation maps) as Prometheus does, through `/api/v2/alerts`.

@@ -18,6 +18,8 @@ mod kafka;
 mod rules;
 mod sinks;
 
+pub use rules::families_read;
+
 use crate::config::{Config, DeadLetterKind, SourceKind};
 use serde::Serialize;
 use std::path::PathBuf;

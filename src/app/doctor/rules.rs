@@ -110,8 +110,8 @@ fn missing_annotations(rule: &serde_json::Value) -> Vec<&'static str> {
 }
 
 /// The metric names an expression reads (`hestyna_*` and `up`; recorded series, with a colon, and
-/// quoted strings aside).
-pub(super) fn families_read(expr: &str) -> Vec<String> {
+/// quoted strings aside), each once.
+pub fn families_read(expr: &str) -> Vec<String> {
     let mut out = Vec::new();
     let (mut quoted, mut word) = (false, String::new());
     for c in expr.chars().chain(std::iter::once(' ')) {
