@@ -245,6 +245,7 @@ fn zero_known_series(config: &Config, plan: &Plan, m: &SelfMetrics) {
         .iter()
         .find(|(_, enabled)| *enabled)
         .map(|(p, _)| *p);
+    let kafka = config.source.kind == SourceKind::Kafka;
     for (pipeline, _) in pipelines.iter().filter(|(_, enabled)| *enabled) {
         for reason in crate::decode::InvalidReason::ALL.map(|r| r.as_str()) {
             m.events_invalid.with_label_values(&[pipeline, reason]);
@@ -253,7 +254,6 @@ fn zero_known_series(config: &Config, plan: &Plan, m: &SelfMetrics) {
             }
         }
         m.dead_letter_errors.with_label_values(&[pipeline]);
-        let kafka = config.source.kind == SourceKind::Kafka;
         if kafka {
             m.kafka_errors.with_label_values(&[pipeline]);
         }

@@ -261,14 +261,17 @@ struct Series {
     value: Value,
     /// When it last changed (store clock, seconds).
     touched: u64,
-    /// The latest exemplar of each bucket (of the series, for a counter), for rules that ask for them.
-    exemplars: Option<Box<[Exemplar]>>,
+    /// A recent exemplar of each bucket that has one (slot 0 for a counter), for rules that ask for
+    /// them: only the buckets events landed in take room.
+    exemplars: Vec<Exemplar>,
 }
 
 /// An exemplar: the labels of the event behind an observation (`name\0value\0` pairs, at most
 /// [`EXEMPLAR_MAX_CHARS`] characters of names and values in all), its value, and when it happened.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Exemplar {
+    /// The bucket (0 for a counter).
+    slot: u32,
     pairs: String,
     value: f64,
     timestamp_ms: i64,
@@ -329,18 +332,19 @@ impl Series {
     /// Keeps `exemplar` in slot `slot` (of `slots`), unless the slot took one this second (`now`):
     /// the labels are written only then, into the slot's own allocation. A scraper sees a recent
     /// event of each bucket at a fraction of the cost of keeping the very latest.
-    fn set_exemplar(
-        &mut self,
-        slot: usize,
-        slots: usize,
-        exemplar: &ExemplarIn<'_>,
-        value: f64,
-        now: u64,
-    ) {
-        let all = self
-            .exemplars
-            .get_or_insert_with(|| vec![Exemplar::default(); slots].into_boxed_slice());
-        let e = &mut all[slot];
+    fn set_exemplar(&mut self, slot: usize, exemplar: &ExemplarIn<'_>, value: f64, now: u64) {
+        let slot = slot as u32;
+        let at = match self.exemplars.iter().position(|e| e.slot == slot) {
+            Some(at) => at,
+            None => {
+                self.exemplars.push(Exemplar {
+                    slot,
+                    ..Exemplar::default()
+                });
+                self.exemplars.len() - 1
+            }
+        };
+        let e = &mut self.exemplars[at];
         if e.kept_at == now && !e.pairs.is_empty() {
             return;
         }
@@ -453,7 +457,7 @@ impl Family {
                         change(slot.insert(Series {
                             value,
                             touched: now,
-                            exemplars: None,
+                            exemplars: Vec::new(),
                         }));
                         self.budget.add(labels.0);
                         return;
@@ -469,7 +473,7 @@ impl Family {
             Series {
                 value: Self::new_value(kind, buckets),
                 touched: now,
-                exemplars: None,
+                exemplars: Vec::new(),
             }
         });
         series.touched = now;
@@ -551,7 +555,7 @@ impl Store {
                 *total += value;
             }
             if let Some(e) = &exemplar {
-                s.set_exemplar(0, 1, e, value, now);
+                s.set_exemplar(0, e, value, now);
             }
         });
     }
@@ -566,7 +570,6 @@ impl Store {
     ) {
         let now = self.now;
         let family = &mut self.families[family];
-        let slots = family.def.buckets.len() + 1;
         let bucket = family.def.buckets.partition_point(|bound| *bound < value);
         family.update(Encoded(key), now, |s| {
             if let Value::Histogram { counts, sum, count } = &mut s.value {
@@ -575,7 +578,7 @@ impl Store {
                 *count += 1;
             }
             if let Some(e) = &exemplar {
-                s.set_exemplar(bucket, slots, e, value, now);
+                s.set_exemplar(bucket, e, value, now);
             }
         });
     }
@@ -747,7 +750,11 @@ impl Store {
                     .series
                     .iter()
                     .map(|(k, s)| {
-                        let e = if exemplars { s.exemplars.clone() } else { None };
+                        let e = if exemplars {
+                            s.exemplars.clone()
+                        } else {
+                            Vec::new()
+                        };
                         (k.clone(), s.value.clone(), e)
                     })
                     .collect(),
@@ -788,7 +795,7 @@ struct FamilySnapshot {
 }
 
 /// A series at the snapshot: labels, value, and its exemplars when the format writes them.
-type SeriesRow = (LabelKey, Value, Option<Box<[Exemplar]>>);
+type SeriesRow = (LabelKey, Value, Vec<Exemplar>);
 
 impl Exemplar {
     fn as_ref(&self) -> ExemplarRef<'_> {
@@ -903,7 +910,10 @@ impl Snapshot {
             for (key, value, exemplars) in family.series.iter().filter(|(k, ..)| visible.key(k)) {
                 // Escaped once per series, written once per sample.
                 key.write_labels(&def.label_names, &mut labels);
-                let exemplar = |slot: usize| exemplars.as_ref().map(|e| e[slot].as_ref());
+                let exemplar = |slot: usize| {
+                    let found = exemplars.iter().find(|e| e.slot as usize == slot);
+                    found.map(Exemplar::as_ref)
+                };
                 match value {
                     Value::Counter(total) => {
                         let v = Number::Value(*total);

@@ -124,7 +124,7 @@ async fn landing_page() -> Response {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>hestyna-obsd</title></head>\n\
          <body><h1>hestyna-obsd</h1>\n<p>Version {} (commit {}). Derives Prometheus metrics from Hestyna's \
          events and forwards them, enriched and redacted, to SIEMs.</p>\n<ul>\n\
-         <li><a href=\"metrics\">/metrics</a> (credentials required)</li>\n\
+         <li><a href=\"metrics\">/metrics</a> (Prometheus text or OpenMetrics)</li>\n\
          <li><a href=\"livez\">/livez</a></li>\n<li><a href=\"readyz\">/readyz</a></li>\n\
          </ul></body></html>\n",
         env!("CARGO_PKG_VERSION"),

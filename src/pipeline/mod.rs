@@ -103,16 +103,19 @@ pub(crate) fn decode_batch<'a>(
             .emit(metrics);
         }
     }
-    for (_, ev) in &events {
-        progress.by_type[Progress::type_slot(ev.event_type())].fetch_add(1, Ordering::Relaxed);
-    }
-    observe_delays(pipeline, &events, metrics);
+    count_events(pipeline, &events, metrics, progress);
     Decoded { events, invalid }
 }
 
-/// Ingestion time minus `occurred_at` of every event, by type, and when each type was last seen: one
-/// clock read per batch, observations gathered locally and flushed once per type.
-fn observe_delays(pipeline: &str, events: &[(usize, Event<'_>)], metrics: &SelfMetrics) {
+/// Counts the valid events by type (progress), and observes ingestion time minus `occurred_at` and
+/// when each type was last seen: one clock read per batch, observations gathered locally and flushed
+/// once per type.
+fn count_events(
+    pipeline: &str,
+    events: &[(usize, Event<'_>)],
+    metrics: &SelfMetrics,
+    progress: &Progress,
+) {
     if events.is_empty() {
         return;
     }
@@ -121,8 +124,10 @@ fn observe_delays(pipeline: &str, events: &[(usize, Event<'_>)], metrics: &SelfM
         Default::default();
     for (_, ev) in events {
         let t = ev.event_type();
+        let slot = Progress::type_slot(t);
+        progress.by_type[slot].fetch_add(1, Ordering::Relaxed);
         let delay = (now - ev.occurred_at).num_milliseconds() as f64 / 1000.0;
-        local[Progress::type_slot(t)]
+        local[slot]
             .get_or_insert_with(|| {
                 let h = metrics
                     .event_delay

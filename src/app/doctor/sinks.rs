@@ -212,7 +212,7 @@ async fn kafka_check(
     k: &crate::config::KafkaSinkConfig,
     timeout: Duration,
 ) -> Check {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{BaseProducer, Producer};
     let mut c = rdkafka::ClientConfig::new();
     for (key, value) in config.kafka.producer_properties() {
         c.set(key, value);
@@ -225,8 +225,9 @@ async fn kafka_check(
     }
     let topic = k.topic.clone();
     let found = tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = c.create().map_err(|e| e.to_string())?;
-        let metadata = consumer
+        let producer: BaseProducer = c.create().map_err(|e| e.to_string())?;
+        let metadata = producer
+            .client()
             .fetch_metadata(Some(&topic), timeout)
             .map_err(|e| e.to_string())?;
         let t = metadata
