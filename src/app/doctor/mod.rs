@@ -151,7 +151,8 @@ pub fn unloadable(error: &dyn std::fmt::Display) -> Report {
 /// Runs every check that applies to `config`.
 pub async fn run(config: &Config, options: &DoctorOptions) -> Report {
     let mut report = Report::default();
-    let inputs = crate::app::Inputs::read(config, false);
+    // As `run` and `check-config` read it (the refusal of an unprotected `/metrics` included).
+    let inputs = crate::app::Inputs::read(config, true);
     let plan = match inputs {
         Ok(inputs) => {
             let rules = config.metrics.all_rules().len();
