@@ -30,19 +30,6 @@ fn python_tool(name: &str) -> PathBuf {
     bin.join(name)
 }
 
-/// Runs a command: (succeeded, stdout + stderr).
-fn output(command: &mut Command) -> (bool, String) {
-    let out = command
-        .output()
-        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 /// Every document of the YAML files of docker/kubernetes/: (file, document).
 fn manifests() -> Vec<(String, Value)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo("docker/kubernetes"))

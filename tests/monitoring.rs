@@ -54,16 +54,10 @@ fn alerts() -> Vec<Value> {
     all.filter(|r| r.get("alert").is_some()).collect()
 }
 
+/// Runs a tool and asserts it succeeded: what it printed.
 fn run(command: &mut Command) -> String {
-    let out = command
-        .output()
-        .unwrap_or_else(|e| panic!("{command:?} (scripts/test installs it): {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{command:?} failed:\n{text}");
+    let (ok, text) = output(command);
+    assert!(ok, "{command:?} failed:\n{text}");
     text
 }
 

@@ -647,7 +647,19 @@ pub fn http_get_full(
     }
 }
 
-/// Parses the Prometheus text format into `series -> value` (`name{labels as written}`).
+/// Runs a tool to its end: (succeeded, stdout + stderr).
+pub fn output(command: &mut Command) -> (bool, String) {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?} (scripts/test installs it): {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// Runs a command to its end and asserts it succeeded (its stderr in the message); what it printed.
 pub fn run_ok(command: &mut Command) -> std::process::Output {
     let out = command.output().unwrap();
@@ -672,6 +684,7 @@ pub fn replay(config: &Path, events: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Parses the Prometheus text format into `series -> value` (`name{labels as written}`).
 pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
