@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::prom::{encode, get_json, Prometheus};
+use common::prom::{encode, get_json, scrape_job, Prometheus};
 use common::*;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -45,11 +45,10 @@ fn exemplars(prometheus: &Prometheus, query: &str) -> Vec<(Value, f64)> {
 fn prometheus_stores_the_trace_and_run_of_a_slow_run_and_a_failing_call() {
     let dir = tempfile::tempdir().unwrap();
     let (broker, topic, dlq) = broker_with_topics(1);
-    let port = free_port();
-    let config = kafka_config(&broker, &topic, &unique("g"), &dlq, dir.path(), port);
-    let daemon = Daemon::start_with(&config, dir.path(), port, "/readyz");
+    let daemon = kafka_daemon(&broker, &topic, &dlq, dir.path());
     let prom_config = format!(
-        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: hestyna-obsd\n    basic_auth:\n      username: {USER}\n      password: {PASSWORD}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        "global:\n  scrape_interval: 1s\n{}",
+        scrape_job(daemon.http.port())
     );
     let prometheus = Prometheus::start(
         dir.path(),

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::prom::{encode, get_json, tool, Alertmanager, Prometheus};
+use common::prom::{encode, get_json, scrape_job, tool, Alertmanager, Prometheus};
 use common::receiver::Receiver;
 use common::*;
 use serde_json::{json, Value};
@@ -481,13 +481,6 @@ fn resolved(org: &str) -> Produced {
     event("request_lifecycle", org, f)
 }
 
-/// A Prometheus scrape job for the daemon at `port` (job="hestyna-obsd", as the rules expect).
-fn scrape_job(port: u16) -> String {
-    format!(
-        "scrape_configs:\n  - job_name: hestyna-obsd\n    basic_auth:\n      username: {USER}\n      password: {PASSWORD}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
-    )
-}
-
 /// The rules file with every `for` and group interval shortened, for a test that cannot wait 10 minutes.
 fn shortened_rules() -> String {
     let mut file = yaml(RULES);
@@ -549,9 +542,8 @@ fn posted(stand_in: &Receiver, path: &str) -> Vec<Value> {
 fn failing_integration_events_page_pagerduty_and_post_to_slack() {
     let dir = tempfile::tempdir().unwrap();
     let (broker, topic, dlq) = broker_with_topics(1);
-    let port = free_port();
-    let config = kafka_config(&broker, &topic, &unique("g"), &dlq, dir.path(), port);
-    let _daemon = Daemon::start_with(&config, dir.path(), port, "/readyz");
+    let daemon = kafka_daemon(&broker, &topic, &dlq, dir.path());
+    let port = daemon.http.port();
     let stand_in = Receiver::start();
     let am_config = alertmanager_config(dir.path(), &stand_in.url());
     let alertmanager = Alertmanager::start(dir.path(), &am_config);

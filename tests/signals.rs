@@ -28,9 +28,7 @@ fn series(metric: &str, labels: &str) -> String {
 fn event_delay_last_seen_and_readiness_per_pipeline() {
     let dir = tempfile::tempdir().unwrap();
     let (broker, topic, dlq) = broker_with_topics(1);
-    let port = free_port();
-    let config = kafka_config(&broker, &topic, &unique("g"), &dlq, dir.path(), port);
-    let daemon = Daemon::start_with(&config, dir.path(), port, "/readyz");
+    let daemon = kafka_daemon(&broker, &topic, &dlq, dir.path());
     let m = daemon.scrape();
     for pipeline in ["metrics", "forward"] {
         let ready = series(

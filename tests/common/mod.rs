@@ -372,6 +372,13 @@ pub struct Daemon {
     stderr: PathBuf,
 }
 
+/// A daemon reading `topic` with [`kafka_config`] on a free port, its own consumer groups, ready.
+pub fn kafka_daemon(broker: &Broker, topic: &str, dlq: &str, dir: &Path) -> Daemon {
+    let port = free_port();
+    let config = kafka_config(broker, topic, &unique("g"), dlq, dir, port);
+    Daemon::start_with(&config, dir, port, "/readyz")
+}
+
 /// The configuration of a daemon reading `topic` from `broker`, with its files under `dir` and a file
 /// SIEM sink `siem.jsonl`.
 pub fn kafka_config(

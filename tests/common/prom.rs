@@ -52,6 +52,16 @@ fn serve(dir: &Path, (env, default): (&str, &str), args: &[String], port: u16) -
     process
 }
 
+/// The scrape job of a test daemon on `port`: job="hestyna-obsd" (as the rules expect), the test
+/// credentials.
+pub fn scrape_job(port: u16) -> String {
+    format!(
+        "scrape_configs:\n  - job_name: hestyna-obsd\n    basic_auth:\n      username: {}\n      password: {}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n",
+        super::USER,
+        super::PASSWORD
+    )
+}
+
 /// Percent-encodes a query parameter.
 pub fn encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len() * 3);
