@@ -4,6 +4,7 @@
 use crate::app::{self, generate::Target, AppError, RunOptions};
 use crate::config::{self, Config};
 use crate::source::generator::GeneratorSettings;
+use crate::telemetry::otel;
 use clap::{Args, Parser, Subcommand};
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -197,8 +198,12 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
         );
         return Ok(());
     }
-    crate::telemetry::init_logging(config.telemetry.log_format, &config.telemetry.log_level)?;
-    match command {
+    let tracing = crate::telemetry::init_logging(
+        config.telemetry.log_format,
+        &config.telemetry.log_level,
+        tracing_settings(&config)?.as_ref(),
+    )?;
+    let result = match command {
         Command::Run => runtime()?.block_on(async {
             app::run(
                 config,
@@ -227,7 +232,25 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
         | Command::HashPassword(_)
         | Command::Healthcheck(_)
         | Command::Doctor(_) => unreachable!("handled above"),
+    };
+    if let Some(tracing) = tracing {
+        tracing.shutdown(std::time::Duration::from_secs(5));
     }
+    result
+}
+
+/// The span exporter's settings from `[telemetry.tracing]` and the `OTEL_*` variables; `None` when
+/// nothing is to be exported. Loading the configuration has checked them already.
+fn tracing_settings(config: &Config) -> Result<Option<otel::Settings>, AppError> {
+    let env = |name: &str| std::env::var(name).ok();
+    let host = crate::shared::HostInfo::from_env();
+    otel::resolve(&config.telemetry.tracing, &env, &host).map_err(|faults| {
+        let faults: Vec<String> = faults
+            .iter()
+            .map(|f| format!("{}: {}", f.key, f.message))
+            .collect();
+        AppError::Usage(faults.join("; "))
+    })
 }
 
 /// Runs the checks, prints the report (text or JSON), and fails when a check failed.

@@ -449,6 +449,8 @@ pub struct TelemetryConfig {
     pub log_format: crate::telemetry::LogFormat,
     /// A `tracing` filter (`info`, `hestyna_obsd=debug,rdkafka=warn`); `RUST_LOG` overrides it.
     pub log_level: String,
+    /// `[telemetry.tracing]`: the daemon's own spans over OTLP; the `OTEL_*` variables win.
+    pub tracing: crate::telemetry::otel::TracingConfig,
 }
 
 impl Default for TelemetryConfig {
@@ -456,6 +458,7 @@ impl Default for TelemetryConfig {
         TelemetryConfig {
             log_format: crate::telemetry::LogFormat::Text,
             log_level: "info".into(),
+            tracing: Default::default(),
         }
     }
 }
@@ -579,6 +582,13 @@ pub fn masked(config: &Config) -> Config {
         }
     };
     mask_secret(&mut out.forward.redaction.hmac_key);
+    // OTLP headers carry API keys whatever their name.
+    for v in out.telemetry.tracing.headers.values_mut() {
+        *v = "***".into();
+    }
+    if let Some(endpoint) = &mut out.telemetry.tracing.endpoint {
+        *endpoint = crate::shared::mask_url(endpoint);
+    }
     for sink in out.forward.sinks.values_mut() {
         match sink {
             SinkConfig::Http(http) => {

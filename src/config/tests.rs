@@ -360,3 +360,16 @@ fn sink_urls_and_auth_headers_are_masked_for_printing() {
         "{described}"
     );
 }
+
+#[test]
+fn otlp_headers_and_the_collectors_credentials_are_masked_for_printing() {
+    let toml = format!(
+        "{DEMO_CONFIG}\n[telemetry.tracing]\nendpoint = \"https://u:pw-5@collector.example:4318\"\nheaders = {{ \"x-honeycomb-team\" = \"hk-6\", \"plain\" = \"pl-7\" }}\n"
+    );
+    let config = from_parts(&toml, "test", HashMap::new()).unwrap();
+    let shown = format!("{:?}", masked(&config));
+    for secret in ["pw-5", "hk-6", "pl-7"] {
+        assert!(!shown.contains(secret), "{secret}: {shown}");
+    }
+    assert!(shown.contains("collector.example:4318"), "{shown}");
+}

@@ -216,6 +216,15 @@ fn check(c: &Config) -> Vec<Issue> {
             format!("{:?} is not a valid log filter", c.telemetry.log_level),
         );
     }
+    // The environment's OTEL_* variables are checked with the section they override.
+    let env = |name: &str| std::env::var(name).ok();
+    if let Err(faults) =
+        crate::telemetry::otel::resolve(&c.telemetry.tracing, &env, &Default::default())
+    {
+        for fault in faults {
+            f.add(&fault.key, fault.message);
+        }
+    }
     if c.shutdown.drain_timeout.is_zero() {
         f.add("shutdown.drain_timeout_secs", "must be at least 1");
     }

@@ -9,9 +9,11 @@ use crate::decode::Invalid;
 use crate::lifecycle::Shutdown;
 use crate::source::Record;
 use crate::telemetry::events::{DeadLetterFailed, DeadLettered};
+use crate::telemetry::otel::spans;
 use crate::telemetry::SelfMetrics;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 /// A pipeline's way to the dead-letter destination, with what it counts in.
 #[derive(Clone)]
@@ -66,11 +68,14 @@ impl DeadLetters {
             return Ok(());
         }
         let pipeline = self.pipeline;
-        retry(
+        let span = spans::dead_letter_write(pipeline, items.len());
+        let mut attempts = 1u32;
+        let written = retry(
             &self.shutdown,
             &RetryConfig::default(),
             || self.destination.send(pipeline, items),
             |error, attempt| {
+                attempts = attempt + 1;
                 DeadLetterFailed {
                     pipeline,
                     error,
@@ -79,7 +84,19 @@ impl DeadLetters {
                 .emit(&self.metrics)
             },
         )
-        .await?;
+        .instrument(span.clone())
+        .await;
+        if !span.is_disabled() {
+            spans::set(&span, "attempts", i64::from(attempts));
+            spans::set(&span, "destination", self.destination.describe());
+        }
+        let outcome = if written.is_ok() {
+            "written"
+        } else {
+            "stopped"
+        };
+        spans::outcome(&span, written.is_ok(), outcome);
+        written?;
         let mut reasons: Vec<&str> = items.iter().map(|i| i.reason).collect();
         reasons.sort_unstable();
         for chunk in reasons.chunk_by(|a, b| a == b) {

@@ -14,12 +14,14 @@ use crate::forward::sink::{framed, Delivery, Encoded, FailureClass, Refusal, Sin
 use crate::forward::Redacted;
 use crate::source::BatchRef;
 use crate::telemetry::events::{SinkAttemptFailed, SinkDelivered, SinkRejected};
+use crate::telemetry::otel::spans;
 use crate::telemetry::SelfMetrics;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 /// A document refused for good by a sink.
 #[derive(Debug, Clone)]
@@ -86,6 +88,18 @@ pub struct Worker {
     pub retry: RetryConfig,
     pub metrics: Arc<SelfMetrics>,
     pub shutdown: Shutdown,
+}
+
+/// A sink request span's outcome: whether it is a success, and its status (`accepted`, `partial`,
+/// `split`, `rejected`, or the failure class of a failed attempt).
+fn status(answer: &Result<Delivery, SinkError>) -> (bool, &'static str) {
+    match answer {
+        Ok(Delivery::Accepted) => (true, "accepted"),
+        Ok(Delivery::Partial { .. }) => (true, "partial"),
+        Ok(Delivery::Split(_)) => (false, "split"),
+        Ok(Delivery::RejectedAll(_)) => (false, "rejected"),
+        Err(error) => (false, error.class.as_str()),
+    }
 }
 
 /// A batch's parts still to send, and the waits between attempts.
@@ -196,7 +210,14 @@ impl Worker {
         };
         while let Some(sub) = retrying.queue.pop_front() {
             let started = Instant::now();
-            let (answer, sizes) = self.send_part(&batch, &sub).await;
+            let span = spans::sink_request(self.sink.name(), sub.len(), retrying.attempt + 1);
+            let (answer, sizes) = self.send_part(&batch, &sub).instrument(span.clone()).await;
+            if !span.is_disabled() {
+                spans::set(&span, "bytes", sizes.iter().sum::<u64>() as i64);
+                let (ok, status) = status(&answer);
+                spans::outcome(&span, ok, status);
+            }
+            drop(span);
             let sent = Sent {
                 sub,
                 sizes,

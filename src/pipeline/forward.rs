@@ -9,17 +9,19 @@
 
 use super::dead_letters::DeadLetters;
 use super::deliver::{Job, Worker};
-use super::{decode_batch, Progress};
+use super::{decode_batch, Decoded, Progress};
 use crate::deadletter::DeadLetter;
 use crate::forward::enrich::BatchContext;
 use crate::forward::organizations::LiveOrganizations;
 use crate::forward::{Document, Enricher, Redacted, Redactor};
 use crate::source::{BatchRef, Record, SourceMessage};
 use crate::telemetry::events::{EventsIgnored, RedactionFailed, Redactions};
+use crate::telemetry::otel::spans;
 use crate::telemetry::SelfMetrics;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 /// The pipeline's label value.
 pub const NAME: &str = "forward";
@@ -113,7 +115,31 @@ impl Prepare {
     /// records if this pipeline owns them. `None`: the drain deadline passed while writing dead letters.
     async fn job(&self, batch: BatchRef, sinks: usize) -> Option<Job> {
         let records = batch.records();
-        let decoded = decode_batch(NAME, records, &self.metrics, &self.progress);
+        // Decoded inside the span: what decoding logs (invalid records) carries its ids.
+        let span = spans::batch(NAME, records.len());
+        let decoded = span.in_scope(|| decode_batch(NAME, records, &self.metrics, &self.progress));
+        super::trace::describe(&span, records, &decoded);
+        let parts = self
+            .documents(records, &decoded)
+            .instrument(span.clone())
+            .await;
+        let outcome = if parts.is_some() {
+            "handed to the sinks"
+        } else {
+            "stopped"
+        };
+        spans::outcome(&span, parts.is_some(), outcome);
+        let (docs, doc_records) = parts?;
+        Some(Job::new(docs, doc_records, batch, sinks))
+    }
+
+    /// The redacted documents of a decoded batch and their records; its invalid records dead-lettered
+    /// if this pipeline owns them. `None`: the drain deadline passed while writing dead letters.
+    async fn documents(
+        &self,
+        records: &[Record],
+        decoded: &Decoded<'_>,
+    ) -> Option<(Vec<Redacted>, Vec<usize>)> {
         let ingested = chrono::Utc::now();
         let organizations = self.organizations.read().clone();
         let ctx = BatchContext::new(ingested, &organizations);
@@ -151,7 +177,7 @@ impl Prepare {
             }
             .emit(&self.metrics);
         }
-        Some(Job::new(docs, doc_records, batch, sinks))
+        Some((docs, doc_records))
     }
 }
 

@@ -10,11 +10,21 @@ use crate::derive::join::{Change, IntakeJoin, Partition};
 use crate::derive::{wall_clock, Plan, Store};
 use crate::source::{BatchRef, Origin, SourceMessage};
 use crate::telemetry::events::EventsIgnored;
+use crate::telemetry::otel::spans;
 use crate::telemetry::SelfMetrics;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
+
+/// A batch span's `outcome`: done, or stopped by the drain deadline (read again after the restart).
+fn outcome(result: &Result<(), Stopped>) -> &'static str {
+    match result {
+        Ok(()) => "done",
+        Err(_) => "stopped",
+    }
+}
 
 /// The pipeline's label value.
 pub const NAME: &str = "metrics";
@@ -64,13 +74,16 @@ impl MetricsPipeline {
                 }
             };
             let outcome = match message {
-                Staged::Batch(batch, decoded) => match self.process(&batch, &decoded).await {
-                    Ok(()) => {
-                        batch.done();
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
-                },
+                Staged::Batch(batch, decoded) => {
+                    let span = spans::batch(NAME, batch.records().len());
+                    super::trace::describe(&span, batch.records(), decoded.get());
+                    let result = self
+                        .process(&batch, &decoded)
+                        .instrument(span.clone())
+                        .await;
+                    spans::outcome(&span, result.is_ok(), outcome(&result));
+                    result.map(|()| batch.done())
+                }
                 Staged::Assigned(partitions) => self.restore(&partitions).await,
                 Staged::Revoked(partitions) => {
                     if let Some(state) = &mut self.join {
@@ -101,6 +114,7 @@ impl MetricsPipeline {
             return Ok(());
         };
         for (topic, partition) in partitions {
+            let span = spans::changelog_restore(topic, *partition);
             let started = std::time::Instant::now();
             let changes = retry(
                 &self.shutdown,
@@ -110,22 +124,27 @@ impl MetricsPipeline {
                     tracing::warn!(%error, attempt, topic = topic.as_ref(), partition, "reading the intake changelog failed; retrying")
                 },
             )
+            .instrument(span.clone())
             .await?;
             let read = changes.len();
+            spans::set(&span, "records", read as i64);
             join.drop_partition(topic, *partition);
             let now = chrono::Utc::now();
             for change in changes {
                 join.restore(change, now);
             }
             join.emit_counts(&self.metrics);
-            tracing::info!(
-                topic = topic.as_ref(),
-                partition,
-                records = read,
-                pending = join.len(),
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "intake state restored"
-            );
+            spans::set(&span, "pending", join.len() as i64);
+            span.in_scope(|| {
+                tracing::info!(
+                    topic = topic.as_ref(),
+                    partition,
+                    records = read,
+                    pending = join.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "intake state restored"
+                )
+            });
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ pub mod deliver;
 pub mod forward;
 pub mod metrics;
 mod retry;
+mod trace;
 
 pub use crate::lifecycle::Shutdown;
 pub use crate::lifecycle::Stopped;

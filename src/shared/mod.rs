@@ -6,7 +6,10 @@ use std::fmt::Write as _;
 
 pub mod append;
 pub mod exposition;
+mod host;
 pub mod json;
+
+pub use host::HostInfo;
 
 /// When a DER certificate expires (its `notAfter`, Unix seconds); `None` if it does not parse.
 pub fn certificate_not_after(der: &[u8]) -> Option<i64> {

@@ -85,12 +85,21 @@ macro_rules! self_metrics {
 
         impl SelfMetrics {
             /// The name of every self metric, `hestyna_obsd_build_info` included.
-            pub const NAMES: &'static [&'static str] = &["hestyna_obsd_build_info", $($name),*];
+            pub const NAMES: &'static [&'static str] = &[
+                "hestyna_obsd_build_info",
+                super::otel::NAMES[0],
+                super::otel::NAMES[1],
+                super::otel::NAMES[2],
+                super::otel::NAMES[3],
+                $($name),*
+            ];
 
-            /// Registers every self metric (and `hestyna_obsd_build_info`).
+            /// Registers every self metric (`hestyna_obsd_build_info` and the span exporter's
+            /// process-wide counters included).
             pub fn new() -> Self {
                 let r = Registry::new();
                 register_build_info(&r);
+                super::otel::STATS.register(&r);
                 SelfMetrics {
                     $( $field: <$kind as Make>::register(
                         &r,

@@ -3,6 +3,7 @@
 //! running.
 #![allow(dead_code)]
 
+pub mod otlp;
 pub mod pki;
 pub mod prom;
 pub mod receiver;
@@ -462,6 +463,17 @@ impl Daemon {
 
     /// Starts and waits until `path` answers 200.
     pub fn start_with(config: &str, dir: &Path, http_port: u16, ready_path: &str) -> Daemon {
+        Self::start_env(config, dir, http_port, ready_path, &[])
+    }
+
+    /// [`Daemon::start_with`], with these environment variables set for the daemon.
+    pub fn start_env(
+        config: &str,
+        dir: &Path,
+        http_port: u16,
+        ready_path: &str,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         std::fs::create_dir_all(dir).unwrap();
         let config_path = dir.join(format!("config-{http_port}.toml"));
         std::fs::write(&config_path, config).unwrap();
@@ -473,6 +485,7 @@ impl Daemon {
             .env("POD_NAME", "obsd-test-0")
             .env("POD_NAMESPACE", "observability")
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
