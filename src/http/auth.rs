@@ -91,10 +91,24 @@ pub struct Authenticator {
     tokens: Vec<(String, [u8; 32])>,
     scopes: BTreeMap<String, Arc<BTreeSet<String>>>,
     /// A hash of a random password at the users' highest cost, verified for unknown users so that the
-    /// answer takes as long as for a known user with a wrong password.
-    dummy: String,
+    /// answer takes as long as for a known user with a wrong password. Made when first needed, or by
+    /// [`Authenticator::warm`] when a listener starts: commands that serve nothing do no bcrypt work.
+    dummy: Arc<std::sync::OnceLock<String>>,
+    /// The users' highest bcrypt cost (`None`: no users, no dummy).
+    dummy_cost: Option<u32>,
     /// user -> (SHA-256 of the password that verified, when).
     cache: parking_lot::Mutex<HashMap<String, ([u8; 32], Instant)>>,
+}
+
+/// The dummy hash, made on first use at `cost` (empty without users: nothing verifies against it).
+fn dummy_hash(dummy: &std::sync::OnceLock<String>, cost: Option<u32>) -> &str {
+    dummy.get_or_init(|| match cost {
+        Some(cost) => {
+            let secret: [u8; 16] = rand::random();
+            bcrypt::hash(secret, cost.clamp(4, 31)).unwrap_or_default()
+        }
+        None => String::new(),
+    })
 }
 
 /// The cost of a bcrypt hash (`$2b$12$...` -> 12).
@@ -126,18 +140,13 @@ impl Authenticator {
         tokens: Vec<(String, [u8; 32])>,
         scopes: BTreeMap<String, BTreeSet<String>>,
     ) -> Self {
-        let dummy = match users.values().filter_map(|h| cost_of(h)).max() {
-            Some(cost) => {
-                let secret: [u8; 16] = rand::random();
-                bcrypt::hash(secret, cost.clamp(4, 31)).unwrap_or_default()
-            }
-            None => String::new(),
-        };
+        let dummy_cost = users.values().filter_map(|h| cost_of(h)).max();
         Authenticator {
             users,
             tokens,
             scopes: scopes.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
-            dummy,
+            dummy: Default::default(),
+            dummy_cost,
             cache: parking_lot::Mutex::new(HashMap::new()),
         }
     }
@@ -150,6 +159,12 @@ impl Authenticator {
     /// Whether bearer tokens are accepted.
     pub fn accepts_tokens(&self) -> bool {
         !self.tokens.is_empty()
+    }
+
+    /// Makes the dummy hash now (bcrypt work: call it off the async workers, when a listener starts),
+    /// so that the first unknown user is answered in the same time as the others.
+    pub fn warm(&self) {
+        dummy_hash(&self.dummy, self.dummy_cost);
     }
 
     /// The users whose password is the public demo password.
@@ -269,16 +284,18 @@ impl Authenticator {
         limiter.failed(client);
         let hash = self.users.get(user).cloned();
         let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| self.dummy.clone());
+        let (dummy, cost) = (self.dummy.clone(), self.dummy_cost);
         let password = password.to_owned();
         let Ok(_permit) = bcrypt.acquire().await else {
             return Err(Refused::Recorded(AuthFailure::RateLimited));
         };
         // bcrypt is deliberately slow: keep it off the async workers.
-        let ok =
-            tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-                .await
-                .unwrap_or(false);
+        let ok = tokio::task::spawn_blocking(move || {
+            let hash = hash.unwrap_or_else(|| dummy_hash(&dummy, cost).to_owned());
+            bcrypt::verify(password, &hash).unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
         match (known, ok) {
             (true, true) => {
                 limiter.forgive(client);
@@ -501,6 +518,15 @@ mod tests {
         HeaderValue::from_str(&format!("Basic {v}")).unwrap()
     }
 
+    #[test]
+    fn no_bcrypt_work_until_a_listener_needs_it() {
+        let users = [("alice".to_string(), bcrypt::hash("s3cret", 4).unwrap())].into();
+        let auth = Authenticator::new(users, Vec::new(), BTreeMap::new());
+        assert!(auth.dummy.get().is_none(), "replay and generate build this and serve nothing");
+        auth.warm();
+        assert_eq!(auth.dummy.get().and_then(|h| cost_of(h)), Some(4));
+    }
+
     #[tokio::test]
     async fn users_tokens_and_scopes() {
         let users = [("alice".to_string(), bcrypt::hash("s3cret", 4).unwrap())].into();
@@ -509,7 +535,7 @@ mod tests {
         let scopes = [("grafana".to_string(), ["acme".to_string()].into())].into();
         let auth = Authenticator::new(users, tokens, scopes);
         assert_eq!(
-            cost_of(&auth.dummy),
+            cost_of(dummy_hash(&auth.dummy, auth.dummy_cost)),
             Some(4),
             "the dummy hash costs what the users' hashes cost"
         );

@@ -148,6 +148,7 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, HttpError
 
 /// Serves the main listener until shutdown: TLS and the allowlist as the security in force says.
 pub async fn serve(listener: tokio::net::TcpListener, state: HttpState, shutdown: Shutdown) {
+    warm(state.security.read().clone());
     let metrics = state.metrics.clone();
     accept_loop(
         listener,
@@ -157,6 +158,11 @@ pub async fn serve(listener: tokio::net::TcpListener, state: HttpState, shutdown
         shutdown,
     )
     .await
+}
+
+/// Makes the security's dummy bcrypt hash on a blocking thread, before the first unknown user.
+fn warm(security: Arc<Security>) {
+    tokio::task::spawn_blocking(move || security.auth.warm());
 }
 
 /// Serves `/livez` and `/readyz` alone, plain HTTP, until shutdown (the connection caps apply).
@@ -568,7 +574,9 @@ pub async fn watch_security(
             Ok(new) => {
                 seen = security::fingerprint(&new.files);
                 record_certificate(&new, &metrics);
-                *live.write() = Arc::new(new);
+                let new = Arc::new(new);
+                warm(new.clone());
+                *live.write() = new;
                 metrics
                     .web_config_reloads
                     .with_label_values(&["success"])

@@ -33,7 +33,6 @@ pub enum Origin {
         offset: i64,
     },
     /// A line of a JSONL file (`path` is `-` for stdin); lines count from 1.
-    /// A line of a file.
     File {
         /// The file.
         path: Arc<str>,
@@ -41,7 +40,6 @@ pub enum Origin {
         line: u64,
     },
     /// The n-th event of the synthetic generator, from 0.
-    /// An event of the generator.
     Generator {
         /// Its sequence number.
         seq: u64,
