@@ -6,7 +6,7 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use hestyna_obsd::config::RedactionConfig;
 use hestyna_obsd::decode::decode;
-use hestyna_obsd::derive::{default_rules, Format, Plan};
+use hestyna_obsd::derive::{default_rules, gzip, Format, Plan};
 use hestyna_obsd::forward::enrich::BatchContext;
 use hestyna_obsd::forward::sink::encode_line;
 use hestyna_obsd::forward::{Enricher, HostInfo, OrganizationTable, Redactor};
@@ -160,9 +160,13 @@ fn hot_paths(c: &mut Criterion) {
     }
     let mut out = String::new();
     store.snapshot().render(&mut out, Format::Text, None);
+    let compressed = gzip(out.as_bytes()).len();
     eprintln!(
-        "render: {} sample lines",
-        out.lines().filter(|l| !l.starts_with('#')).count()
+        "render: {} sample lines, {} bytes, {} gzipped ({:.1}x fewer)",
+        out.lines().filter(|l| !l.starts_with('#')).count(),
+        out.len(),
+        compressed,
+        out.len() as f64 / compressed as f64
     );
     let mut group = c.benchmark_group("render_100k_series");
     group.sample_size(20);
@@ -174,6 +178,14 @@ fn hot_paths(c: &mut Criterion) {
             let mut out = String::with_capacity(16 << 20);
             store.snapshot().render(&mut out, Format::Text, None);
             black_box(out.len())
+        })
+    });
+    // What a Prometheus scrape costs (it always sends Accept-Encoding: gzip).
+    group.bench_function("snapshot_format_and_gzip", |b| {
+        b.iter(|| {
+            let mut out = String::with_capacity(16 << 20);
+            store.snapshot().render(&mut out, Format::Text, None);
+            black_box(gzip(out.as_bytes()).len())
         })
     });
     group.finish();

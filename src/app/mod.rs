@@ -279,6 +279,9 @@ fn zero_known_series(config: &Config, plan: &Plan, m: &SelfMetrics) {
     for reason in ["ttl", "capacity"] {
         m.intake_evicted.with_label_values(&[reason]);
     }
+    for encoding in ["identity", "gzip"] {
+        m.http_response_bytes.with_label_values(&[encoding]);
+    }
     for result in ["success", "failure"] {
         m.web_config_reloads.with_label_values(&[result]);
         m.enrichment_reloads.with_label_values(&[result]);

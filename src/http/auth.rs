@@ -522,7 +522,10 @@ mod tests {
     fn no_bcrypt_work_until_a_listener_needs_it() {
         let users = [("alice".to_string(), bcrypt::hash("s3cret", 4).unwrap())].into();
         let auth = Authenticator::new(users, Vec::new(), BTreeMap::new());
-        assert!(auth.dummy.get().is_none(), "replay and generate build this and serve nothing");
+        assert!(
+            auth.dummy.get().is_none(),
+            "replay and generate build this and serve nothing"
+        );
         auth.warm();
         assert_eq!(auth.dummy.get().and_then(|h| cost_of(h)), Some(4));
     }

@@ -471,7 +471,8 @@ async fn quantiles(
 }
 
 /// Admits the request, then renders the body on a blocking thread (formatting a large exposition, or
-/// computing window quantiles, is CPU work: off the async workers).
+/// computing window quantiles, is CPU work: off the async workers), gzip-compressed there when the
+/// client accepts it (Prometheus always does).
 async fn admitted_render<F>(
     state: HttpState,
     peer: SocketAddr,
@@ -484,12 +485,41 @@ where
 {
     let access = admit(&state, peer, headers).await?;
     let store = state.store.clone();
-    let body = tokio::task::spawn_blocking(move || body(&store, &access)).await;
-    match body {
-        Ok(body) => Ok(([(header::CONTENT_TYPE, content_type)], body).into_response()),
+    let compress = crate::shared::gzip::accepts_gzip(
+        headers
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let body = tokio::task::spawn_blocking(move || {
+        let text = body(&store, &access);
+        match compress {
+            true => (crate::shared::gzip::gzip(text.as_bytes()), "gzip"),
+            false => (text.into_bytes(), "identity"),
+        }
+    })
+    .await;
+    let Ok((body, encoding)) = body else {
         // Never a 200 with an empty body: Prometheus would take every series as gone.
-        Err(_) => Err(StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+        return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    };
+    state
+        .metrics
+        .http_response_bytes
+        .with_label_values(&[encoding])
+        .inc_by(body.len() as u64);
+    let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::VARY,
+        header::HeaderValue::from_static("accept-encoding"),
+    );
+    if compress {
+        headers.insert(
+            header::CONTENT_ENCODING,
+            header::HeaderValue::from_static("gzip"),
+        );
     }
+    Ok(response)
 }
 
 /// Why serving `security` on `listen` is refused, if it is: the one rule applied at start-up and to

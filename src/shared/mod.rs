@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 pub mod append;
 pub mod exposition;
+pub mod gzip;
 mod host;
 pub mod json;
 

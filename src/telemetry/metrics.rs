@@ -170,6 +170,8 @@ self_metrics! {
     http_auth_failures: IntCounterVec("hestyna_obsd_http_auth_failures_total", "Refused requests to /metrics and /api/v1/quantiles.", ["reason"]);
     /// Connections closed at accept, by reason (`forbidden_network`, `address_limit`, `total_limit`).
     http_connections_refused: IntCounterVec("hestyna_obsd_http_connections_refused_total", "Connections closed at accept, before TLS or HTTP.", ["reason"]);
+    /// Bytes of `/metrics` and `/api/v1/quantiles` bodies sent, by content encoding (`identity`, `gzip`).
+    http_response_bytes: IntCounterVec("hestyna_obsd_http_response_bytes_total", "Bytes of /metrics and /api/v1/quantiles bodies sent, by content encoding (identity, gzip).", ["encoding"]);
     /// TLS handshakes that failed or timed out.
     tls_handshake_failures: IntCounter("hestyna_obsd_tls_handshake_failures_total", "TLS handshakes that failed or timed out.", []);
     /// Reloads of the web configuration file, by result.
