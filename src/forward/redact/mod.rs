@@ -13,6 +13,8 @@
 //! again. A pattern anchored with `^`/`$` cannot be checked on the raw bytes, so it always takes the slow
 //! path.
 
+mod quick;
+
 use super::enrich::Document;
 use crate::config::{RedactionConfig, RedactionMode, BUILTIN_PATTERNS};
 use crate::shared::json::hex;
@@ -67,6 +69,8 @@ pub struct Redactor {
     /// Finds, case-insensitively, the first word and the joined words of every secret key name: where it
     /// finds none inside a word of the bytes, no key can match.
     secret_prefilter: Option<regex::bytes::Regex>,
+    /// The one-pass check of ASCII documents ([`quick`]).
+    quick: quick::Quick,
     replace: Replace,
 }
 
@@ -148,7 +152,7 @@ impl Redactor {
             .map(|f| f.split('.').map(str::to_owned).collect())
             .collect();
         names.extend(config.fields.iter().map(|f| format!("field:{f}")));
-        let field_keys = fields
+        let field_keys: Vec<Vec<u8>> = fields
             .iter()
             .map(|f| {
                 serde_json::to_vec(f.last().expect("checked: no empty path")).expect("a string")
@@ -165,6 +169,13 @@ impl Redactor {
             }
         }
         let secret_prefilter = secret_prefilter(&secret_keys)?;
+        let builtins: Vec<Option<&str>> = config
+            .builtin_patterns
+            .iter()
+            .map(|n| Some(n.as_str()))
+            .chain(config.patterns.iter().map(|_| None))
+            .collect();
+        let quick = quick::Quick::new(&builtins, &secret_literals(&secret_keys), &field_keys);
         let replace = match config.mode {
             RedactionMode::Mask => Replace::Mask,
             RedactionMode::Hmac => {
@@ -189,6 +200,7 @@ impl Redactor {
             field_keys,
             secret_keys,
             secret_prefilter,
+            quick,
             replace,
         })
     }
@@ -216,9 +228,24 @@ impl Redactor {
 
     /// Whether the bytes may hold something to redact (false: they certainly do not).
     fn may_match(&self, json: &[u8]) -> bool {
-        self.always_parse
-            || json.contains(&b'\\')
-            || self.prefilter.iter().any(|p| p.is_match(json))
+        if self.always_parse || memchr::memchr(b'\\', json).is_some() {
+            return true;
+        }
+        if !json.is_ascii() {
+            return self.may_match_slow(json);
+        }
+        self.quick.may_match(
+            json,
+            &|i| self.prefilter[i].is_match(json),
+            // In these bytes (no escape) a string ends at the next quote: only a key is followed by ':'.
+            &|start, end| is_key(json, end) && self.secret_word_around(json, start, end),
+            &|i, start, end| json[start..end] == self.field_keys[i][..],
+        )
+    }
+
+    /// [`Self::may_match`] for any bytes: every pattern run, every field key and secret key looked for.
+    fn may_match_slow(&self, json: &[u8]) -> bool {
+        self.prefilter.iter().any(|p| p.is_match(json))
             || self
                 .field_keys
                 .iter()
@@ -232,21 +259,27 @@ impl Redactor {
         let Some(prefilter) = &self.secret_prefilter else {
             return false;
         };
-        prefilter.find_iter(json).any(|hit| {
-            let start = json[..hit.start()]
-                .iter()
-                .rposition(|b| !b.is_ascii_alphanumeric())
-                .map_or(0, |p| p + 1);
-            let end = json[hit.end()..]
-                .iter()
-                .position(|b| !b.is_ascii_alphanumeric())
-                .map_or(json.len(), |p| hit.end() + p);
-            // The run is ASCII letters and digits: valid UTF-8.
-            let words = key_words(std::str::from_utf8(&json[start..end]).unwrap_or_default());
-            self.secret_keys
-                .iter()
-                .any(|k| words.contains(&k.words[0]) || words.contains(&k.joined))
-        })
+        prefilter
+            .find_iter(json)
+            .any(|hit| self.secret_word_around(json, hit.start(), hit.end()))
+    }
+
+    /// Whether the run of ASCII letters and digits around a secret-key literal found at `start..end`
+    /// has, among its words, a secret key name's first word or its joined words.
+    fn secret_word_around(&self, json: &[u8], start: usize, end: usize) -> bool {
+        let start = json[..start]
+            .iter()
+            .rposition(|b| !b.is_ascii_alphanumeric())
+            .map_or(0, |p| p + 1);
+        let end = json[end..]
+            .iter()
+            .position(|b| !b.is_ascii_alphanumeric())
+            .map_or(json.len(), |p| end + p);
+        // The run is ASCII letters and digits: valid UTF-8.
+        let words = key_words(std::str::from_utf8(&json[start..end]).unwrap_or_default());
+        self.secret_keys
+            .iter()
+            .any(|k| words.contains(&k.words[0]) || words.contains(&k.joined))
     }
 
     /// Redacts a document; adds what each rule replaced to `tally` (indexed like
@@ -267,6 +300,12 @@ impl Redactor {
         if self.is_empty() || !self.may_match(&doc.json) {
             return Ok(false);
         }
+        self.redact_full(doc, tally)
+    }
+
+    /// Redacts `doc` in place after reading it whole: whether anything changed, or why it cannot be
+    /// read.
+    fn redact_full(&self, doc: &mut Document, tally: &mut [u64]) -> Result<bool, String> {
         // Something may need redaction: the document must be read to find it, and what cannot be read
         // is refused (fails closed), never passed on as it is.
         // By the one rule decoding applies too (`shared::json::parse`).
@@ -393,17 +432,35 @@ impl Redactor {
     }
 }
 
-/// The quick check for secret key names: each name's first word and its joined words, any case.
-fn secret_prefilter(keys: &[SecretKey]) -> Result<Option<regex::bytes::Regex>, RedactError> {
-    if keys.is_empty() {
-        return Ok(None);
-    }
+/// Whether the JSON string around a position (of a document without escapes) is an object key: its
+/// closing quote is followed by `:`. A position outside any string is never taken for a key.
+fn is_key(json: &[u8], at: usize) -> bool {
+    let Some(close) = memchr::memchr(b'"', &json[at..]) else {
+        return false;
+    };
+    json[at + close + 1..]
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b':')
+}
+
+/// Each secret key name's first word and its joined words, once each.
+fn secret_literals(keys: &[SecretKey]) -> Vec<String> {
     let mut literals: Vec<String> = keys
         .iter()
         .flat_map(|k| [k.words[0].clone(), k.joined.clone()])
         .collect();
     literals.sort();
     literals.dedup();
+    literals
+}
+
+/// The quick check for secret key names: each name's first word and its joined words, any case.
+fn secret_prefilter(keys: &[SecretKey]) -> Result<Option<regex::bytes::Regex>, RedactError> {
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let literals = secret_literals(keys);
     let alternation: Vec<String> = literals.iter().map(|l| regex::escape(l)).collect();
     regex::bytes::RegexBuilder::new(&alternation.join("|"))
         .case_insensitive(true)
@@ -823,5 +880,87 @@ mod tests {
             let v: Value = serde_json::from_slice(&d.json).unwrap();
             prop_assert!(!v["m"].as_str().unwrap().contains(&email));
         }
+
+        /// Where the one-pass quick check says "nothing here", the full redaction indeed changes
+        /// nothing: on JSON objects whose keys and values are made of the patterns' literals, near
+        /// misses, separators and digits (one level of nesting, ASCII, no escapes).
+        #[test]
+        fn the_quick_check_misses_nothing_the_full_redaction_finds(
+            entries in prop::collection::vec((word_soup(), word_soup(), any::<bool>()), 1..8),
+        ) {
+            let r = redactor(RedactionMode::Mask, &["user.email"]);
+            let mut object = serde_json::Map::new();
+            for (key, value, nest) in entries {
+                let value = if nest { serde_json::json!({ value.clone(): value }) } else { Value::String(value) };
+                object.insert(key, value);
+            }
+            let json = serde_json::to_vec(&Value::Object(object)).unwrap();
+            prop_assume!(json.is_ascii() && !json.contains(&b'\\'));
+            if !r.may_match(&json) {
+                let mut full = doc(std::str::from_utf8(&json).unwrap());
+                let mut tally = vec![0; r.rule_names().len()];
+                let changed = r.redact_full(&mut full, &mut tally);
+                prop_assert_eq!(changed, Ok(false), "{}", String::from_utf8_lossy(&json));
+            }
+        }
+    }
+
+    /// Text made of the redactor's literals, near misses and noise (no quote, no backslash).
+    fn word_soup() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                prop::sample::select(vec![
+                    "token",
+                    "tokens",
+                    "Token ",
+                    "bearer ",
+                    "BEARER abcdefgh12345",
+                    "basic ",
+                    "Basic dXNlcjpwYXNz",
+                    "password",
+                    "passwd=",
+                    "PassWord: hunter22",
+                    "secret: ",
+                    "api_key=",
+                    "api-key ",
+                    "apikey:",
+                    "private_key=",
+                    "authorization: x",
+                    "cookie=abc123",
+                    "eyJ",
+                    "eyJhbGciOi.eyJzdWIiOi.sig12345",
+                    "sk-",
+                    "sk_live_abcdefghijklmnop",
+                    "pk_test_",
+                    "AKIA",
+                    "ghp_",
+                    "xoxb-",
+                    "@",
+                    "a@b.co",
+                    "jane@example.com",
+                    "4111",
+                    " ",
+                    "-",
+                    "_",
+                    ".",
+                    ":",
+                    "=",
+                    "ssn",
+                    "session",
+                    "credential",
+                    "email",
+                    "x",
+                    "abc",
+                    "0123456789",
+                    "2026-11-27T08:00:00Z",
+                    "password_reset",
+                    "user",
+                ])
+                .prop_map(str::to_owned),
+                "[a-zA-Z0-9 :=_@.-]{0,10}",
+            ],
+            0..6,
+        )
+        .prop_map(|parts| parts.concat())
     }
 }
