@@ -27,6 +27,39 @@ fn traced_daemon(
     Daemon::start_env(&config, dir, port, "/readyz", env)
 }
 
+/// A broker with a topic of one partition, an http/protobuf collector, and a daemon exporting its
+/// spans there with `env` besides; the test's corpus produced.
+struct Traced {
+    dir: tempfile::TempDir,
+    _broker: Broker,
+    topic: String,
+    collector: Collector,
+    daemon: Daemon,
+    events: Vec<Produced>,
+    contexts: BTreeSet<(String, String)>,
+}
+
+fn traced(env: &[(&str, &str)]) -> Traced {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, topic, dlq) = broker_with_topics(1);
+    let collector = Collector::http();
+    let endpoint = format!("http://{}", collector.addr);
+    let mut vars = vec![("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
+    vars.extend_from_slice(env);
+    let daemon = traced_daemon(&broker, &topic, &dlq, dir.path(), &vars);
+    let (events, contexts) = corpus();
+    broker.produce(&topic, &events);
+    Traced {
+        dir,
+        _broker: broker,
+        topic,
+        collector,
+        daemon,
+        events,
+        contexts,
+    }
+}
+
 /// The test's events: five with ids in the body, three with only a `traceparent` header, two with
 /// only a trace id, and one that is not JSON. The (trace_id, span_id) pairs a batch span must link to.
 fn corpus() -> (Vec<Produced>, BTreeSet<(String, String)>) {
@@ -97,22 +130,8 @@ fn total(spans: &[(&Received1, BTreeMap<String, String>)], key: &str) -> i64 {
 
 #[test]
 fn spans_reach_an_http_collector_with_the_resource_links_and_sink_status() {
-    let dir = tempfile::tempdir().unwrap();
-    let (broker, topic, dlq) = broker_with_topics(1);
-    let collector = Collector::http();
-    let endpoint = format!("http://{}", collector.addr);
-    let daemon = traced_daemon(
-        &broker,
-        &topic,
-        &dlq,
-        dir.path(),
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-        ],
-    );
-    let (events, contexts) = corpus();
-    broker.produce(&topic, &events);
+    let t = traced(&[("OTEL_BSP_SCHEDULE_DELAY", "100")]);
+    let (topic, collector, daemon, contexts) = (&t.topic, &t.collector, &t.daemon, &t.contexts);
 
     let spans = wait_for(
         "every event's context in the batch spans",
@@ -120,8 +139,8 @@ fn spans_reach_an_http_collector_with_the_resource_links_and_sink_status() {
         || {
             let spans = collector.spans();
             let sent = named(&spans, "send siem");
-            let done = linked(&spans, "metrics") == contexts
-                && linked(&spans, "forward") == contexts
+            let done = linked(&spans, "metrics") == *contexts
+                && linked(&spans, "forward") == *contexts
                 && total(&sent, "records") >= 11
                 && !named(&spans, "dead-letter write").is_empty();
             done.then_some(spans)
@@ -144,7 +163,7 @@ fn spans_reach_an_http_collector_with_the_resource_links_and_sink_status() {
         assert_eq!(total(&batches, "events.trace_id_only"), 2, "{pipeline}");
         assert_eq!(total(&batches, "links.dropped"), 0, "{pipeline}");
         for (s, a) in &batches {
-            assert_eq!(a["messaging.destination.name"], topic);
+            assert_eq!(&a["messaging.destination.name"], topic);
             assert_eq!(a["partition"], "0");
             let (first, last): (i64, i64) = (
                 a["first_offset"].parse().unwrap(),
@@ -316,23 +335,11 @@ fn spans_reach_a_grpc_collector() {
 
 #[test]
 fn otel_sdk_disabled_sends_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let (broker, topic, dlq) = broker_with_topics(1);
-    let collector = Collector::http();
-    let endpoint = format!("http://{}", collector.addr);
-    let daemon = traced_daemon(
-        &broker,
-        &topic,
-        &dlq,
-        dir.path(),
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
-            ("OTEL_SDK_DISABLED", "true"),
-        ],
-    );
-    let (events, _) = corpus();
-    broker.produce(&topic, &events);
+    let t = traced(&[
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("OTEL_SDK_DISABLED", "true"),
+    ]);
+    let (dir, collector, daemon, events) = (&t.dir, &t.collector, &t.daemon, &t.events);
     let siem = dir.path().join("siem.jsonl");
     wait_for("every record forwarded", Duration::from_secs(60), || {
         (siem.exists() && read_jsonl(&siem).len() == events.len()).then_some(())

@@ -25,8 +25,9 @@ pub(crate) type DecodedBatch = Yoke<Decoded<'static>, Arc<Batch>>;
 
 /// A [`SourceMessage`] with its batch decoded; in the source's order.
 pub(crate) enum Staged {
-    /// Records to process, and what decoding made of them.
-    Batch(BatchRef, DecodedBatch),
+    /// Records to process, what decoding made of them, and the batch's span (opened and described
+    /// here, in parallel: its links cost the pipeline's own task nothing).
+    Batch(BatchRef, DecodedBatch, tracing::Span),
     /// As [`SourceMessage::Assigned`].
     Assigned(Vec<TopicPartition>),
     /// As [`SourceMessage::Revoked`].
@@ -80,11 +81,15 @@ pub(crate) fn decode_ahead(
         let (metrics, progress) = (metrics.clone(), progress.clone());
         tokio::task::spawn_blocking(move || {
             while let Some((batch, slot)) = jobs.blocking_recv() {
-                let decoded = Yoke::attach_to_cart(batch.shared(), |batch: &Batch| {
-                    decode_batch(pipeline, &batch.records, &metrics, &progress)
+                let span = crate::telemetry::otel::spans::batch(pipeline, batch.records().len());
+                let decoded = span.in_scope(|| {
+                    Yoke::attach_to_cart(batch.shared(), |batch: &Batch| {
+                        decode_batch(pipeline, &batch.records, &metrics, &progress)
+                    })
                 });
+                super::trace::describe(&span, batch.records(), decoded.get());
                 // A closed slot: the pipeline stopped; the dispatcher notices on its side.
-                let _ = slot.send(Staged::Batch(batch, decoded));
+                let _ = slot.send(Staged::Batch(batch, decoded, span));
             }
         });
     }
@@ -165,7 +170,7 @@ mod tests {
         let mut seen = Vec::new();
         while let Some(message) = staged.recv().await {
             seen.push(match message {
-                Staged::Batch(batch, decoded) => {
+                Staged::Batch(batch, decoded, _) => {
                     let events = &decoded.get().events;
                     assert_eq!(events.len(), batch.records().len());
                     let Origin::Generator { seq } = batch.records()[0].origin else {

@@ -74,9 +74,7 @@ impl MetricsPipeline {
                 }
             };
             let outcome = match message {
-                Staged::Batch(batch, decoded) => {
-                    let span = spans::batch(NAME, batch.records().len());
-                    super::trace::describe(&span, batch.records(), decoded.get());
+                Staged::Batch(batch, decoded, span) => {
                     let result = self
                         .process(&batch, &decoded)
                         .instrument(span.clone())

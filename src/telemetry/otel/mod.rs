@@ -101,6 +101,7 @@ fn exporter(
             .with_endpoint(s.endpoint.clone())
             .with_timeout(s.timeout)
             .with_headers(s.headers.clone().into_iter().collect())
+            .with_retry_policy(no_retries())
             .build()?,
         Protocol::Grpc => {
             let mut headers = http::HeaderMap::new();
@@ -113,7 +114,8 @@ fn exporter(
                 .with_tonic()
                 .with_endpoint(s.endpoint.clone())
                 .with_timeout(s.timeout)
-                .with_metadata(metadata);
+                .with_metadata(metadata)
+                .with_retry_policy(no_retries());
             if s.endpoint.starts_with("https://") {
                 grpc = grpc.with_tls_config(
                     opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new()
@@ -124,6 +126,12 @@ fn exporter(
         }
     };
     Ok(exporter)
+}
+
+/// One attempt per request: a failed export drops its spans (counted) rather than hold the exporting
+/// thread in backoff while the queue fills, and shutdown waits for at most one attempt.
+fn no_retries() -> opentelemetry_otlp::RetryPolicy {
+    opentelemetry_otlp::RetryPolicy::disabled()
 }
 
 fn sampler(s: Sampling) -> Sampler {

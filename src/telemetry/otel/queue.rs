@@ -80,6 +80,7 @@ impl QueueProcessor {
                     limits,
                     batch: Vec::with_capacity(limits.batch_spans),
                     failures: RateLimit::new(Duration::from_secs(60)),
+                    failing: false,
                 }
                 .run(rx)
             })
@@ -144,6 +145,8 @@ struct Exporting<E> {
     limits: QueueLimits,
     batch: Vec<SpanData>,
     failures: RateLimit,
+    /// The last export failed: at shutdown, what is queued is dropped (counted) rather than waited for.
+    failing: bool,
 }
 
 impl<E: SpanExporter> Exporting<E> {
@@ -170,7 +173,7 @@ impl<E: SpanExporter> Exporting<E> {
                     let _ = answer.send(());
                 }
                 Ok(Message::Shutdown(answer)) => {
-                    self.drain(&rx);
+                    self.drain_for_shutdown(&rx);
                     let _ = self.exporter.shutdown();
                     let _ = answer.send(());
                     return;
@@ -206,6 +209,35 @@ impl<E: SpanExporter> Exporting<E> {
         self.export();
     }
 
+    /// At shutdown: exports what is queued, unless an export fails (the collector is down or silent),
+    /// after which the rest is dropped and counted: shutdown waits for at most one failed request.
+    fn drain_for_shutdown(&mut self, rx: &mpsc::Receiver<Message>) {
+        if !self.failing {
+            self.export();
+        }
+        while let Ok(message) = rx.try_recv() {
+            match message {
+                Message::Span(span) if !self.failing => {
+                    self.batch.push(*span);
+                    if self.batch.len() >= self.limits.batch_spans {
+                        self.export();
+                    }
+                }
+                Message::Span(_) => STATS.dropped(Dropped::Shutdown, 1),
+                Message::Flush(answer) | Message::Shutdown(answer) => {
+                    let _ = answer.send(());
+                }
+            }
+        }
+        match self.failing {
+            false => self.export(),
+            true => {
+                STATS.dropped(Dropped::Shutdown, self.batch.len() as u64);
+                self.batch.clear();
+            }
+        }
+    }
+
     /// One export request of the gathered spans, bounded by the timeout; a failure drops them, counted.
     fn export(&mut self) {
         if self.batch.is_empty() {
@@ -220,12 +252,14 @@ impl<E: SpanExporter> Exporting<E> {
         let error = match result {
             Ok(Ok(())) => {
                 STATS.exported(count);
+                self.failing = false;
                 return;
             }
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {} ms", timeout.as_millis()),
         };
         STATS.export_failed(count);
+        self.failing = true;
         if let Some(suppressed) = self.failures.allow() {
             tracing::warn!(
                 spans = count,

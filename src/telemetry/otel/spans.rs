@@ -107,9 +107,10 @@ pub fn outcome(span: &Span, ok: bool, outcome: &'static str) {
 pub struct Links {
     /// Links added (distinct trace contexts).
     pub added: u32,
-    /// Distinct contexts past the cap, not linked.
+    /// Events with both ids once the cap was reached (not de-duplicated: past the cap nothing more is
+    /// parsed or remembered, so the cost per event stays a check of two options).
     pub cut: u32,
-    /// Events with a trace id but no usable span id (a link needs both).
+    /// Events with a trace id but no span id (a link needs both), or ids that are not W3C hex.
     pub trace_id_only: u32,
 }
 
@@ -125,24 +126,29 @@ pub fn link_events<'a>(
         return links;
     }
     let cap = MAX_LINKS.load(Ordering::Relaxed);
-    let mut seen: HashSet<(TraceId, SpanId)> = HashSet::new();
+    let mut seen: HashSet<(&str, &str)> = HashSet::new();
     for (trace, span_id) in ids {
-        let Some(trace) = trace.and_then(|t| TraceId::from_hex(t).ok()) else {
+        let Some(trace) = trace else {
             continue;
         };
-        let Some(span_id) = span_id.and_then(|s| SpanId::from_hex(s).ok()) else {
+        let Some(span_id) = span_id else {
             links.trace_id_only += 1;
             continue;
         };
-        if trace == TraceId::INVALID || span_id == SpanId::INVALID {
-            links.trace_id_only += 1;
+        if links.added >= cap {
+            links.cut += 1;
             continue;
         }
         if !seen.insert((trace, span_id)) {
             continue;
         }
-        if links.added >= cap {
-            links.cut += 1;
+        let parsed = (TraceId::from_hex(trace), SpanId::from_hex(span_id));
+        let (Ok(trace), Ok(span_id)) = parsed else {
+            links.trace_id_only += 1;
+            continue;
+        };
+        if trace == TraceId::INVALID || span_id == SpanId::INVALID {
+            links.trace_id_only += 1;
             continue;
         }
         links.added += 1;
