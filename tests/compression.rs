@@ -40,11 +40,7 @@ fn metrics_answers_gzip_when_asked_and_the_same_series() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = settled(dir.path());
     let (_, plain) = daemon.get("/metrics", Some((USER, PASSWORD)));
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let mut response = agent
+    let mut response = agent()
         .get(format!("http://{}/metrics", daemon.http))
         .header("Authorization", basic(USER, PASSWORD))
         .header("Accept-Encoding", "gzip")

@@ -74,11 +74,7 @@ fn scrapes_pass_promtool_and_openmetrics_is_served() {
     );
 
     // OpenMetrics on request.
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let mut response = agent
+    let mut response = agent()
         .get(format!("http://{}/metrics", daemon.http))
         .header("Authorization", &auth)
         .header(

@@ -27,6 +27,24 @@ fn traced_daemon(
     Daemon::start_env(&config, dir, port, "/readyz", env)
 }
 
+/// A daemon on `config` (a generator source) exporting its spans to `collector` every 100 ms, with
+/// `env` besides.
+fn exporting_to(
+    collector: &Collector,
+    config: &str,
+    dir: &Path,
+    port: u16,
+    env: &[(&str, &str)],
+) -> Daemon {
+    let endpoint = format!("http://{}", collector.addr);
+    let mut vars = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    vars.extend_from_slice(env);
+    Daemon::start_env(config, dir, port, "/livez", &vars)
+}
+
 /// A broker with a topic of one partition, an http/protobuf collector, and a daemon exporting its
 /// spans there with `env` besides; the test's corpus produced.
 struct Traced {
@@ -257,19 +275,12 @@ fn links_past_the_cap_are_cut_and_counted() {
         "[source]\nkind = \"generator\"\n",
         "[source]\nkind = \"generator\"\nbatch_max_records = 1000\nbatch_max_wait_ms = 500\n",
     );
-    let daemon = Daemon::start_env(
+    let daemon = exporting_to(
+        &collector,
         &config,
         dir.path(),
         port,
-        "/livez",
-        &[
-            (
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                &format!("http://{}", collector.addr),
-            ),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-            ("HESTYNA_OBSD__TELEMETRY__TRACING__MAX_LINKS_PER_SPAN", "16"),
-        ],
+        &[("HESTYNA_OBSD__TELEMETRY__TRACING__MAX_LINKS_PER_SPAN", "16")],
     );
     let batches = wait_for("the batch spans", Duration::from_secs(60), || {
         let spans = collector.spans();
@@ -306,18 +317,13 @@ fn spans_reach_a_grpc_collector() {
     let collector = Collector::grpc();
     let port = free_port();
     let config = generator_config(dir.path(), port, "rate = 0.0\ncount = 50");
-    let _daemon = Daemon::start_env(
+    let _daemon = exporting_to(
+        &collector,
         &config,
         dir.path(),
         port,
-        "/livez",
         &[
-            (
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                &format!("http://{}", collector.addr),
-            ),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
             ("OTEL_SERVICE_NAME", "obsd-grpc"),
             ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test"),
         ],

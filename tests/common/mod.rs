@@ -631,17 +631,22 @@ pub fn http_get(addr: SocketAddr, path: &str, authorization: Option<&str>) -> (u
     (status, body)
 }
 
+/// An HTTP client for the tests: every status is an answer, not an error; 30 s for a request.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent()
+}
+
 /// GET with the response headers: (status, headers lower-cased, body).
 pub fn http_get_full(
     addr: SocketAddr,
     path: &str,
     authorization: Option<&str>,
 ) -> (u16, BTreeMap<String, String>, String) {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .new_agent();
+    let agent = agent();
     let mut request = agent.get(format!("http://{addr}{path}"));
     if let Some(value) = authorization {
         request = request.header("Authorization", value);
