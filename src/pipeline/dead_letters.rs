@@ -90,12 +90,7 @@ impl DeadLetters {
             spans::set(&span, "attempts", i64::from(attempts));
             spans::set(&span, "destination", self.destination.describe());
         }
-        let outcome = if written.is_ok() {
-            "written"
-        } else {
-            "stopped"
-        };
-        spans::outcome(&span, written.is_ok(), outcome);
+        spans::finished(&span, written.is_ok(), "written");
         written?;
         let mut reasons: Vec<&str> = items.iter().map(|i| i.reason).collect();
         reasons.sort_unstable();

@@ -123,12 +123,7 @@ impl Prepare {
             .documents(records, &decoded)
             .instrument(span.clone())
             .await;
-        let outcome = if parts.is_some() {
-            "handed to the sinks"
-        } else {
-            "stopped"
-        };
-        spans::outcome(&span, parts.is_some(), outcome);
+        spans::finished(&span, parts.is_some(), "handed to the sinks");
         let (docs, doc_records) = parts?;
         Some(Job::new(docs, doc_records, batch, sinks))
     }

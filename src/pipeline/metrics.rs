@@ -18,14 +18,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
-/// A batch span's `outcome`: done, or stopped by the drain deadline (read again after the restart).
-fn outcome(result: &Result<(), Stopped>) -> &'static str {
-    match result {
-        Ok(()) => "done",
-        Err(_) => "stopped",
-    }
-}
-
 /// The pipeline's label value.
 pub const NAME: &str = "metrics";
 
@@ -79,7 +71,7 @@ impl MetricsPipeline {
                         .process(&batch, &decoded)
                         .instrument(span.clone())
                         .await;
-                    spans::outcome(&span, result.is_ok(), outcome(&result));
+                    spans::finished(&span, result.is_ok(), "done");
                     result.map(|()| batch.done())
                 }
                 Staged::Assigned(partitions) => self.restore(&partitions).await,

@@ -102,6 +102,12 @@ pub fn outcome(span: &Span, ok: bool, outcome: &'static str) {
     }
 }
 
+/// Records how a stage's work on the span ended: `done`, or `stopped` (error status) when the drain
+/// deadline stopped it (its records are read again after the restart).
+pub fn finished(span: &Span, ok: bool, done: &'static str) {
+    outcome(span, ok, if ok { done } else { "stopped" });
+}
+
 /// What [`link_events`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Links {
