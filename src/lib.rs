@@ -21,6 +21,8 @@ pub(crate) mod deadletter;
 pub mod decode;
 pub mod derive;
 pub mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod http;
 pub(crate) mod lifecycle;
 pub(crate) mod pipeline;

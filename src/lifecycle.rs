@@ -95,10 +95,11 @@ impl Shutdown {
     }
 }
 
-/// Readiness: every Kafka source has had its first assignment.
+/// Readiness (every Kafka source has had its first assignment) and liveness (no vital task has died).
 #[derive(Debug, Default)]
 pub struct Health {
     flags: parking_lot::Mutex<Vec<Arc<AtomicBool>>>,
+    dead: Arc<parking_lot::Mutex<Vec<String>>>,
 }
 
 impl Health {
@@ -113,11 +114,73 @@ impl Health {
     pub fn is_ready(&self) -> bool {
         self.flags.lock().iter().all(|f| f.load(Ordering::Acquire))
     }
+
+    /// A guard for a task the daemon cannot do without (a source, a pipeline): unless the task hands it
+    /// back through [`Vital::finished`], its drop (an error return, a panic unwinding) marks the daemon
+    /// dead, and `/livez` fails from then on.
+    pub fn vital(&self, task: impl Into<String>) -> Vital {
+        Vital {
+            task: task.into(),
+            dead: self.dead.clone(),
+            finished: false,
+        }
+    }
+
+    /// The vital tasks that have died, in the order they died; empty while the daemon is alive.
+    pub fn dead(&self) -> Vec<String> {
+        self.dead.lock().clone()
+    }
+}
+
+/// Held by a vital task while it runs; see [`Health::vital`].
+#[derive(Debug)]
+pub struct Vital {
+    task: String,
+    dead: Arc<parking_lot::Mutex<Vec<String>>>,
+    finished: bool,
+}
+
+impl Vital {
+    /// The task ended as it should (its input ended, or shutdown): it does not count as dead.
+    pub fn finished(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for Vital {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        tracing::error!(
+            task = %self.task,
+            panicked = std::thread::panicking(),
+            "a vital task died; /livez fails from now on"
+        );
+        self.dead.lock().push(std::mem::take(&mut self.task));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_vital_task_that_errs_or_panics_marks_the_daemon_dead_and_one_that_finishes_does_not() {
+        let health = Health::default();
+        health.vital("source-metrics").finished();
+        assert!(health.dead().is_empty());
+        let erring = health.vital("source-forward");
+        drop(erring);
+        let panicking = health.vital("pipeline-metrics");
+        let joined = std::thread::spawn(move || {
+            let _guard = panicking;
+            panic!("a bug in a stage");
+        })
+        .join();
+        assert!(joined.is_err());
+        assert_eq!(health.dead(), ["source-forward", "pipeline-metrics"]);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_sleep_ends_at_the_drain_deadline_even_one_that_starts_during_it() {

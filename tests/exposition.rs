@@ -4,8 +4,6 @@
 mod common;
 
 use common::*;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// A daemon fed by the generator (2,000 events/s, some invalid, some of an unknown type).
@@ -17,10 +15,6 @@ fn generator_daemon(dir: &std::path::Path) -> Daemon {
         "rate = 2000.0\ninvalid_ratio = 0.01\nunknown_ratio = 0.01",
     );
     Daemon::start(&config, dir, port)
-}
-
-fn promtool() -> String {
-    std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into())
 }
 
 #[test]
@@ -49,29 +43,8 @@ fn scrapes_pass_promtool_and_openmetrics_is_served() {
         },
     );
 
-    let mut child = Command::new(promtool())
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian's prometheus package; scripts/test installs it)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool check metrics:\n{report}"
-    );
+    let report = prom::check_metrics(&body);
+    assert!(report.is_empty(), "promtool check metrics:\n{report}");
 
     // OpenMetrics on request.
     let mut response = agent()

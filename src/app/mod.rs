@@ -140,13 +140,22 @@ fn generator_settings(config: &Config) -> GeneratorSettings {
 
 type SourceThread = std::thread::JoinHandle<Result<SourceSummary, SourceError>>;
 
-fn spawn_source<F>(name: &str, body: F) -> Result<SourceThread, AppError>
+/// Starts a source on its own thread, a vital task: an error or a panic fails `/livez`.
+fn spawn_source<F>(health: &Health, name: &str, body: F) -> Result<SourceThread, AppError>
 where
     F: FnOnce() -> Result<SourceSummary, SourceError> + Send + 'static,
 {
+    let task = format!("source-{name}");
+    let vital = health.vital(task.clone());
     std::thread::Builder::new()
-        .name(format!("source-{name}"))
-        .spawn(body)
+        .name(task)
+        .spawn(move || {
+            let result = body();
+            if result.is_ok() {
+                vital.finished();
+            }
+            result
+        })
         .map_err(|source| AppError::Io {
             context: "cannot start a source thread".into(),
             source,
@@ -329,6 +338,19 @@ impl Core {
         })
     }
 
+    /// Spawns a task the daemon cannot do without: a panic in it fails `/livez`.
+    fn spawn_vital(
+        &mut self,
+        name: &str,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let vital = self.health.vital(name);
+        self.tasks.push(tokio::spawn(async move {
+            task.await;
+            vital.finished();
+        }));
+    }
+
     /// The dead letters of `pipeline`.
     fn dead_letters(&self, pipeline: &'static str, progress: &Arc<Progress>) -> DeadLetters {
         DeadLetters::new(
@@ -486,7 +508,7 @@ async fn start_pipelines(
             progress,
             shutdown: core.shutdown.clone(),
         };
-        core.tasks.push(tokio::spawn(pipeline.run(rx)));
+        core.spawn_vital("pipeline-metrics", pipeline.run(rx));
         let group = pipes.metrics.group_id.clone();
         senders.push((crate::pipeline::metrics::NAME, group, tx));
     }
@@ -509,15 +531,16 @@ async fn start_pipelines(
             progress,
         };
         let pipeline = ForwardPipeline { prepare, workers };
-        core.tasks.push(tokio::spawn(pipeline.run(rx)));
+        core.spawn_vital("pipeline-forward", pipeline.run(rx));
         let group = pipes.forward.group_id.clone();
         senders.push((crate::pipeline::forward::NAME, group, tx));
     }
-    core.tasks.push(tokio::spawn(sweep_expired(
+    let sweep = sweep_expired(
         core.store.clone(),
         core.self_metrics.clone(),
         core.shutdown.clone(),
-    )));
+    );
+    core.spawn_vital("expiry", sweep);
     Ok(senders)
 }
 
@@ -554,7 +577,8 @@ fn start_sources(
                 )
             }
         };
-        return Ok(vec![spawn_source(name, move || source.run(outputs, stop))?]);
+        let run = move || source.run(outputs, stop);
+        return Ok(vec![spawn_source(&core.health, name, run)?]);
     }
     let mut sources = Vec::new();
     for (pipeline, group_id, tx) in senders {
@@ -570,7 +594,9 @@ fn start_sources(
         let ready = core.health.condition();
         let source = KafkaSource::new(settings, core.self_metrics.clone(), ready, tx)?;
         let stop = stop.clone();
-        sources.push(spawn_source(pipeline, move || source.run(stop))?);
+        sources.push(spawn_source(&core.health, pipeline, move || {
+            source.run(stop)
+        })?);
     }
     Ok(sources)
 }

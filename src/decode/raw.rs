@@ -171,6 +171,12 @@ pub(super) fn parse<'a>(payload: &'a [u8], raw: &mut RawEvent<'a>) -> Result<(),
                 detail: Cow::Owned(format!("the key {key:?} is given twice")),
             })
         }
+        Err(JsonError::Unreadable(_)) if payload.starts_with(b"\xef\xbb\xbf") => {
+            return Err(Invalid {
+                reason: InvalidReason::NotJson,
+                detail: Cow::Borrowed("starts with a byte-order mark, which JSON text must not"),
+            })
+        }
         Err(JsonError::Unreadable(why)) => {
             return Err(Invalid {
                 reason: InvalidReason::NotJson,
@@ -257,7 +263,10 @@ fn opt_count(value: &Option<Scalar<'_>>, field: &'static str) -> Checked<Option<
         Some(Scalar::Float(f)) if f.fract() == 0.0 && *f >= 0.0 && *f < u64::MAX as f64 => {
             Ok(Some(*f as u64))
         }
-        Some(Scalar::Float(f)) if f.fract() == 0.0 => Err(bad(field, "must be >= 0")),
+        Some(Scalar::Float(f)) if f.fract() == 0.0 && *f < 0.0 => Err(bad(field, "must be >= 0")),
+        Some(Scalar::Float(f)) if f.fract() == 0.0 => {
+            Err(bad(field, "too large (above 18446744073709551615)"))
+        }
         Some(_) => Err(wrong(field, "expected an integer")),
     }
 }

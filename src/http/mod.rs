@@ -135,7 +135,7 @@ async fn landing_page() -> Response {
 
 fn health_routes() -> Router<HttpState> {
     Router::new()
-        .route("/livez", get(|| async { "ok\n" }))
+        .route("/livez", get(livez))
         .route("/readyz", get(readyz))
 }
 
@@ -332,6 +332,17 @@ async fn guard_body_and_headers(
     response
 }
 
+/// Alive unless a vital task (a source, a pipeline) has died: then 503 naming it, so that the kubelet
+/// restarts the pod rather than leave it serving with nothing flowing.
+async fn livez(State(state): State<HttpState>) -> Response {
+    let dead = state.health.dead();
+    if dead.is_empty() {
+        return (StatusCode::OK, "ok\n").into_response();
+    }
+    let body = format!("dead: {}\n", dead.join(", "));
+    (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+}
+
 async fn readyz(State(state): State<HttpState>) -> Response {
     if state.health.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
@@ -490,16 +501,9 @@ where
             .get(header::ACCEPT_ENCODING)
             .and_then(|v| v.to_str().ok()),
     );
-    let body = tokio::task::spawn_blocking(move || {
-        let text = body(&store, &access);
-        match compress {
-            true => (crate::shared::gzip::gzip(text.as_bytes()), "gzip"),
-            false => (text.into_bytes(), "identity"),
-        }
-    })
-    .await;
-    let Ok((body, encoding)) = body else {
+    let Some((body, encoding)) = off_thread(move || body(&store, &access), compress).await else {
         // Never a 200 with an empty body: Prometheus would take every series as gone.
+        tracing::error!("rendering failed (a panic); answered 500");
         return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
     };
     state
@@ -520,6 +524,22 @@ where
         );
     }
     Ok(response)
+}
+
+/// Runs `render` on a blocking thread and compresses its text if asked: the body and its encoding, or
+/// `None` when rendering panicked.
+async fn off_thread<F>(render: F, compress: bool) -> Option<(Vec<u8>, &'static str)>
+where
+    F: FnOnce() -> String + Send + 'static,
+{
+    let body = tokio::task::spawn_blocking(move || {
+        let text = render();
+        match compress {
+            true => (crate::shared::gzip::gzip(text.as_bytes()), "gzip"),
+            false => (text.into_bytes(), "identity"),
+        }
+    });
+    body.await.ok()
 }
 
 /// Why serving `security` on `listen` is refused, if it is: the one rule applied at start-up and to
@@ -621,5 +641,44 @@ pub async fn watch_security(
                 tracing::error!(%error, "the new web configuration is invalid; keeping the old one");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_render_that_panics_gives_no_body_and_one_that_works_gives_its_encoding() {
+        assert_eq!(
+            off_thread(|| panic!("a bug in rendering"), false).await,
+            None
+        );
+        let (plain, encoding) = off_thread(|| "up 1\n".to_owned(), false).await.unwrap();
+        assert_eq!((plain.as_slice(), encoding), (&b"up 1\n"[..], "identity"));
+        let (packed, encoding) = off_thread(|| "up 1\n".to_owned(), true).await.unwrap();
+        assert_eq!((&packed[..2], encoding), (&[0x1f, 0x8b][..], "gzip"));
+    }
+
+    #[tokio::test]
+    async fn livez_fails_naming_the_dead_task_once_one_has_died() {
+        let plan = crate::derive::Plan::compile(&crate::derive::default_rules()).unwrap();
+        let security = Arc::new(Security::basic(Default::default()));
+        let health = Arc::new(Health::default());
+        let state = HttpState::new(
+            Arc::new(parking_lot::Mutex::new(plan.new_store())),
+            Arc::new(SelfMetrics::new()),
+            health.clone(),
+            Arc::new(parking_lot::RwLock::new(security)),
+        );
+        let alive = health.vital("pipeline-forward");
+        assert_eq!(livez(State(state.clone())).await.status(), StatusCode::OK);
+        drop(alive);
+        let response = livez(State(state)).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"dead: pipeline-forward\n");
     }
 }

@@ -160,12 +160,17 @@ impl Security {
             path: path.to_owned(),
             source,
         })?;
+        Self::parse(&text, path)
+    }
+
+    /// [`Security::load`] of `text`, read from `path` (files it names are relative to `path`).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, SecurityError> {
         let invalid = |message: String| SecurityError::Invalid {
             path: path.to_owned(),
             message,
         };
         let file: WebConfigFile =
-            serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(&text))
+            serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(text))
                 .map_err(|e| invalid(format!("{}: {}", e.path(), e.inner())))?;
         let mut problems = Vec::new();
         let tokens = credentials(&file, &mut problems);

@@ -20,7 +20,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
@@ -64,6 +64,9 @@ pub struct SourceContext {
     shared: Mutex<Shared>,
     /// The pipeline's channel, for `Assigned`/`Revoked`; taken at shutdown so that the channel closes.
     tx: Mutex<Option<mpsc::Sender<SourceMessage>>>,
+    /// `Assigned`/`Revoked` messages the pipeline had no room for yet, oldest first: the poll loop hands
+    /// them over before any batch, so a rebalance callback never waits on a full pipeline.
+    control: Mutex<VecDeque<SourceMessage>>,
     metrics: Arc<SelfMetrics>,
     ready: Arc<AtomicBool>,
     revoke_drain: Duration,
@@ -213,15 +216,45 @@ fn partitions(list: &TopicPartitionList) -> Vec<TopicPartition> {
 }
 
 impl SourceContext {
-    /// Sends a control message to the pipeline, waiting for room: this blocks the rebalance callback (and
-    /// so the poll loop) until the pipeline takes it, so a pipeline held up by its sinks holds the
-    /// rebalance up too. Nothing is sent once shutdown has taken the channel.
+    /// Queues a control message for the pipeline and hands over what it has room for, never waiting: a
+    /// pipeline held up by its sinks (a SIEM outage) must not hold the group's rebalance up. What is left
+    /// goes before the next batch ([`SourceContext::hand_over_control`]).
     fn send(&self, message: SourceMessage) {
-        let tx = self.tx.lock().clone();
-        if let Some(tx) = tx {
-            let _ = tx.blocking_send(message);
-        }
+        self.control.lock().push_back(message);
+        self.hand_over_control();
     }
+
+    /// Hands queued control messages to the pipeline, in order, while it has room. Nothing is sent
+    /// once shutdown has taken the channel.
+    fn hand_over_control(&self) -> Control {
+        let mut queue = self.control.lock();
+        let Some(tx) = self.tx.lock().clone() else {
+            queue.clear();
+            return Control::Closed;
+        };
+        while let Some(message) = queue.pop_front() {
+            match tx.try_send(message) {
+                Ok(()) => {}
+                Err(TrySendError::Full(message)) => {
+                    queue.push_front(message);
+                    return Control::Full;
+                }
+                Err(TrySendError::Closed(_)) => return Control::Closed,
+            }
+        }
+        Control::Empty
+    }
+}
+
+/// What became of the queued control messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Control {
+    /// All handed over.
+    Empty,
+    /// The pipeline is full; some wait.
+    Full,
+    /// The pipeline is gone.
+    Closed,
 }
 
 /// Marks finished segments complete and stores the offsets that moved.
@@ -305,6 +338,7 @@ impl KafkaSource {
                 revoked: Vec::new(),
             }),
             tx: Mutex::new(Some(tx.clone())),
+            control: Mutex::new(VecDeque::new()),
             metrics: metrics.clone(),
             ready,
             revoke_drain: settings.revoke_drain,
@@ -388,25 +422,21 @@ impl Poller {
     /// alive.
     fn hand_over(&mut self) -> HandOver {
         let consumer = &self.source.consumer;
+        // Control messages first: an assignment reaches the pipeline before any batch of its records.
+        match consumer.context().hand_over_control() {
+            Control::Empty if self.pending.is_none() => self.unblocked(),
+            Control::Empty => {}
+            Control::Full => return self.blocked(),
+            Control::Closed => return HandOver::Closed,
+        }
         if let Some(batch) = self.pending.take() {
             match self.source.tx.try_send(SourceMessage::Batch(batch)) {
-                Ok(()) => {
-                    self.blocked_since = None;
-                    if self.paused {
-                        if let Ok(assignment) = consumer.assignment() {
-                            let _ = consumer.resume(&assignment);
-                        }
-                        self.paused = false;
-                    }
-                }
+                Ok(()) => self.unblocked(),
                 Err(TrySendError::Full(message)) => {
                     self.pending = unwrap_batch(message);
-                    let since = *self.blocked_since.get_or_insert_with(Instant::now);
-                    if !self.paused && since.elapsed() < PAUSE_AFTER {
-                        std::thread::sleep(Duration::from_millis(1));
+                    if let HandOver::Wait = self.blocked() {
                         return HandOver::Wait;
                     }
-                    self.pause();
                 }
                 Err(TrySendError::Closed(_)) => return HandOver::Closed,
             }
@@ -415,6 +445,28 @@ impl Poller {
         if self.pending.is_some() && self.batch.len() >= self.source.settings.batch_max_records {
             self.pause();
         }
+        HandOver::Done
+    }
+
+    /// The pipeline took what waited: resume the partitions if they were paused.
+    fn unblocked(&mut self) {
+        self.blocked_since = None;
+        if self.paused {
+            if let Ok(assignment) = self.source.consumer.assignment() {
+                let _ = self.source.consumer.resume(&assignment);
+            }
+            self.paused = false;
+        }
+    }
+
+    /// The pipeline is full: wait a moment, or once it has stayed full, pause and poll on.
+    fn blocked(&mut self) -> HandOver {
+        let since = *self.blocked_since.get_or_insert_with(Instant::now);
+        if !self.paused && since.elapsed() < PAUSE_AFTER {
+            std::thread::sleep(Duration::from_millis(1));
+            return HandOver::Wait;
+        }
+        self.pause();
         HandOver::Done
     }
 
@@ -491,6 +543,14 @@ impl Poller {
             ..
         } = self.source;
         let mut pending = self.pending;
+        // Queued control messages go first; a batch never overtakes the assignment of its partitions.
+        while consumer.context().hand_over_control() == Control::Full {
+            if Instant::now() >= deadline {
+                pending = None;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         while let Some(batch) = pending.take() {
             match tx.try_send(SourceMessage::Batch(batch)) {
                 Ok(()) => {}

@@ -77,21 +77,51 @@ pub fn tansu_bin() -> PathBuf {
     path
 }
 
-/// A tansu broker with in-memory storage on a free loopback port.
+/// A tansu broker on a free loopback port, its storage in memory or (to survive a restart) in SQLite.
 pub struct Broker {
-    child: Child,
+    child: Option<Child>,
     pub addr: String,
+    port: u16,
+    storage: String,
+    cluster: String,
     log: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Broker {
-    /// Starts a broker and waits until it answers metadata requests.
+    /// Starts a broker with in-memory storage and waits until it answers metadata requests.
     pub fn start() -> Broker {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_on("memory://tansu/")
+    }
+
+    /// Starts a broker whose data lives in a SQLite file, so that [`Broker::restart`] keeps it.
+    pub fn start_persistent() -> Broker {
+        Self::start_on("sqlite://tansu.db")
+    }
+
+    fn start_on(storage: &str) -> Broker {
         let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let log = dir.path().join("tansu.log");
+        let dir = tempfile::tempdir().unwrap();
+        let mut broker = Broker {
+            child: None,
+            addr: format!("127.0.0.1:{port}"),
+            port,
+            storage: storage.to_owned(),
+            cluster: unique("cluster"),
+            log: dir.path().join("tansu.log"),
+            dir,
+        };
+        broker.spawn();
+        broker
+    }
+
+    fn spawn(&mut self) {
+        let port = self.port;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(tansu_bin())
             .arg("broker")
             .arg("--listener-url")
@@ -99,33 +129,63 @@ impl Broker {
             .arg("--advertised-listener-url")
             .arg(format!("tcp://127.0.0.1:{port}"))
             .arg("--storage-engine")
-            .arg("memory://tansu/")
+            .arg(&self.storage)
             .arg("--cluster-id")
-            .arg(unique("cluster"))
+            .arg(&self.cluster)
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env("RUST_LOG", "warn")
-            .current_dir(dir.path())
+            .current_dir(self.dir.path())
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(dir.path().join("tansu.err")).unwrap())
+            .stdout(log)
+            .stderr(std::fs::File::create(self.dir.path().join("tansu.err")).unwrap())
             .spawn()
             .expect("start tansu");
-        let broker = Broker {
-            child,
-            addr,
-            log,
-            _dir: dir,
-        };
+        self.child = Some(child);
         wait_for("the broker to listen", Duration::from_secs(30), || {
-            TcpStream::connect(&broker.addr).ok()
+            TcpStream::connect(&self.addr).ok()
         });
-        let consumer: BaseConsumer = broker.client_config().create().unwrap();
+        let consumer: BaseConsumer = self.client_config().create().unwrap();
         wait_for(
             "the broker to answer metadata",
             Duration::from_secs(30),
             || consumer.fetch_metadata(None, Duration::from_secs(2)).ok(),
         );
-        broker
+    }
+
+    /// Kills the broker (SIGKILL: no clean shutdown) and waits for it to exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port and storage (after [`Broker::kill`]).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// The offsets `group` has committed on `topic`'s partitions (absent: none committed).
+    pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+        let mut c = self.client_config();
+        c.set("group.id", group).set("enable.auto.commit", "false");
+        let consumer: BaseConsumer = c.create().unwrap();
+        let mut list = rdkafka::TopicPartitionList::new();
+        for p in 0..partitions {
+            list.add_partition(topic, p);
+        }
+        let committed = consumer
+            .committed_offsets(list, Duration::from_secs(10))
+            .unwrap();
+        committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                rdkafka::Offset::Offset(o) => Some((e.partition(), o)),
+                _ => None,
+            })
+            .collect()
     }
 
     fn client_config(&self) -> ClientConfig {
@@ -225,8 +285,7 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         if std::thread::panicking() {
             if let Ok(log) = std::fs::read_to_string(&self.log) {
                 eprintln!(
@@ -575,6 +634,14 @@ impl Daemon {
     /// The daemon's stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// SIGKILL (no drain, no commit), and waits for the exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// SIGTERM, then waits for the exit; returns the exit code.

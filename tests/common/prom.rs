@@ -11,6 +11,31 @@ pub fn tool(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.into())
 }
 
+/// What `promtool check metrics` says of an exposition: empty when it is valid and lint-clean.
+pub fn check_metrics(body: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(tool("PROMTOOL", "promtool"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; scripts/test installs it)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(body.as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match out.status.success() {
+        true => report.trim().to_owned(),
+        false => format!("promtool failed ({}): {report}", out.status),
+    }
+}
+
 /// A child process killed and reaped when dropped; its log printed if the test is failing.
 struct Owned {
     child: Child,
