@@ -208,9 +208,7 @@ fn a_replica_killed_under_load_loses_nothing_and_repeats_only_what_it_had_not_co
 #[test]
 fn a_broker_killed_and_restarted_mid_stream_loses_nothing_and_the_daemon_rides_it_out() {
     let mut broker = Broker::start_persistent();
-    let (topic, dlq) = (unique("events"), unique("dlq"));
-    broker.create_topic(&topic, 2);
-    broker.create_topic(&dlq, 1);
+    let (topic, dlq) = topics(&broker, 2);
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = kafka_config(&broker, &topic, &unique("g"), &dlq, dir.path(), port);
@@ -261,7 +259,6 @@ fn a_broker_killed_and_restarted_mid_stream_loses_nothing_and_the_daemon_rides_i
             &["pipeline=\"metrics\""]
         )
     );
-    assert!(daemon.log().contains("kafka"), "{}", daemon.log());
 }
 
 #[test]

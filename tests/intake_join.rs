@@ -53,10 +53,7 @@ fn resolution(m: &std::collections::BTreeMap<String, f64>) -> (f64, f64) {
 
 #[test]
 fn pending_intakes_survive_a_restart() {
-    let broker = Broker::start();
-    let (topic, dlq) = (unique("events"), unique("dlq"));
-    broker.create_topic(&topic, 2);
-    broker.create_topic(&dlq, 1);
+    let (broker, topic, dlq) = broker_with_topics(2);
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = kafka_config(&broker, &topic, &unique("g"), &dlq, dir.path(), port);

@@ -9,11 +9,7 @@ use std::time::Duration;
 
 #[test]
 fn a_restart_half_way_loses_nothing() {
-    let broker = Broker::start();
-    let topic = unique("events");
-    let dlq = unique("dlq");
-    broker.create_topic(&topic, 2);
-    broker.create_topic(&dlq, 1);
+    let (broker, topic, dlq) = broker_with_topics(2);
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = kafka_config(&broker, &topic, &unique("g"), &dlq, dir.path(), port);

@@ -67,6 +67,8 @@ pub struct SourceContext {
     /// `Assigned`/`Revoked` messages the pipeline had no room for yet, oldest first: the poll loop hands
     /// them over before any batch, so a rebalance callback never waits on a full pipeline.
     control: Mutex<VecDeque<SourceMessage>>,
+    /// Whether `control` holds anything: the poll loop looks here, not at the lock, on every turn.
+    control_waiting: AtomicBool,
     metrics: Arc<SelfMetrics>,
     ready: Arc<AtomicBool>,
     revoke_drain: Duration,
@@ -221,15 +223,20 @@ impl SourceContext {
     /// goes before the next batch ([`SourceContext::hand_over_control`]).
     fn send(&self, message: SourceMessage) {
         self.control.lock().push_back(message);
+        self.control_waiting.store(true, Ordering::Release);
         self.hand_over_control();
     }
 
     /// Hands queued control messages to the pipeline, in order, while it has room. Nothing is sent
     /// once shutdown has taken the channel.
     fn hand_over_control(&self) -> Control {
+        if !self.control_waiting.load(Ordering::Acquire) {
+            return Control::Empty;
+        }
         let mut queue = self.control.lock();
         let Some(tx) = self.tx.lock().clone() else {
             queue.clear();
+            self.control_waiting.store(false, Ordering::Release);
             return Control::Closed;
         };
         while let Some(message) = queue.pop_front() {
@@ -242,6 +249,7 @@ impl SourceContext {
                 Err(TrySendError::Closed(_)) => return Control::Closed,
             }
         }
+        self.control_waiting.store(false, Ordering::Release);
         Control::Empty
     }
 }
@@ -339,6 +347,7 @@ impl KafkaSource {
             }),
             tx: Mutex::new(Some(tx.clone())),
             control: Mutex::new(VecDeque::new()),
+            control_waiting: AtomicBool::new(false),
             metrics: metrics.clone(),
             ready,
             revoke_drain: settings.revoke_drain,

@@ -300,10 +300,16 @@ impl Drop for Broker {
 /// A broker with an input topic of `partitions` partitions and a dead-letter topic: (broker, topic, dlq).
 pub fn broker_with_topics(partitions: i32) -> (Broker, String, String) {
     let broker = Broker::start();
+    let (topic, dlq) = topics(&broker, partitions);
+    (broker, topic, dlq)
+}
+
+/// Creates an input topic of `partitions` partitions and a dead-letter topic on `broker`: (topic, dlq).
+pub fn topics(broker: &Broker, partitions: i32) -> (String, String) {
     let (topic, dlq) = (unique("events"), unique("dlq"));
     broker.create_topic(&topic, partitions);
     broker.create_topic(&dlq, 1);
-    (broker, topic, dlq)
+    (topic, dlq)
 }
 
 /// A daemon reading `topic`, with these `[forward]` tables (see [`kafka_config_with_sinks`]), ready.
