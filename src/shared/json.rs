@@ -28,14 +28,16 @@ pub fn parse(bytes: &[u8]) -> Result<Value, JsonError> {
     let value = Strict::deserialize(&mut de).and_then(|v| de.end().map(|()| v.0));
     value.map_err(|e| {
         let text = e.to_string();
-        match text.strip_prefix(DUPLICATE) {
-            Some(rest) => JsonError::DuplicateKey(
-                rest.rsplit_once(" at line ")
-                    .map_or(rest, |(key, _)| key)
-                    .to_owned(),
-            ),
-            None => JsonError::Unreadable(text),
+        let Some(rest) = text.strip_prefix(DUPLICATE) else {
+            return JsonError::Unreadable(text);
+        };
+        // A key given twice is only the fault of a text that is JSON otherwise: the duplicate may come
+        // before a syntax error further on (found by fuzzing), which is then what is wrong.
+        if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            return JsonError::Unreadable(error.to_string());
         }
+        let key = rest.rsplit_once(" at line ").map_or(rest, |(key, _)| key);
+        JsonError::DuplicateKey(key.to_owned())
     })
 }
 
@@ -208,6 +210,11 @@ mod tests {
                 "number out of range",
             ),
             (r#"{"x":"\ud800"}"#.to_owned(), "escape"),
+            // A key twice before a syntax error (the fuzzer's find): the syntax is what is wrong.
+            (
+                r#"{"fa{":[[{"fa{":[[{"{":2,"{":2,2="#.to_owned(),
+                "key must be a string",
+            ),
             (r#"{"x":"\udc00x"}"#.to_owned(), "surrogate"),
             (deep(200), "recursion limit"),
             ("{\"x\":\"\u{1}\"}".to_owned(), "control character"),
