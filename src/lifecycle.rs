@@ -95,7 +95,8 @@ impl Shutdown {
     }
 }
 
-/// Readiness (every Kafka source has had its first assignment) and liveness (no vital task has died).
+/// Readiness (every Kafka source has had its first assignment and reaches a broker) and liveness (no
+/// vital task has died).
 #[derive(Debug, Default)]
 pub struct Health {
     flags: parking_lot::Mutex<Vec<Arc<AtomicBool>>>,

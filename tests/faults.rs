@@ -5,7 +5,9 @@
 
 mod common;
 
+use common::prom::{self, Prometheus};
 use common::receiver::{Mode, Receiver};
+use common::system;
 use common::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -143,9 +145,19 @@ fn a_replica_killed_under_load_loses_nothing_and_repeats_only_what_it_had_not_co
     );
     let siem = dir.path().join("siem.jsonl");
     let records = generated(32, 20_000, 0.0);
-    let producing = produce_in_background(&broker, &topic, &records, 2_500);
-
     let mut first = Daemon::start_with(&config, dir.path(), port, "/readyz");
+    // A real Prometheus scrapes through the run; its first sample is the counter at 0.
+    let prometheus = Prometheus::start(
+        dir.path(),
+        &format!("global:\n  scrape_interval: 1s\n{}", prom::scrape_job(port)),
+        &[],
+    );
+    wait_for(
+        "Prometheus to have a first sample",
+        Duration::from_secs(30),
+        || (prometheus.value(RECEIVED) == Some(0.0)).then_some(()),
+    );
+    let producing = produce_in_background(&broker, &topic, &records, 2_500);
     wait_for(
         "a third of the events forwarded",
         Duration::from_secs(120),
@@ -154,7 +166,9 @@ fn a_replica_killed_under_load_loses_nothing_and_repeats_only_what_it_had_not_co
     first.kill();
     let before = forwarded_offsets(&siem);
     let committed = broker.committed(&format!("{groups}-forward"), &topic, 2);
+    let metrics_committed = broker.committed(&format!("{groups}-metrics"), &topic, 2);
 
+    let restarted_at = unix_now();
     let second = Daemon::start_with(&config, dir.path(), port, "/readyz");
     producing.join().unwrap();
     let ids = event_ids(&records);
@@ -203,10 +217,81 @@ fn a_replica_killed_under_load_loses_nothing_and_repeats_only_what_it_had_not_co
         );
         assert_eq!(seen[*id], 2, "{id} was read again more than once");
     }
+    counters_across_the_crash(
+        &prometheus,
+        &second,
+        ids.len(),
+        restarted_at,
+        &metrics_committed,
+    );
+}
+
+/// The metrics pipeline's `events_received_total`, the counter followed across a crash, and its sum.
+const SERIES: &str = "hestyna_obsd_events_received_total{pipeline=\"metrics\"}";
+const RECEIVED: &str = "sum(hestyna_obsd_events_received_total{pipeline=\"metrics\"})";
+
+fn unix_now() -> f64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.unwrap().as_secs_f64()
+}
+
+/// What Prometheus made of the counters across the kill: a reset, and `increase()` equal to the
+/// killed process's last scraped value plus everything the restarted one counted, which is exactly
+/// what lay past its group's commit.
+fn counters_across_the_crash(
+    prometheus: &Prometheus,
+    second: &Daemon,
+    total: usize,
+    restarted_at: f64,
+    committed: &BTreeMap<i32, i64>,
+) {
+    let after_commit = total as i64 - committed.values().sum::<i64>();
+    wait_for(
+        "every event past the commit derived",
+        Duration::from_secs(60),
+        || (received(second, "metrics") >= after_commit as f64).then_some(()),
+    );
+    // Settled: a few more seconds add nothing.
+    std::thread::sleep(Duration::from_secs(3));
+    let final_count = received(second, "metrics");
+    // Evaluated at the last sample, taken once the counter stopped: increase() has nothing to
+    // extrapolate at either end (the first sample is 0, the last is the end of the range).
+    let last = wait_for(
+        "Prometheus to scrape the final count",
+        Duration::from_secs(30),
+        || {
+            let value = prometheus.value(RECEIVED)?;
+            (value == final_count).then_some(())?;
+            std::thread::sleep(Duration::from_secs(2));
+            // timestamp() of the series itself: of an aggregate it would be the evaluation time.
+            prometheus.value(&format!("max(timestamp({SERIES}))"))
+        },
+    );
+    let at = |query: &str, t: f64| -> f64 {
+        let data = prometheus.query_at(query, Some(t)).unwrap();
+        data["result"][0]["value"][1]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let series = SERIES;
+    let resets = at(&format!("sum(resets({series}[1h]))"), last);
+    let increase = at(&format!("sum(increase({series}[1h]))"), last);
+    // The killed process's last sample (a range skips the staleness marker its failed scrape left).
+    let before_kill = at(&format!("sum(last_over_time({series}[1h]))"), restarted_at);
+    eprintln!(
+        "across the SIGKILL, Prometheus saw {resets} reset(s): increase() {increase} = {before_kill} \
+         scraped before the kill + {final_count} after; {total} events, {after_commit} past the commit"
+    );
+    assert!(resets >= 1.0, "Prometheus saw no reset");
+    assert!((increase - (before_kill + final_count)).abs() < 1e-6);
+    // The restarted process counted exactly what lay past the commit: nothing committed was lost.
+    assert_eq!(final_count, after_commit as f64);
 }
 
 #[test]
-fn a_broker_killed_and_restarted_mid_stream_loses_nothing_and_the_daemon_rides_it_out() {
+fn a_broker_killed_and_restarted_mid_stream_loses_nothing_and_readiness_follows_it() {
     let mut broker = Broker::start_persistent();
     let (topic, dlq) = topics(&broker, 2);
     let dir = tempfile::tempdir().unwrap();
@@ -224,12 +309,36 @@ fn a_broker_killed_and_restarted_mid_stream_loses_nothing_and_the_daemon_rides_i
         (!read_jsonl(&siem).is_empty()).then_some(())
     });
     broker.kill();
-    // Down for 30 s: the daemon keeps serving and stays alive (no crash loop needed).
+    // Down for 30 s: the daemon keeps serving and stays alive (no crash loop needed), and says it is
+    // not ready, so that a Service sends nothing its way.
+    let mut unready_after = None;
+    let down = std::time::Instant::now();
     for _ in 0..15 {
         std::thread::sleep(Duration::from_secs(2));
         assert_eq!(daemon.get("/livez", None).0, 200, "{}", daemon.log());
+        if unready_after.is_none() && daemon.get("/readyz", None).0 == 503 {
+            unready_after = Some(down.elapsed());
+        }
     }
+    let unready_after = unready_after.unwrap_or_else(|| {
+        panic!(
+            "/readyz answered 200 through 30 s without a broker\n{}",
+            daemon.log()
+        )
+    });
+    let m = daemon.scrape();
+    assert_eq!(sum(&m, "hestyna_obsd_pipeline_ready", &[]), 0.0);
     broker.restart();
+    let up = std::time::Instant::now();
+    wait_for(
+        "/readyz to answer 200 again",
+        Duration::from_secs(60),
+        || (daemon.get("/readyz", None).0 == 200).then_some(()),
+    );
+    eprintln!(
+        "broker restart: not ready {unready_after:?} after the kill, ready {:?} after the restart",
+        up.elapsed()
+    );
     broker.produce(&topic, &late);
     let ids: HashSet<String> = event_ids(&early)
         .union(&event_ids(&late))
@@ -286,4 +395,280 @@ fn a_source_that_dies_fails_livez_while_readyz_and_metrics_stay_up() {
     );
     assert_eq!(daemon.get("/readyz", None).0, 200);
     daemon.scrape();
+}
+
+/// `kafka_config`'s drain deadline made `secs`.
+fn with_drain(config: &str, secs: u64) -> String {
+    let at = "drain_timeout_secs = 20\n";
+    assert!(config.contains(at));
+    config.replace(at, &format!("drain_timeout_secs = {secs}\n"))
+}
+
+fn sink_up(daemon: &Daemon) -> f64 {
+    sum(&daemon.scrape(), "hestyna_obsd_sink_up", &["sink=\"siem\""])
+}
+
+fn dead_letters(daemon: &Daemon) -> f64 {
+    sum(&daemon.scrape(), "hestyna_obsd_dead_letters_total", &[])
+}
+
+#[test]
+fn a_siem_down_past_the_drain_deadline_loses_nothing_and_shutdown_stays_within_its_bound() {
+    let (broker, topic, dlq) = broker_with_topics(2);
+    let groups = unique("g");
+    let siem = Receiver::start();
+    siem.set_mode(Mode::Status(503));
+    let (drain, request_timeout) = (3, 4);
+    let sinks = format!(
+        "[forward.sinks.siem]\nkind = \"http\"\nurl = \"{}/ingest\"\nrequest_timeout_secs = {request_timeout}\n\
+         batch = {{ max_events = 100, timeout_ms = 50 }}\n\
+         retry = {{ initial_backoff_ms = 50, max_backoff_ms = 500 }}\n",
+        siem.url()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = kafka_config_with_sinks(&broker, &topic, &groups, &dlq, port, &sinks);
+    let config = with_drain(&config, drain);
+    let mut first = Daemon::start_with(&config, dir.path(), port, "/readyz");
+    let (early, late) = {
+        let records = generated(37, 2_000, 0.0);
+        let (a, b) = records.split_at(1_000);
+        (a.to_vec(), b.to_vec())
+    };
+
+    // Down for three drain deadlines while running: the drain deadline is for shutdown only, so the
+    // sink goes on retrying, nothing is given up or dead-lettered.
+    broker.produce(&topic, &early);
+    wait_for("the SIEM to refuse posts", Duration::from_secs(60), || {
+        (siem.requests().len() >= 3).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3 * drain));
+    assert_eq!(sink_up(&first), 0.0);
+    assert_eq!(dead_letters(&first), 0.0);
+    siem.set_mode(Mode::Accept);
+    let early_ids = event_ids(&early);
+    wait_for(
+        "the early events at the SIEM",
+        Duration::from_secs(60),
+        || (deliveries(siem.accepted()).len() == early_ids.len()).then_some(()),
+    );
+    assert_eq!(sink_up(&first), 1.0);
+
+    // Down again, this time hanging every request, and SIGTERM: shutdown gives up at the drain
+    // deadline, with at most one request timeout on top, and leaves the records to be read again.
+    siem.set_mode(Mode::Slow(Duration::from_secs(600)));
+    broker.produce(&topic, &late);
+    // The receiver records a request once it has answered; the sink's timeouts show it hangs.
+    wait_for("a post to time out", Duration::from_secs(60), || {
+        let m = first.scrape();
+        let timeouts = sum(
+            &m,
+            "hestyna_obsd_sink_retries_total",
+            &["class=\"timeout\""],
+        );
+        (timeouts >= 1.0).then_some(())
+    });
+    let stopping = std::time::Instant::now();
+    let code = first.stop();
+    let took = stopping.elapsed();
+    eprintln!("shutdown during a hanging SIEM took {took:?} (drain {drain} s, request timeout {request_timeout} s)");
+    assert_eq!(code, Some(0), "{}", first.log());
+    // The bound, with 3 s for the process to start its drain and to exit.
+    let bound = Duration::from_secs(drain + request_timeout + 3);
+    assert!(took <= bound, "shutdown took {took:?}, above {bound:?}");
+    assert!(
+        first
+            .log()
+            .contains("shutdown deadline passed with batches in flight"),
+        "{}",
+        first.log()
+    );
+
+    siem.set_mode(Mode::Accept);
+    let second = Daemon::start_with(&config, dir.path(), port, "/readyz");
+    let ids: HashSet<String> = early_ids.union(&event_ids(&late)).cloned().collect();
+    let seen = wait_for("every event at the SIEM", Duration::from_secs(120), || {
+        let seen = deliveries(siem.accepted());
+        (seen.len() == ids.len()).then_some(seen)
+    });
+    assert_eq!(seen.keys().cloned().collect::<HashSet<_>>(), ids);
+    // What was accepted before the shutdown was committed by it: nothing comes twice.
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    assert_eq!(duplicates, 0);
+    assert_eq!(dead_letters(&second), 0.0);
+}
+
+#[test]
+fn a_file_sink_on_a_full_disk_pauses_and_resumes_when_space_returns_losing_nothing() {
+    let (broker, topic, dlq) = broker_with_topics(2);
+    let disk = system::Tmpfs::mount(4 << 20);
+    disk.fill("filler", 256 << 10);
+    let path = disk.path().join("siem.jsonl");
+    let sinks = format!(
+        "[forward.sinks.siem]\nkind = \"file\"\npath = \"{}\"\n\
+         retry = {{ initial_backoff_ms = 50, max_backoff_ms = 500 }}\n",
+        path.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = kafka_config_with_sinks(&broker, &topic, &unique("g"), &dlq, port, &sinks);
+    let daemon = Daemon::start_with(&config, dir.path(), port, "/readyz");
+    // About 2 MB of SIEM records, for 256 KiB of room.
+    let records = generated(39, 3_000, 0.0);
+    broker.produce(&topic, &records);
+    wait_for(
+        "the file sink to fail on the full disk",
+        Duration::from_secs(60),
+        || {
+            let m = daemon.scrape();
+            let failed = sum(&m, "hestyna_obsd_sink_retries_total", &["class=\"io\""]);
+            (failed >= 2.0 && sum(&m, "hestyna_obsd_sink_up", &["sink=\"siem\""]) == 0.0)
+                .then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(daemon.get("/livez", None).0, 200);
+    assert_eq!(dead_letters(&daemon), 0.0);
+    let written = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        written < 300 << 10,
+        "{written} bytes written to 256 KiB of room"
+    );
+
+    std::fs::remove_file(disk.path().join("filler")).unwrap();
+    let ids = event_ids(&records);
+    // Every line parses (read_jsonl panics on one that does not): a failed write left no torn line.
+    let seen = wait_for("every event in the file", Duration::from_secs(120), || {
+        let seen = deliveries(read_jsonl(&path));
+        (seen.len() == ids.len()).then_some(seen)
+    });
+    assert_eq!(seen.keys().cloned().collect::<HashSet<_>>(), ids);
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    assert_eq!(
+        duplicates, 0,
+        "a write cut back is written again once, whole"
+    );
+    assert_eq!(sink_up(&daemon), 1.0);
+    assert_eq!(dead_letters(&daemon), 0.0);
+}
+
+/// Events received by `pipeline`, as the daemon counts them.
+fn received(daemon: &Daemon, pipeline: &str) -> f64 {
+    let with = format!("pipeline=\"{pipeline}\"");
+    sum(
+        &daemon.scrape(),
+        "hestyna_obsd_events_received_total",
+        &[&with],
+    )
+}
+
+#[test]
+fn a_network_partition_from_the_broker_loses_nothing_and_readiness_follows_it() {
+    let netns = system::NetNs::new();
+    let broker = Broker::start_in(&netns);
+    let (topic, dlq) = topics(&broker, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // Kafka's default session (45 s) outlasts the 30 s partition, so the group keeps its members.
+    // (Past it, a Kafka broker would expire them and the rejoined member would get its partitions
+    // back; tansu 0.6 never expires a member, which would strand them: not what is tested here.)
+    let session = "\"session.timeout.ms\" = \"10000\"";
+    let config = kafka_config(&broker, &topic, &unique("g"), &dlq, dir.path(), port);
+    assert!(config.contains(session));
+    let config = config.replace(session, "\"session.timeout.ms\" = \"45000\"");
+    let siem = dir.path().join("siem.jsonl");
+    let daemon = Daemon::start_with(&config, dir.path(), port, "/readyz");
+    let records = generated(41, 6_000, 0.0);
+    let (early, late) = records.split_at(3_000);
+    broker.produce(&topic, early);
+    wait_for("some events forwarded", Duration::from_secs(60), || {
+        (!read_jsonl(&siem).is_empty()).then_some(())
+    });
+
+    // Cut for 30 s: no reset reaches either side, open connections just fall silent (and new ones
+    // find no route).
+    netns.cut();
+    let cut = std::time::Instant::now();
+    let mut unready_after = None;
+    while cut.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(daemon.get("/livez", None).0, 200, "{}", daemon.log());
+        if unready_after.is_none() && daemon.get("/readyz", None).0 == 503 {
+            unready_after = Some(cut.elapsed());
+        }
+    }
+    let unready_after = unready_after.unwrap_or_else(|| {
+        panic!(
+            "/readyz answered 200 through a 30 s partition\n{}",
+            daemon.log()
+        )
+    });
+    netns.heal();
+    let healed = std::time::Instant::now();
+    wait_for(
+        "/readyz to answer 200 again",
+        Duration::from_secs(90),
+        || (daemon.get("/readyz", None).0 == 200).then_some(()),
+    );
+    let ready_after = healed.elapsed();
+    broker.produce(&topic, late);
+
+    let ids = event_ids(&records);
+    let seen = wait_for("every event forwarded", Duration::from_secs(180), || {
+        let seen = deliveries(read_jsonl(&siem));
+        (seen.len() == ids.len()).then_some(seen)
+    });
+    assert_eq!(seen.keys().cloned().collect::<HashSet<_>>(), ids);
+    wait_for("every event derived", Duration::from_secs(60), || {
+        (received(&daemon, "metrics") >= ids.len() as f64).then_some(())
+    });
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    eprintln!(
+        "partition: not ready {unready_after:?} after the cut, ready {ready_after:?} after the heal; \
+         {} events, {duplicates} duplicates forwarded, {} derived",
+        ids.len(),
+        received(&daemon, "metrics")
+    );
+}
+
+#[test]
+fn a_slow_link_to_the_broker_delays_but_counts_exactly_and_repeats_nothing() {
+    let netns = system::NetNs::new();
+    let broker = Broker::start_in(&netns);
+    let (topic, dlq) = topics(&broker, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = kafka_config(&broker, &topic, &unique("g"), &dlq, dir.path(), port);
+    let siem = dir.path().join("siem.jsonl");
+    let daemon = Daemon::start_with(&config, dir.path(), port, "/readyz");
+    // 2 Mbit/s each way with up to 200 ms of queueing: both groups' fetches share it with the
+    // producer.
+    netns.slow(2_000, 200);
+    let records = generated(43, 4_000, 0.0);
+    let producing = produce_in_background(&broker, &topic, &records, 1_000);
+    let ids = event_ids(&records);
+    let started = std::time::Instant::now();
+    let seen = wait_for("every event forwarded", Duration::from_secs(240), || {
+        let seen = deliveries(read_jsonl(&siem));
+        (seen.len() == ids.len()).then_some(seen)
+    });
+    producing.join().unwrap();
+    assert_eq!(seen.keys().cloned().collect::<HashSet<_>>(), ids);
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    assert_eq!(
+        duplicates, 0,
+        "a slow link is no reason to read a record twice"
+    );
+    let derived = wait_for("every event derived", Duration::from_secs(60), || {
+        let n = received(&daemon, "metrics");
+        (n >= ids.len() as f64).then_some(n)
+    });
+    assert_eq!(derived, ids.len() as f64, "each event derived exactly once");
+    assert_eq!(dead_letters(&daemon), 0.0);
+    assert_eq!(daemon.get("/readyz", None).0, 200);
+    eprintln!(
+        "slow link: {} events through 2 Mbit/s in {:?}",
+        ids.len(),
+        started.elapsed()
+    );
 }

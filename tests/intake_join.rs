@@ -1,5 +1,6 @@
 //! Intake to resolution without `intake_at`: the pending intakes survive a restart and follow their
-//! partition to another instance (changelog topic); intakes that age out or overflow are counted.
+//! partitions to an instance that joins and back when it leaves (changelog topic); intakes that age
+//! out or overflow are counted.
 
 mod common;
 
@@ -86,7 +87,7 @@ fn pending_intakes_survive_a_restart() {
 }
 
 #[test]
-fn pending_intakes_follow_their_partition_to_another_instance() {
+fn pending_intakes_follow_their_partitions_when_an_instance_joins_and_when_it_leaves() {
     let broker = Broker::start();
     let (topic, dlq) = (unique("events"), unique("dlq"));
     broker.create_topic(&topic, 4);
@@ -122,25 +123,53 @@ fn pending_intakes_follow_their_partition_to_another_instance() {
     };
     wait_shared(&a, &b, 4.0, |ma, mb| pending(ma) + pending(mb) == 400.0);
 
-    broker.produce(&topic, &resolutions);
+    // Half the resolutions while both run: each instance joins those of its partitions.
+    let (first, second) = resolutions.split_at(200);
+    broker.produce(&topic, first);
     let (ma, mb) = wait_for(
-        "every resolution to be observed",
+        "the first half of the resolutions to be observed",
         Duration::from_secs(60),
         || {
             let (ma, mb) = (a.scrape(), b.scrape());
-            (resolution(&ma).0 + resolution(&mb).0 == 400.0).then_some((ma, mb))
+            (resolution(&ma).0 + resolution(&mb).0 == 200.0).then_some((ma, mb))
         },
     );
-    assert_eq!(resolution(&ma).1 + resolution(&mb).1, total_secs);
-    assert!(
-        mb["hestyna_obsd_intake_joined_total{}"] > 0.0,
-        "B joined with intakes A had seen"
-    );
-    assert_eq!(
-        ma["hestyna_obsd_intake_joined_total{}"] + mb["hestyna_obsd_intake_joined_total{}"],
-        400.0
-    );
+    let joined =
+        |m: &std::collections::BTreeMap<String, f64>| m["hestyna_obsd_intake_joined_total{}"];
+    assert!(joined(&mb) > 0.0, "B joined with intakes A had seen");
+    assert_eq!(joined(&ma) + joined(&mb), 200.0);
     assert!(b.log().contains("intake state restored"));
+
+    // B leaves (SIGTERM: it commits and leaves the group). A takes its partitions back, and with
+    // them the intakes still pending there, less the ones B resolved (the changelog has both).
+    let mut b = b;
+    let b_last = (resolution(&mb), joined(&mb));
+    assert_eq!(b.stop(), Some(0), "{}", b.log());
+    wait_for(
+        "A to own every partition and the 200 pending intakes",
+        Duration::from_secs(60),
+        || {
+            let m = a.scrape();
+            let owned = sum(
+                &m,
+                "hestyna_obsd_assigned_partitions",
+                &["pipeline=\"metrics\""],
+            );
+            (owned == 4.0 && pending(&m) == 200.0).then_some(())
+        },
+    );
+    broker.produce(&topic, second);
+    let ma = wait_for(
+        "every resolution to be observed",
+        Duration::from_secs(60),
+        || {
+            let ma = a.scrape();
+            (resolution(&ma).0 + b_last.0 .0 == 400.0).then_some(ma)
+        },
+    );
+    assert_eq!(resolution(&ma).1 + b_last.0 .1, total_secs);
+    assert_eq!(joined(&ma) + b_last.1, 400.0);
+    assert_eq!(pending(&ma), 0.0);
 }
 
 #[test]

@@ -17,6 +17,8 @@ struct Open {
     file: std::fs::File,
     /// Bytes in the current file.
     size: u64,
+    /// Whether the last rotation failed (logged once, until one succeeds).
+    rotation_failed: bool,
 }
 
 /// A file opened for appending (its folder created if needed), written from the async side through a
@@ -61,6 +63,7 @@ fn open_append(path: &Path) -> std::io::Result<Open> {
     Ok(Open {
         file,
         size: metadata.len(),
+        rotation_failed: false,
     })
 }
 
@@ -95,23 +98,36 @@ impl AppendFile {
     }
 
     /// Appends `bytes` and flushes them to the kernel; rotates after if the file is full.
+    ///
+    /// A write that fails part way (a full disk) is cut back off the file, so that the file never
+    /// holds a torn line and the retry of the whole buffer repeats nothing. Once the bytes are written
+    /// they are kept whatever happens next: a rotation that fails is logged and tried again at the next
+    /// append, and does not fail this one (which would write it twice).
     pub async fn append(&self, bytes: Vec<u8>) -> std::io::Result<()> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let mut open = this.file.lock();
-            open.file.write_all(&bytes)?;
-            open.file.flush()?;
+            if let Err(error) = open.file.write_all(&bytes).and_then(|()| open.file.flush()) {
+                let size = open.size;
+                if let Err(cut) = open.file.set_len(size) {
+                    tracing::error!(path = %this.path.display(), %error, %cut,
+                        "a failed write could not be cut back: the file may hold a partial line");
+                }
+                return Err(error);
+            }
             open.size += bytes.len() as u64;
             match this.rotation {
                 Some(r) if open.size >= r.bytes => {
-                    for n in (1..r.keep).rev() {
-                        let from = this.numbered(n);
-                        if from.exists() {
-                            std::fs::rename(&from, this.numbered(n + 1))?;
+                    let failed = this.rotate(&mut open, r).err();
+                    if let Some(error) = &failed {
+                        if !open.rotation_failed {
+                            tracing::warn!(path = %this.path.display(), %error,
+                                "the file could not be rotated; it grows until a rotation succeeds");
                         }
+                    } else if open.rotation_failed {
+                        tracing::info!(path = %this.path.display(), "the file rotates again");
                     }
-                    std::fs::rename(&this.path, this.numbered(1))?;
-                    *open = open_append(&this.path)?;
+                    open.rotation_failed = failed.is_some();
                     Ok(())
                 }
                 _ => Ok(()),
@@ -119,6 +135,21 @@ impl AppendFile {
         })
         .await
         .map_err(std::io::Error::other)?
+    }
+
+    /// Renames `path` to `path.1` (after shifting the older ones up) and starts a new file.
+    fn rotate(&self, open: &mut Open, r: Rotation) -> std::io::Result<()> {
+        for n in (1..r.keep).rev() {
+            let from = self.numbered(n);
+            if from.exists() {
+                std::fs::rename(&from, self.numbered(n + 1))?;
+            }
+        }
+        std::fs::rename(&self.path, self.numbered(1))?;
+        let rotation_failed = open.rotation_failed;
+        *open = open_append(&self.path)?;
+        open.rotation_failed = rotation_failed;
+        Ok(())
     }
 }
 

@@ -30,6 +30,11 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 /// How long a full pipeline may block the source before its partitions are paused.
 const PAUSE_AFTER: Duration = Duration::from_millis(1000);
 
+/// A broker connection that has received nothing for this long is taken as cut off (a partition leaves
+/// the socket open until librdkafka's request timeout, a minute by default). A live consumer hears from
+/// its group coordinator at every heartbeat (3 s by default) and from partition leaders at every fetch.
+const SILENT_AFTER_MICROS: i64 = 15_000_000;
+
 /// Everything the Kafka source needs to know.
 #[derive(Debug, Clone)]
 pub struct KafkaSourceSettings {
@@ -70,12 +75,20 @@ pub struct SourceContext {
     /// Whether `control` holds anything: the poll loop looks here, not at the lock, on every turn.
     control_waiting: AtomicBool,
     metrics: Arc<SelfMetrics>,
+    /// Readiness: the first assignment has come and a broker is within reach.
     ready: Arc<AtomicBool>,
+    /// Whether the first assignment has come.
+    assigned: AtomicBool,
+    /// Whether a broker answers: false after librdkafka reports every broker down, or once the
+    /// statistics show no connection up and hearing from its broker; true again at the next message,
+    /// assignment or statistics with one.
+    reachable: AtomicBool,
     revoke_drain: Duration,
 }
 
 impl ClientContext for SourceContext {
     fn stats(&self, stats: Statistics) {
+        self.set_reachable(brokers_reachable(&stats));
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
                 if *partition < 0 {
@@ -99,6 +112,9 @@ impl ClientContext for SourceContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         let _ = reason;
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
+            self.set_reachable(false);
+        }
         KafkaClientError {
             pipeline: self.pipeline,
             error: &error,
@@ -179,11 +195,8 @@ impl ConsumerContext for SourceContext {
                     .assigned_partitions
                     .with_label_values(&[self.pipeline])
                     .set(count as i64);
-                self.ready.store(true, Ordering::Release);
-                self.metrics
-                    .pipeline_ready
-                    .with_label_values(&[self.pipeline])
-                    .set(1);
+                self.assigned.store(true, Ordering::Release);
+                self.set_reachable(true);
                 tracing::info!(
                     pipeline = self.pipeline,
                     assigned = list.count(),
@@ -217,7 +230,39 @@ fn partitions(list: &TopicPartitionList) -> Vec<TopicPartition> {
         .collect()
 }
 
+/// Whether the statistics show a broker connection that is up and has heard from its broker lately.
+fn brokers_reachable(stats: &Statistics) -> bool {
+    let heard = |rxidle: i64| (0..SILENT_AFTER_MICROS).contains(&rxidle);
+    stats
+        .brokers
+        .values()
+        .any(|b| b.state == "UP" && heard(b.rxidle))
+}
+
 impl SourceContext {
+    /// Records whether a broker is within reach, and with it readiness (the flag and the gauge); logs
+    /// the changes, never more than one line per change.
+    fn set_reachable(&self, reachable: bool) {
+        let was = self.reachable.swap(reachable, Ordering::AcqRel);
+        let ready = reachable && self.assigned.load(Ordering::Acquire);
+        self.ready.store(ready, Ordering::Release);
+        let gauge = self
+            .metrics
+            .pipeline_ready
+            .with_label_values(&[self.pipeline]);
+        gauge.set(i64::from(ready));
+        match (was, reachable) {
+            (true, false) => tracing::warn!(
+                pipeline = self.pipeline,
+                "no Kafka broker within reach; not ready until one answers"
+            ),
+            (false, true) => {
+                tracing::info!(pipeline = self.pipeline, "a Kafka broker answers again")
+            }
+            _ => {}
+        }
+    }
+
     /// Queues a control message for the pipeline and hands over what it has room for, never waiting: a
     /// pipeline held up by its sinks (a SIEM outage) must not hold the group's rebalance up. What is left
     /// goes before the next batch ([`SourceContext::hand_over_control`]).
@@ -329,7 +374,8 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    /// Creates the consumer and subscribes; `ready` turns true at the first assignment. Everything goes
+    /// Creates the consumer and subscribes; `ready` turns true at the first assignment, and holds while
+    /// a broker is within reach. Everything goes
     /// to `tx`, the channel of the one pipeline this source serves.
     pub fn new(
         settings: KafkaSourceSettings,
@@ -350,6 +396,8 @@ impl KafkaSource {
             control_waiting: AtomicBool::new(false),
             metrics: metrics.clone(),
             ready,
+            assigned: AtomicBool::new(false),
+            reachable: AtomicBool::new(true),
             revoke_drain: settings.revoke_drain,
         };
         let mut config = ClientConfig::new();
@@ -500,6 +548,10 @@ impl Poller {
             Some(Ok(message)) => {
                 if self.batch.is_empty() {
                     self.first_at = Instant::now();
+                    let context = self.source.consumer.context();
+                    if !context.reachable.load(Ordering::Relaxed) {
+                        context.set_reachable(true);
+                    }
                 }
                 let record = to_record(&mut self.topics, &message);
                 self.batch.push(record);

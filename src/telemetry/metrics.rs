@@ -183,7 +183,7 @@ self_metrics! {
     /// When each certificate the daemon serves (`listener`) or presents to a sink (`sink`) expires.
     tls_certificate_expiry: GaugeVec("hestyna_obsd_tls_certificate_expiry_timestamp_seconds", "When a certificate the daemon serves (listener) or presents (sink) expires, in Unix seconds.", ["listener", "sink"]);
     /// 1 once a pipeline's consumer has its first assignment (file and generator sources: at start).
-    pipeline_ready: IntGaugeVec("hestyna_obsd_pipeline_ready", "1 once the pipeline's consumer has had its first partition assignment; 0 before.", ["pipeline"]);
+    pipeline_ready: IntGaugeVec("hestyna_obsd_pipeline_ready", "1 while the pipeline's consumer has had its first partition assignment and reaches a Kafka broker; 0 before, and while every broker is out of reach.", ["pipeline"]);
 }
 
 /// `hestyna_obsd_build_info{version, commit}`, always 1.

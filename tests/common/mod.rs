@@ -7,6 +7,7 @@ pub mod otlp;
 pub mod pki;
 pub mod prom;
 pub mod receiver;
+pub mod system;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -81,7 +82,8 @@ pub fn tansu_bin() -> PathBuf {
 pub struct Broker {
     child: Option<Child>,
     pub addr: String,
-    port: u16,
+    /// The namespace it runs in (none: the host's, on loopback).
+    netns: Option<String>,
     storage: String,
     cluster: String,
     log: PathBuf,
@@ -99,13 +101,27 @@ impl Broker {
         Self::start_on("sqlite://tansu.db")
     }
 
+    /// Starts a broker with in-memory storage inside `netns`, reached through its veth pair: a link
+    /// the test can cut or slow ([`system::NetNs`]).
+    pub fn start_in(netns: &system::NetNs) -> Broker {
+        Self::start_at(
+            "memory://tansu/",
+            netns.inside().to_string(),
+            Some(netns.name().to_owned()),
+        )
+    }
+
     fn start_on(storage: &str) -> Broker {
+        Self::start_at(storage, "127.0.0.1".to_owned(), None)
+    }
+
+    fn start_at(storage: &str, host: String, netns: Option<String>) -> Broker {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let mut broker = Broker {
             child: None,
-            addr: format!("127.0.0.1:{port}"),
-            port,
+            addr: format!("{host}:{port}"),
+            netns,
             storage: storage.to_owned(),
             cluster: unique("cluster"),
             log: dir.path().join("tansu.log"),
@@ -116,18 +132,26 @@ impl Broker {
     }
 
     fn spawn(&mut self) {
-        let port = self.port;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(tansu_bin())
+        // `ip netns exec` execs the broker in place: the child's pid is the broker's.
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(tansu_bin());
+                c
+            }
+            None => Command::new(tansu_bin()),
+        };
+        let child = command
             .arg("broker")
             .arg("--listener-url")
-            .arg(format!("tcp://127.0.0.1:{port}"))
+            .arg(format!("tcp://{}", self.addr))
             .arg("--advertised-listener-url")
-            .arg(format!("tcp://127.0.0.1:{port}"))
+            .arg(format!("tcp://{}", self.addr))
             .arg("--storage-engine")
             .arg(&self.storage)
             .arg("--cluster-id")
