@@ -75,7 +75,7 @@ fn a_rebalance_while_the_siem_is_down_does_not_stall_the_group_and_loses_nothing
     let port_a = free_port();
     let config_a = kafka_config_with_sinks(&broker, &topic, &groups, &dlq, port_a, &sinks);
     let a = Daemon::start_with(&with_queue(&config_a, 1), dir_a.path(), port_a, "/readyz");
-    let records = generated(31, 3_000, 0.0);
+    let records = generated(31, scaled(3_000), 0.0);
     broker.produce(&topic, &records);
     // A's forward pipeline holds a batch it cannot deliver, its queue is full, its source waits.
     wait_for(
@@ -97,7 +97,7 @@ fn a_rebalance_while_the_siem_is_down_does_not_stall_the_group_and_loses_nothing
     );
     siem.set_mode(Mode::Accept);
     let ids = event_ids(&records);
-    let seen = wait_for("every event at a SIEM", Duration::from_secs(120), || {
+    let seen = wait_for("every event at a SIEM", patience(120), || {
         let docs = siem
             .accepted()
             .into_iter()
@@ -144,7 +144,7 @@ fn a_replica_killed_under_load_loses_nothing_and_repeats_only_what_it_had_not_co
         "[kafka.consumer_properties]\n\"group.instance.id\" = \"replica-0\"\n",
     );
     let siem = dir.path().join("siem.jsonl");
-    let records = generated(32, 20_000, 0.0);
+    let records = generated(32, scaled(20_000), 0.0);
     let mut first = Daemon::start_with(&config, dir.path(), port, "/readyz");
     // A real Prometheus scrapes through the run; its first sample is the counter at 0.
     let prometheus = Prometheus::start(
@@ -158,11 +158,9 @@ fn a_replica_killed_under_load_loses_nothing_and_repeats_only_what_it_had_not_co
         || (prometheus.value(RECEIVED) == Some(0.0)).then_some(()),
     );
     let producing = produce_in_background(&broker, &topic, &records, 2_500);
-    wait_for(
-        "a third of the events forwarded",
-        Duration::from_secs(120),
-        || (read_jsonl(&siem).len() >= records.len() / 3).then_some(()),
-    );
+    wait_for("a third of the events forwarded", patience(120), || {
+        (read_jsonl(&siem).len() >= records.len() / 3).then_some(())
+    });
     first.kill();
     let before = forwarded_offsets(&siem);
     let committed = broker.committed(&format!("{groups}-forward"), &topic, 2);
@@ -172,7 +170,7 @@ fn a_replica_killed_under_load_loses_nothing_and_repeats_only_what_it_had_not_co
     let second = Daemon::start_with(&config, dir.path(), port, "/readyz");
     producing.join().unwrap();
     let ids = event_ids(&records);
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + patience(120);
     let seen = loop {
         let seen = deliveries(read_jsonl(&siem));
         if seen.len() == ids.len() {
@@ -300,8 +298,8 @@ fn a_broker_killed_and_restarted_mid_stream_loses_nothing_and_readiness_follows_
     let siem = dir.path().join("siem.jsonl");
     let daemon = Daemon::start_with(&config, dir.path(), port, "/readyz");
     let (early, late) = {
-        let records = generated(33, 6_000, 0.0);
-        let (a, b) = records.split_at(3_000);
+        let records = generated(33, scaled(6_000), 0.0);
+        let (a, b) = records.split_at(records.len() / 2);
         (a.to_vec(), b.to_vec())
     };
     broker.produce(&topic, &early);
@@ -344,7 +342,7 @@ fn a_broker_killed_and_restarted_mid_stream_loses_nothing_and_readiness_follows_
         .union(&event_ids(&late))
         .cloned()
         .collect();
-    let seen = wait_for("every event forwarded", Duration::from_secs(180), || {
+    let seen = wait_for("every event forwarded", patience(180), || {
         let seen = deliveries(read_jsonl(&siem));
         (seen.len() == ids.len()).then_some(seen)
     });
@@ -431,8 +429,8 @@ fn a_siem_down_past_the_drain_deadline_loses_nothing_and_shutdown_stays_within_i
     let config = with_drain(&config, drain);
     let mut first = Daemon::start_with(&config, dir.path(), port, "/readyz");
     let (early, late) = {
-        let records = generated(37, 2_000, 0.0);
-        let (a, b) = records.split_at(1_000);
+        let records = generated(37, scaled(2_000), 0.0);
+        let (a, b) = records.split_at(records.len() / 2);
         (a.to_vec(), b.to_vec())
     };
 
@@ -487,7 +485,7 @@ fn a_siem_down_past_the_drain_deadline_loses_nothing_and_shutdown_stays_within_i
     siem.set_mode(Mode::Accept);
     let second = Daemon::start_with(&config, dir.path(), port, "/readyz");
     let ids: HashSet<String> = early_ids.union(&event_ids(&late)).cloned().collect();
-    let seen = wait_for("every event at the SIEM", Duration::from_secs(120), || {
+    let seen = wait_for("every event at the SIEM", patience(120), || {
         let seen = deliveries(siem.accepted());
         (seen.len() == ids.len()).then_some(seen)
     });
@@ -501,7 +499,7 @@ fn a_siem_down_past_the_drain_deadline_loses_nothing_and_shutdown_stays_within_i
 #[test]
 fn a_file_sink_on_a_full_disk_pauses_and_resumes_when_space_returns_losing_nothing() {
     let (broker, topic, dlq) = broker_with_topics(2);
-    let disk = system::Tmpfs::mount(4 << 20);
+    let disk = system::Tmpfs::mount(scaled(4 << 20));
     disk.fill("filler", 256 << 10);
     let path = disk.path().join("siem.jsonl");
     let sinks = format!(
@@ -514,7 +512,7 @@ fn a_file_sink_on_a_full_disk_pauses_and_resumes_when_space_returns_losing_nothi
     let config = kafka_config_with_sinks(&broker, &topic, &unique("g"), &dlq, port, &sinks);
     let daemon = Daemon::start_with(&config, dir.path(), port, "/readyz");
     // About 2 MB of SIEM records, for 256 KiB of room.
-    let records = generated(39, 3_000, 0.0);
+    let records = generated(39, scaled(3_000), 0.0);
     broker.produce(&topic, &records);
     wait_for(
         "the file sink to fail on the full disk",
@@ -538,7 +536,7 @@ fn a_file_sink_on_a_full_disk_pauses_and_resumes_when_space_returns_losing_nothi
     std::fs::remove_file(disk.path().join("filler")).unwrap();
     let ids = event_ids(&records);
     // Every line parses (read_jsonl panics on one that does not): a failed write left no torn line.
-    let seen = wait_for("every event in the file", Duration::from_secs(120), || {
+    let seen = wait_for("every event in the file", patience(120), || {
         let seen = deliveries(read_jsonl(&path));
         (seen.len() == ids.len()).then_some(seen)
     });
@@ -578,8 +576,8 @@ fn a_network_partition_from_the_broker_loses_nothing_and_readiness_follows_it() 
     let config = config.replace(session, "\"session.timeout.ms\" = \"45000\"");
     let siem = dir.path().join("siem.jsonl");
     let daemon = Daemon::start_with(&config, dir.path(), port, "/readyz");
-    let records = generated(41, 6_000, 0.0);
-    let (early, late) = records.split_at(3_000);
+    let records = generated(41, scaled(6_000), 0.0);
+    let (early, late) = records.split_at(records.len() / 2);
     broker.produce(&topic, early);
     wait_for("some events forwarded", Duration::from_secs(60), || {
         (!read_jsonl(&siem).is_empty()).then_some(())
@@ -614,7 +612,7 @@ fn a_network_partition_from_the_broker_loses_nothing_and_readiness_follows_it() 
     broker.produce(&topic, late);
 
     let ids = event_ids(&records);
-    let seen = wait_for("every event forwarded", Duration::from_secs(180), || {
+    let seen = wait_for("every event forwarded", patience(180), || {
         let seen = deliveries(read_jsonl(&siem));
         (seen.len() == ids.len()).then_some(seen)
     });
@@ -644,11 +642,11 @@ fn a_slow_link_to_the_broker_delays_but_counts_exactly_and_repeats_nothing() {
     // 2 Mbit/s each way with up to 200 ms of queueing: both groups' fetches share it with the
     // producer.
     netns.slow(2_000, 200);
-    let records = generated(43, 4_000, 0.0);
+    let records = generated(43, scaled(4_000), 0.0);
     let producing = produce_in_background(&broker, &topic, &records, 1_000);
     let ids = event_ids(&records);
     let started = std::time::Instant::now();
-    let seen = wait_for("every event forwarded", Duration::from_secs(240), || {
+    let seen = wait_for("every event forwarded", patience(240), || {
         let seen = deliveries(read_jsonl(&siem));
         (seen.len() == ids.len()).then_some(seen)
     });

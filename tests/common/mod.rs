@@ -29,6 +29,29 @@ pub const USER: &str = "prometheus";
 pub const PASSWORD: &str = "scrape-secret";
 pub const USER_HASH: &str = "$2b$04$XfX2Uk7ixuZtzijxbCAXwevpmcea6KjoggdY6rk3ys0Ia8/8/G46S";
 
+/// How many times longer the fault runs are: `HESTYNA_SOAK_SCALE` (scripts/soak sets it), 1 in
+/// `scripts/test`.
+pub fn soak_scale() -> u64 {
+    match std::env::var("HESTYNA_SOAK_SCALE") {
+        Ok(v) => v
+            .parse()
+            .ok()
+            .filter(|n| *n >= 1)
+            .unwrap_or_else(|| panic!("HESTYNA_SOAK_SCALE={v:?}: a whole number, at least 1")),
+        Err(_) => 1,
+    }
+}
+
+/// `n` times the soak scale: the size of a fault test's corpus.
+pub fn scaled(n: u64) -> u64 {
+    n * soak_scale()
+}
+
+/// `secs` times the soak scale: how long to wait for a whole corpus.
+pub fn patience(secs: u64) -> Duration {
+    Duration::from_secs(secs * soak_scale())
+}
+
 /// A port nobody listens on now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
