@@ -34,11 +34,7 @@ fn corpus(n: u64) -> Vec<Record> {
                     offset: i as i64,
                 },
             );
-            r.headers = g
-                .headers
-                .into_iter()
-                .map(|(k, v)| (k, v.into_bytes()))
-                .collect();
+            r.headers = hestyna_obsd::source::Headers::from_pairs(g.headers);
             r
         })
         .collect()

@@ -219,6 +219,10 @@ impl KafkaConfig {
             ("enable.partition.eof", "false"),
             ("statistics.interval.ms", "5000"),
             ("fetch.wait.max.ms", "100"),
+            // librdkafka prefetches up to 64 MiB per consumer by default, and a daemon runs two: the
+            // largest share of its memory when a pipeline falls behind. 16 MiB still holds tens of
+            // thousands of events, many fetches' worth.
+            ("queued.max.messages.kbytes", "16384"),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .to_vec();

@@ -76,10 +76,10 @@ fn origin_headers(origin: &Origin) -> Vec<(&'static str, String)> {
 /// The original headers, then `hestyna.dlq.*`.
 fn dead_letter_headers(item: &DeadLetter<'_>, pipeline: &str) -> OwnedHeaders {
     let mut headers = OwnedHeaders::new_with_capacity(item.record.headers.len() + 6);
-    for (k, v) in &item.record.headers {
+    for (key, value) in item.record.headers.iter() {
         headers = headers.insert(Header {
-            key: k,
-            value: Some(v.as_slice()),
+            key,
+            value: Some(value),
         });
     }
     let mut extra = vec![
@@ -150,7 +150,7 @@ impl Destination {
                         .payload(item.record.payload.as_ref())
                         .headers(headers);
                     match &item.record.key {
-                        Some(key) => record.key(key.as_slice()),
+                        Some(key) => record.key(key.as_ref()),
                         None => record,
                     }
                 });

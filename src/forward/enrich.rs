@@ -516,10 +516,10 @@ mod tests {
     fn builds_the_documented_record() {
         let payload = br#"{"event_id":"e1","type":"llm_run","occurred_at":"2026-11-27T10:00:00+02:00","organization":"acme","run_id":"r1","intent":"billing","outcome":"timeout","latency_ms":30000,"automation_id":"a7","custom":{"x":1}}"#;
         let mut record = kafka_record(payload);
-        record.headers.push((
-            "traceparent".into(),
-            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_vec(),
-        ));
+        record.headers = crate::source::Headers::from_pairs([(
+            "traceparent",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )]);
         let ev = decode(&record.payload, record.traceparent()).unwrap();
         let host = HostInfo {
             host: Some("node-a".into()),

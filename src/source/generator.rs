@@ -5,7 +5,8 @@
 //! lifecycles that move from intake to resolution. A configurable share is invalid (every class of fault
 //! the decoder knows) or of a type this version does not know.
 
-use super::{FanOut, Origin, Outputs, Record, SourceResult, SourceSummary};
+use super::{FanOut, Headers, Origin, Outputs, Record, SourceResult, SourceSummary};
+use bytes::Bytes;
 use chrono::{DateTime, Duration as ChronoDuration, SecondsFormat, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -439,12 +440,8 @@ impl FanOut for GeneratorSource {
                             seq: summary.records + i as u64,
                         },
                     );
-                    r.key = Some(g.key.into_bytes());
-                    r.headers = g
-                        .headers
-                        .into_iter()
-                        .map(|(k, v)| (k, v.into_bytes()))
-                        .collect();
+                    r.key = Some(Bytes::from(g.key.into_bytes()));
+                    r.headers = Headers::from_pairs(g.headers);
                     r
                 })
                 .collect();

@@ -8,24 +8,30 @@
 
 use super::offsets::{OffsetTracker, Segment, TopicPartition};
 use super::{
-    Acknowledge, Batch, BatchRef, Origin, Record, SourceError, SourceMessage, SourceSummary,
+    Acknowledge, Batch, BatchRef, Headers, Origin, Record, SourceError, SourceMessage,
+    SourceSummary,
 };
 use crate::telemetry::events::KafkaClientError;
 use crate::telemetry::SelfMetrics;
-use bytes::Bytes;
+use bytes::BytesMut;
 use parking_lot::Mutex;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{Headers as _, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{self, error::TrySendError};
+
+/// Completed batches are applied (offsets stored) at least every this many turns of the poll loop, and
+/// whenever a batch has just been cut: not once per message.
+const ACK_DRAIN_EVERY: u32 = 64;
 
 /// How long a full pipeline may block the source before its partitions are paused.
 const PAUSE_AFTER: Duration = Duration::from_millis(1000);
@@ -74,6 +80,8 @@ pub struct SourceContext {
     control: Mutex<VecDeque<SourceMessage>>,
     /// Whether `control` holds anything: the poll loop looks here, not at the lock, on every turn.
     control_waiting: AtomicBool,
+    /// Whether `Shared::revoked` may hold partitions: the poll loop looks here, not at the lock.
+    revoked_waiting: AtomicBool,
     metrics: Arc<SelfMetrics>,
     /// Readiness: the first assignment has come and a broker is within reach.
     ready: Arc<AtomicBool>,
@@ -154,6 +162,7 @@ impl ConsumerContext for SourceContext {
             ]);
         }
         shared.revoked.extend(revoked.iter().cloned());
+        self.revoked_waiting.store(true, Ordering::Release);
         drop(shared);
         self.send(SourceMessage::Revoked(revoked.clone()));
         // librdkafka commits the stored offsets of revoked partitions itself (auto commit is on); commit
@@ -394,6 +403,7 @@ impl KafkaSource {
             tx: Mutex::new(Some(tx.clone())),
             control: Mutex::new(VecDeque::new()),
             control_waiting: AtomicBool::new(false),
+            revoked_waiting: AtomicBool::new(false),
             metrics: metrics.clone(),
             ready,
             assigned: AtomicBool::new(false),
@@ -420,6 +430,7 @@ impl KafkaSource {
     pub fn run(self, stop: Arc<AtomicBool>) -> Result<SourceSummary, SourceError> {
         let mut poller = Poller {
             batch: Vec::with_capacity(self.settings.batch_max_records),
+            arena: BytesMut::new(),
             source: self,
             topics: HashMap::new(),
             first_at: Instant::now(),
@@ -429,9 +440,13 @@ impl KafkaSource {
             batch_seq: 0,
             summary: SourceSummary::default(),
         };
+        let mut turn = 0u32;
         while !stop.load(Ordering::Acquire) {
-            let consumer = &poller.source.consumer;
-            drain_acks(consumer, &mut consumer.context().shared.lock(), None);
+            turn = turn.wrapping_add(1);
+            if poller.batch.is_empty() || turn.is_multiple_of(ACK_DRAIN_EVERY) {
+                let consumer = &poller.source.consumer;
+                drain_acks(consumer, &mut consumer.context().shared.lock(), None);
+            }
             match poller.hand_over() {
                 HandOver::Done => {}
                 HandOver::Wait => continue,
@@ -459,8 +474,11 @@ struct Poller {
     source: KafkaSource,
     /// Shared topic names, one allocation per topic.
     topics: HashMap<String, Arc<str>>,
-    /// The batch being filled.
-    batch: Vec<Record>,
+    /// The batch being filled: messages read into `arena`.
+    batch: Vec<Read>,
+    /// The bytes (payloads, keys, headers) of the batch being filled: one buffer that its records
+    /// share once it is cut, instead of allocations per message.
+    arena: BytesMut,
     /// When its first record came.
     first_at: Instant,
     /// A cut batch the pipeline has not taken yet.
@@ -553,8 +571,8 @@ impl Poller {
                         context.set_reachable(true);
                     }
                 }
-                let record = to_record(&mut self.topics, &message);
-                self.batch.push(record);
+                let read = read(&mut self.topics, &mut self.arena, &message);
+                self.batch.push(read);
             }
             Some(Err(error)) => KafkaClientError {
                 pipeline: settings.pipeline,
@@ -572,10 +590,26 @@ impl Poller {
         let full = self.batch.len() >= settings.batch_max_records;
         let old = !self.batch.is_empty() && self.first_at.elapsed() >= settings.batch_max_wait;
         if (full || old) && self.pending.is_none() {
-            let fresh = Vec::with_capacity(settings.batch_max_records);
-            let records = std::mem::replace(&mut self.batch, fresh);
+            let records = self.seal();
             self.begin(records);
         }
+    }
+
+    /// The batch being filled, as records sharing one buffer; the next batch starts empty, with room
+    /// for about as many bytes.
+    fn seal(&mut self) -> Vec<Record> {
+        let fresh = Vec::with_capacity(self.source.settings.batch_max_records);
+        let reads = std::mem::replace(&mut self.batch, fresh);
+        let bytes = self.arena.len();
+        let buf = self.arena.split().freeze();
+        self.arena.reserve(bytes);
+        let records = reads.into_iter().map(|r| Record {
+            payload: buf.slice(r.payload),
+            key: r.key.map(|k| buf.slice(k)),
+            headers: Headers::from_packed(buf.slice(r.headers)),
+            origin: r.origin,
+        });
+        records.collect()
     }
 
     /// Makes `records` the waiting batch, tracked for acknowledgement.
@@ -593,7 +627,7 @@ impl Poller {
     fn finish(mut self) -> SourceSummary {
         let deadline = Instant::now() + self.source.settings.shutdown_drain;
         if !self.batch.is_empty() && self.pending.is_none() {
-            let records = std::mem::take(&mut self.batch);
+            let records = self.seal();
             self.begin(records);
         }
         let KafkaSource {
@@ -654,11 +688,20 @@ impl Poller {
     }
 }
 
-/// A message as a record: its payload, key, headers and coordinates.
-fn to_record(
+/// A message read into the batch's buffer, not yet a record: its parts are ranges of the buffer.
+struct Read {
+    payload: Range<usize>,
+    key: Option<Range<usize>>,
+    headers: Range<usize>,
+    origin: Origin,
+}
+
+/// Copies a message's payload, key and headers (packed) to the end of `arena`.
+fn read(
     topics: &mut HashMap<String, Arc<str>>,
+    arena: &mut BytesMut,
     message: &rdkafka::message::BorrowedMessage<'_>,
-) -> Record {
+) -> Read {
     let topic = match topics.get(message.topic()) {
         Some(t) => t.clone(),
         None => {
@@ -667,18 +710,23 @@ fn to_record(
             t
         }
     };
-    let headers = message
-        .headers()
-        .map(|h| {
-            h.iter()
-                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                .collect()
-        })
-        .unwrap_or_default();
-    Record {
-        payload: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
-        key: message.key().map(<[u8]>::to_vec),
-        headers,
+    let mut append = |bytes: &[u8]| {
+        let start = arena.len();
+        arena.extend_from_slice(bytes);
+        start..arena.len()
+    };
+    let payload = append(message.payload().unwrap_or_default());
+    let key = message.key().map(append);
+    let start = arena.len();
+    if let Some(headers) = message.headers() {
+        for h in headers.iter() {
+            Headers::pack(arena, h.key, h.value.unwrap_or_default());
+        }
+    }
+    Read {
+        payload,
+        key,
+        headers: start..arena.len(),
         origin: Origin::Kafka {
             topic,
             partition: message.partition(),
@@ -694,8 +742,8 @@ fn unwrap_batch(message: SourceMessage) -> Option<BatchRef> {
     }
 }
 
-fn is_revoked(record: &Record, revoked: &[TopicPartition]) -> bool {
-    match &record.origin {
+fn is_revoked(origin: &Origin, revoked: &[TopicPartition]) -> bool {
+    match origin {
         Origin::Kafka {
             topic, partition, ..
         } => revoked.iter().any(|(t, p)| t == topic && p == partition),
@@ -708,18 +756,27 @@ fn is_revoked(record: &Record, revoked: &[TopicPartition]) -> bool {
 /// keeping them would count them twice.
 fn forget_revoked(
     consumer: &BaseConsumer<SourceContext>,
-    current: &mut Vec<Record>,
+    current: &mut Vec<Read>,
     pending: &mut Option<BatchRef>,
 ) {
-    let revoked = std::mem::take(&mut consumer.context().shared.lock().revoked);
+    let context = consumer.context();
+    if !context.revoked_waiting.load(Ordering::Acquire) {
+        return;
+    }
+    let revoked = {
+        let mut shared = context.shared.lock();
+        context.revoked_waiting.store(false, Ordering::Release);
+        std::mem::take(&mut shared.revoked)
+    };
     if revoked.is_empty() {
         return;
     }
-    current.retain(|r| !is_revoked(r, &revoked));
+    // What they had in the buffer stays there unused until the batch is cut: no copying.
+    current.retain(|r| !is_revoked(&r.origin, &revoked));
     if let Some(batch) = pending.as_mut() {
         // Not handed over yet, so this thread holds the only reference.
         if let Some(inner) = Arc::get_mut(&mut batch.0) {
-            inner.records.retain(|r| !is_revoked(r, &revoked));
+            inner.records.retain(|r| !is_revoked(&r.origin, &revoked));
         }
     }
 }

@@ -12,8 +12,11 @@
 
 pub mod file;
 pub mod generator;
+pub mod headers;
 pub mod kafka;
 pub mod offsets;
+
+pub use headers::Headers;
 
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -63,10 +66,10 @@ pub struct Record {
     /// The bytes of the event, untouched. Often a slice of a larger buffer that several records share (the
     /// file source reads lines into shared chunks), so a record costs no allocation of its own.
     pub payload: Bytes,
-    /// The Kafka key, if any.
-    pub key: Option<Vec<u8>>,
-    /// Kafka headers, in order.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// The Kafka key, if any (like the payload, often a slice of a shared buffer).
+    pub key: Option<Bytes>,
+    /// Kafka headers, in order, packed.
+    pub headers: Headers,
     /// Where it came from.
     pub origin: Origin,
 }
@@ -77,17 +80,14 @@ impl Record {
         Record {
             payload: payload.into(),
             key: None,
-            headers: Vec::new(),
+            headers: Headers::default(),
             origin,
         }
     }
 
     /// The value of the first header with this name.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_slice())
+        self.headers.get(name)
     }
 
     /// The W3C `traceparent` header.

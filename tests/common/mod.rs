@@ -393,11 +393,10 @@ pub fn producer_for(addr: &str) -> ThreadedProducer<DefaultProducerContext> {
     c.create().unwrap()
 }
 
-/// Waits until everything produced is acknowledged.
+/// Waits until everything produced is acknowledged (a minute, times the soak scale: tansu takes one
+/// record per batch, and a soak's corpus is larger).
 pub fn flush(producer: &ThreadedProducer<DefaultProducerContext>) {
-    producer
-        .flush(Timeout::After(Duration::from_secs(60)))
-        .unwrap();
+    producer.flush(Timeout::After(patience(60))).unwrap();
 }
 
 /// A record to produce.
