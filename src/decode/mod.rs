@@ -157,6 +157,16 @@ mod tests {
             ("nope".to_owned(), InvalidReason::NotJson),
             ("{\"event_id\":".to_owned(), InvalidReason::NotJson),
             ("[1,2]".to_owned(), InvalidReason::NotObject),
+            // An array as long as the event's fields (the decode fuzz target's find): serde alone
+            // reads it as an event, field by field, and the first number is a wrong type.
+            (
+                format!("[\n\n{}\n]", vec!["44449444"; 26].join(",")),
+                InvalidReason::NotObject,
+            ),
+            (
+                format!(" \t[{}]", vec!["\"x\""; 26].join(",")),
+                InvalidReason::NotObject,
+            ),
             ("\"str\"".to_owned(), InvalidReason::NotObject),
             (
                 LLM.replace("\"run_id\":\"r1\",", ""),

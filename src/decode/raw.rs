@@ -185,12 +185,20 @@ pub(super) fn parse<'a>(payload: &'a [u8], raw: &mut RawEvent<'a>) -> Result<(),
         }
     }
     // The rule refused what is not JSON and every key given twice, and every known field takes any
-    // value: all serde_json can still refuse is a document that is not an object.
-    let parsed = serde_json::from_slice::<RawEvent<'_>>(payload);
-    parsed.map(|parsed| *raw = parsed).map_err(|_| Invalid {
+    // value: all that is left to refuse is a document that is not an object. That is looked at first:
+    // serde would fill the struct from an array long enough, field by field in order.
+    let not_object = || Invalid {
         reason: InvalidReason::NotObject,
         detail: Cow::Borrowed("the document is not an object"),
-    })
+    };
+    let first = payload
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return Err(not_object());
+    }
+    let parsed = serde_json::from_slice::<RawEvent<'_>>(payload);
+    parsed.map(|parsed| *raw = parsed).map_err(|_| not_object())
 }
 
 type Checked<T> = Result<T, Invalid>;
