@@ -135,6 +135,18 @@ rows += [
      "", "<= 1000 ms", ok(None if not fresh else fresh["p99_ms"] <= 1000 and fresh["seen"] == fresh["probes"])),
 ]
 
+# scripts/soak's run, when there is one: memory with the default configuration under broker load.
+soak_file = os.path.join(os.path.dirname(a.e2e), "soak.json")
+if os.path.exists(soak_file):
+    soak = json.load(open(soak_file))
+    rows.append((
+        "resident memory, default configuration, %d min from the broker at %s events/s, %s series "
+        "(scripts/soak; peak MiB)" % (soak["minutes"], fmt(soak["rate"]), fmt(soak["series"])),
+        f"{soak['peak_mib']:.0f}", "second minute %.0f, last minute %.0f" % (
+            soak["second_minute_mib"], soak["last_minute_mib"]),
+        f"{soak['last_minute_mib'] / soak['second_minute_mib']:.2f}x", "<= 150 MiB, last <= 1.10x",
+        ok(soak["peak_mib"] <= 150 and soak["last_minute_mib"] <= 1.1 * soak["second_minute_mib"])))
+
 plots = []
 try:
     import matplotlib

@@ -357,6 +357,7 @@ fn a_broker_killed_and_restarted_mid_stream_loses_nothing_and_readiness_follows_
         (received >= ids.len() as f64).then_some(m)
     });
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    duplicates_reported(&daemon, duplicates, ids.len());
     eprintln!(
         "broker restart: {} events, {duplicates} duplicates forwarded, {} derived",
         ids.len(),
@@ -550,6 +551,34 @@ fn a_file_sink_on_a_full_disk_pauses_and_resumes_when_space_returns_losing_nothi
     assert_eq!(dead_letters(&daemon), 0.0);
 }
 
+/// What a daemon says it read again (`records_reread_total`) in `pipeline`.
+fn reread(daemon: &Daemon, pipeline: &str) -> f64 {
+    let with = format!("pipeline=\"{pipeline}\"");
+    sum(
+        &daemon.scrape(),
+        "hestyna_obsd_records_reread_total",
+        &[&with],
+    )
+}
+
+/// Every duplicate, at the SIEM and in the counters, is one the daemon reported reading again.
+fn duplicates_reported(daemon: &Daemon, duplicates: usize, total: usize) {
+    let extra = received(daemon, "metrics") - total as f64;
+    let (forward, metrics) = (reread(daemon, "forward"), reread(daemon, "metrics"));
+    eprintln!(
+        "reported re-reads: forward {forward} (duplicates at the SIEM {duplicates}), metrics {metrics} \
+         (derived beyond the truth {extra})"
+    );
+    assert!(
+        duplicates as f64 <= forward,
+        "{duplicates} duplicates, {forward} reported"
+    );
+    assert!(
+        extra <= metrics,
+        "{extra} derived twice, {metrics} reported"
+    );
+}
+
 /// Events received by `pipeline`, as the daemon counts them.
 fn received(daemon: &Daemon, pipeline: &str) -> f64 {
     let with = format!("pipeline=\"{pipeline}\"");
@@ -621,6 +650,7 @@ fn a_network_partition_from_the_broker_loses_nothing_and_readiness_follows_it() 
         (received(&daemon, "metrics") >= ids.len() as f64).then_some(())
     });
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    duplicates_reported(&daemon, duplicates, ids.len());
     eprintln!(
         "partition: not ready {unready_after:?} after the cut, ready {ready_after:?} after the heal; \
          {} events, {duplicates} duplicates forwarded, {} derived",

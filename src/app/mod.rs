@@ -265,6 +265,7 @@ fn zero_known_series(config: &Config, plan: &Plan, m: &SelfMetrics) {
         m.dead_letter_errors.with_label_values(&[pipeline]);
         if kafka {
             m.kafka_errors.with_label_values(&[pipeline]);
+            m.records_reread.with_label_values(&[pipeline]);
             // At 0 from the start: Prometheus sees the first increase, and `increase()` over a run
             // that starts at 0 needs no extrapolation.
             for topic in &config.kafka.topics {

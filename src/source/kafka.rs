@@ -67,6 +67,9 @@ struct Shared {
     /// Partitions revoked since the poll loop last looked: records of theirs it still holds must go
     /// (the new owner reads them).
     revoked: Vec<TopicPartition>,
+    /// The highest offset this process has handed over per partition, kept across rebalances: a
+    /// record at or below it is read again (`records_reread_total`).
+    high_water: HashMap<TopicPartition, i64>,
 }
 
 /// The consumer's context: rebalance and statistics callbacks.
@@ -399,6 +402,7 @@ impl KafkaSource {
                 tracker: OffsetTracker::new(),
                 acks,
                 revoked: Vec::new(),
+                high_water: HashMap::new(),
             }),
             tx: Mutex::new(Some(tx.clone())),
             control: Mutex::new(VecDeque::new()),
@@ -616,9 +620,19 @@ impl Poller {
     fn begin(&mut self, records: Vec<Record>) {
         self.batch_seq += 1;
         let (consumer, acks) = (&self.source.consumer, &self.source.acks_tx);
-        if let Some(batch) = begin_batch(consumer, acks, self.batch_seq, records) {
+        let (batch, reread) = begin_batch(consumer, acks, self.batch_seq, records);
+        if let Some(batch) = batch {
             self.summary.records += batch.records().len() as u64;
             self.pending = Some(batch);
+        }
+        if reread > 0 {
+            let pipeline = self.source.settings.pipeline;
+            let counter = self
+                .source
+                .metrics
+                .records_reread
+                .with_label_values(&[pipeline]);
+            counter.inc_by(reread);
         }
     }
 
@@ -782,15 +796,18 @@ fn forget_revoked(
 }
 
 /// Registers a batch's segments with the tracker; records of partitions no longer assigned are dropped
-/// (their new owner reads them). `None` when nothing is left.
+/// (their new owner reads them). `None` when nothing is left; with it, how many of the records this
+/// process had read before.
 fn begin_batch(
     consumer: &BaseConsumer<SourceContext>,
     acks_tx: &std_mpsc::Sender<Vec<Segment>>,
     seq: u64,
     mut records: Vec<Record>,
-) -> Option<BatchRef> {
+) -> (Option<BatchRef>, u64) {
     let mut shared = consumer.context().shared.lock();
-    let mut last: HashMap<TopicPartition, i64> = HashMap::new();
+    // Per partition: the batch's last offset, and the highest this process had read before it.
+    let mut last: HashMap<TopicPartition, (i64, Option<i64>)> = HashMap::new();
+    let mut reread = 0;
     records.retain(|r| match &r.origin {
         Origin::Kafka {
             topic, partition, ..
@@ -807,20 +824,28 @@ fn begin_batch(
             offset,
         } = &r.origin
         {
-            last.insert((topic.clone(), *partition), *offset);
+            let tp = (topic.clone(), *partition);
+            let high = &shared.high_water;
+            let entry = last
+                .entry(tp)
+                .or_insert_with_key(|tp| (*offset, high.get(tp).copied()));
+            entry.0 = *offset;
+            reread += u64::from(entry.1.is_some_and(|h| *offset <= h));
         }
     }
     if records.is_empty() {
-        return None;
+        return (None, 0);
     }
-    let segments: Vec<Segment> = last
-        .into_iter()
-        .filter_map(|(tp, offset)| shared.tracker.begin(&tp, seq, offset))
-        .collect();
+    let mut segments = Vec::with_capacity(last.len());
+    for (tp, (offset, _)) in last {
+        let high = shared.high_water.entry(tp.clone()).or_insert(offset);
+        *high = (*high).max(offset);
+        segments.extend(shared.tracker.begin(&tp, seq, offset));
+    }
     let ack = KafkaAck {
         segments,
         tx: acks_tx.clone(),
     };
     let batch = Batch::new(records, 1, Some(Box::new(ack)));
-    Some(BatchRef(batch))
+    (Some(BatchRef(batch)), reread)
 }

@@ -150,6 +150,7 @@ self_metrics! {
     consumer_lag: IntGaugeVec("hestyna_obsd_consumer_lag", "Records between the stored offset and the partition's high watermark.", ["pipeline", "topic", "partition"]);
     /// Partitions assigned to this instance, by pipeline.
     assigned_partitions: IntGaugeVec("hestyna_obsd_assigned_partitions", "Kafka partitions assigned to this instance.", ["pipeline"]);
+    records_reread: IntCounterVec("hestyna_obsd_records_reread_total", "Kafka records read again by this process at offsets it had read before (a rebalance or a reconnect resumed from an older commit): each may be counted or forwarded twice.", ["pipeline"]);
     /// Errors reported by the Kafka client, by pipeline.
     kafka_errors: IntCounterVec("hestyna_obsd_kafka_errors_total", "Errors reported by the Kafka client.", ["pipeline"]);
     /// Derived series currently held, by metric.
