@@ -27,6 +27,33 @@ pub struct JoinKey {
     pub request_id: Box<str>,
 }
 
+/// A key as held: the organization's length (u32, little endian), the organization and the request
+/// id, in one allocation that the map and the age index share (a [`JoinKey`] is two, and holding it
+/// in both would make four).
+type Packed = Arc<[u8]>;
+
+/// Packs a key into `buf` (cleared first), for a lookup that allocates nothing.
+fn pack_into(buf: &mut Vec<u8>, key: &JoinKey) {
+    buf.clear();
+    let len = u32::try_from(key.organization.len()).unwrap_or(u32::MAX);
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(key.organization.as_bytes());
+    buf.extend_from_slice(key.request_id.as_bytes());
+}
+
+/// The key a [`Packed`] holds.
+fn unpack(packed: &[u8]) -> JoinKey {
+    let (len, rest) = packed.split_at(4.min(packed.len()));
+    let len = u32::from_le_bytes(len.try_into().unwrap_or_default()) as usize;
+    let (organization, request_id) = rest.split_at(len.min(rest.len()));
+    // Packed from two `str`s, and cut where one ends: both halves are UTF-8.
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned().into_boxed_str();
+    JoinKey {
+        organization: text(organization),
+        request_id: text(request_id),
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     intake_micros: i64,
@@ -69,9 +96,11 @@ pub struct JoinCounts {
 /// The pending intakes.
 #[derive(Debug)]
 pub struct IntakeJoin {
-    entries: HashMap<JoinKey, Entry>,
+    entries: HashMap<Packed, Entry>,
     /// (intake time, key): the oldest first, for eviction.
-    by_age: BTreeSet<(i64, JoinKey)>,
+    by_age: BTreeSet<(i64, Packed)>,
+    /// Where a key is packed for a lookup.
+    scratch: Vec<u8>,
     max_entries: usize,
     ttl_micros: i64,
     counts: JoinCounts,
@@ -91,6 +120,7 @@ impl IntakeJoin {
         IntakeJoin {
             entries: HashMap::new(),
             by_age: BTreeSet::new(),
+            scratch: Vec::new(),
             max_entries: max_entries.max(1),
             ttl_micros: i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX),
             counts: JoinCounts::default(),
@@ -108,8 +138,9 @@ impl IntakeJoin {
     }
 
     fn remove(&mut self, key: &JoinKey) -> Option<Entry> {
-        let entry = self.entries.remove(key)?;
-        self.by_age.remove(&(entry.intake_micros, key.clone()));
+        pack_into(&mut self.scratch, key);
+        let (packed, entry) = self.entries.remove_entry(self.scratch.as_slice())?;
+        self.by_age.remove(&(entry.intake_micros, packed));
         Some(entry)
     }
 
@@ -126,7 +157,8 @@ impl IntakeJoin {
             self.counts.evicted_ttl += 1;
             return false;
         }
-        if let Some(existing) = self.entries.get(&key) {
+        pack_into(&mut self.scratch, &key);
+        if let Some(existing) = self.entries.get(self.scratch.as_slice()) {
             if existing.intake_micros <= intake_micros {
                 return false;
             }
@@ -140,13 +172,14 @@ impl IntakeJoin {
                 self.counts.evicted_capacity += 1;
                 changes.push(Change::Delete {
                     partition: entry.partition,
-                    key: oldest,
+                    key: unpack(&oldest),
                 });
             }
         }
-        self.by_age.insert((intake_micros, key.clone()));
+        let packed: Packed = Arc::from(self.scratch.as_slice());
+        self.by_age.insert((intake_micros, packed.clone()));
         self.entries.insert(
-            key,
+            packed,
             Entry {
                 intake_micros,
                 partition,
@@ -220,7 +253,7 @@ impl IntakeJoin {
 
     /// Forgets every intake of a partition (it moved to another replica).
     pub fn drop_partition(&mut self, topic: &str, partition: i32) -> usize {
-        let gone: Vec<JoinKey> = self
+        let gone: Vec<Packed> = self
             .entries
             .iter()
             .filter(|(_, e)| {
@@ -231,7 +264,9 @@ impl IntakeJoin {
             .map(|(k, _)| k.clone())
             .collect();
         for key in &gone {
-            self.remove(key);
+            if let Some(entry) = self.entries.remove(key) {
+                self.by_age.remove(&(entry.intake_micros, key.clone()));
+            }
         }
         gone.len()
     }
@@ -248,7 +283,7 @@ impl IntakeJoin {
                 self.counts.evicted_ttl += 1;
                 changes.push(Change::Delete {
                     partition: entry.partition,
-                    key,
+                    key: unpack(&key),
                 });
             }
         }
@@ -288,6 +323,43 @@ mod tests {
         DateTime::parse_from_rfc3339("2026-11-27T12:00:00Z")
             .unwrap()
             .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn keys_are_told_apart_by_where_the_organization_ends_and_come_back_whole() {
+        let key = |o: &str, r: &str| JoinKey {
+            organization: o.into(),
+            request_id: r.into(),
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        pack_into(&mut a, &key("ab", "c"));
+        pack_into(&mut b, &key("a", "bc"));
+        assert_ne!(a, b);
+        for k in [
+            key("ab", "c"),
+            key("", ""),
+            key("a\0b", "\u{e9}\0"),
+            key("acme", ""),
+        ] {
+            pack_into(&mut a, &k);
+            assert_eq!(unpack(&a), k);
+        }
+        // Evicted for room, the oldest comes back as it went in.
+        let mut join = IntakeJoin::new(1, Duration::from_secs(30 * 86400));
+        let mut changes = Vec::new();
+        let now = micros(now());
+        assert!(join.insert(key("ab", "c"), now - 2, None, now, &mut changes));
+        assert!(join.insert(key("a", "bc"), now - 1, None, now, &mut changes));
+        assert_eq!(
+            changes,
+            [Change::Delete {
+                partition: None,
+                key: key("ab", "c")
+            }]
+        );
+        assert_eq!(join.len(), 1);
+        assert!(join.remove(&key("a", "bc")).is_some());
+        assert!(join.is_empty() && join.by_age.is_empty());
     }
 
     #[test]
