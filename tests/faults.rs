@@ -310,33 +310,13 @@ fn a_broker_killed_and_restarted_mid_stream_loses_nothing_and_readiness_follows_
     broker.kill();
     // Down for 30 s: the daemon keeps serving and stays alive (no crash loop needed), and says it is
     // not ready, so that a Service sends nothing its way.
-    let mut unready_after = None;
-    let down = std::time::Instant::now();
-    for _ in 0..15 {
-        std::thread::sleep(Duration::from_secs(2));
-        assert_eq!(daemon.get("/livez", None).0, 200, "{}", daemon.log());
-        if unready_after.is_none() && daemon.get("/readyz", None).0 == 503 {
-            unready_after = Some(down.elapsed());
-        }
-    }
-    let unready_after = unready_after.unwrap_or_else(|| {
-        panic!(
-            "/readyz answered 200 through 30 s without a broker\n{}",
-            daemon.log()
-        )
-    });
+    let unready_after = unready_through(&daemon, "30 s without a broker");
     let m = daemon.scrape();
     assert_eq!(sum(&m, "hestyna_obsd_pipeline_ready", &[]), 0.0);
     broker.restart();
-    let up = std::time::Instant::now();
-    wait_for(
-        "/readyz to answer 200 again",
-        Duration::from_secs(60),
-        || (daemon.get("/readyz", None).0 == 200).then_some(()),
-    );
+    let ready_after = ready_again(&daemon, Duration::from_secs(60));
     eprintln!(
-        "broker restart: not ready {unready_after:?} after the kill, ready {:?} after the restart",
-        up.elapsed()
+        "broker restart: not ready {unready_after:?} after the kill, ready {ready_after:?} after the restart"
     );
     broker.produce(&topic, &late);
     let ids: HashSet<String> = event_ids(&early)
@@ -552,6 +532,31 @@ fn a_file_sink_on_a_full_disk_pauses_and_resumes_when_space_returns_losing_nothi
     assert_eq!(dead_letters(&daemon), 0.0);
 }
 
+/// Watches the daemon for the 30 s a fault lasts: `/livez` answers 200 throughout (no crash loop
+/// needed), and `/readyz` turns 503 at some point. How long after the start it did.
+fn unready_through(daemon: &Daemon, fault: &str) -> Duration {
+    let start = std::time::Instant::now();
+    let mut unready_after = None;
+    while start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(daemon.get("/livez", None).0, 200, "{}", daemon.log());
+        if unready_after.is_none() && daemon.get("/readyz", None).0 == 503 {
+            unready_after = Some(start.elapsed());
+        }
+    }
+    unready_after
+        .unwrap_or_else(|| panic!("/readyz answered 200 through {fault}\n{}", daemon.log()))
+}
+
+/// Waits until `/readyz` answers 200 again; how long that took.
+fn ready_again(daemon: &Daemon, within: Duration) -> Duration {
+    let start = std::time::Instant::now();
+    wait_for("/readyz to answer 200 again", within, || {
+        (daemon.get("/readyz", None).0 == 200).then_some(())
+    });
+    start.elapsed()
+}
+
 /// What a daemon says it read again (`records_reread_total`) in `pipeline`.
 fn reread(daemon: &Daemon, pipeline: &str) -> f64 {
     let with = format!("pipeline=\"{pipeline}\"");
@@ -625,29 +630,9 @@ fn a_network_partition_from_the_broker_loses_nothing_and_readiness_follows_it() 
     // Cut for 30 s: no reset reaches either side, open connections just fall silent (and new ones
     // find no route).
     netns.cut();
-    let cut = std::time::Instant::now();
-    let mut unready_after = None;
-    while cut.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_secs(2));
-        assert_eq!(daemon.get("/livez", None).0, 200, "{}", daemon.log());
-        if unready_after.is_none() && daemon.get("/readyz", None).0 == 503 {
-            unready_after = Some(cut.elapsed());
-        }
-    }
-    let unready_after = unready_after.unwrap_or_else(|| {
-        panic!(
-            "/readyz answered 200 through a 30 s partition\n{}",
-            daemon.log()
-        )
-    });
+    let unready_after = unready_through(&daemon, "a 30 s partition");
     netns.heal();
-    let healed = std::time::Instant::now();
-    wait_for(
-        "/readyz to answer 200 again",
-        Duration::from_secs(90),
-        || (daemon.get("/readyz", None).0 == 200).then_some(()),
-    );
-    let ready_after = healed.elapsed();
+    let ready_after = ready_again(&daemon, Duration::from_secs(90));
     broker.produce(&topic, late);
 
     let ids = event_ids(&records);
