@@ -45,6 +45,13 @@ fn produce_in_background(
     })
 }
 
+/// A generated corpus of `count` events from `seed`, cut into its first and second halves.
+fn halves(seed: u64, count: u64) -> (Vec<Produced>, Vec<Produced>) {
+    let mut early = generated(seed, count, 0.0);
+    let late = early.split_off(early.len() / 2);
+    (early, late)
+}
+
 /// The `[source]` table's queue made this short, so that a stalled sink fills it at once.
 fn with_queue(config: &str, batches: usize) -> String {
     let at = "batch_max_wait_ms = 20\n";
@@ -298,11 +305,7 @@ fn a_broker_killed_and_restarted_mid_stream_loses_nothing_and_readiness_follows_
     let config = kafka_config(&broker, &topic, &unique("g"), &dlq, dir.path(), port);
     let siem = dir.path().join("siem.jsonl");
     let daemon = Daemon::start_with(&config, dir.path(), port, "/readyz");
-    let (early, late) = {
-        let records = generated(33, scaled(6_000), 0.0);
-        let (a, b) = records.split_at(records.len() / 2);
-        (a.to_vec(), b.to_vec())
-    };
+    let (early, late) = halves(33, scaled(6_000));
     broker.produce(&topic, &early);
     wait_for("some events forwarded", Duration::from_secs(60), || {
         (!read_jsonl(&siem).is_empty()).then_some(())
@@ -410,11 +413,7 @@ fn a_siem_down_past_the_drain_deadline_loses_nothing_and_shutdown_stays_within_i
     let config = kafka_config_with_sinks(&broker, &topic, &groups, &dlq, port, &sinks);
     let config = with_drain(&config, drain);
     let mut first = Daemon::start_with(&config, dir.path(), port, "/readyz");
-    let (early, late) = {
-        let records = generated(37, scaled(2_000), 0.0);
-        let (a, b) = records.split_at(records.len() / 2);
-        (a.to_vec(), b.to_vec())
-    };
+    let (early, late) = halves(37, scaled(2_000));
 
     // Down for three drain deadlines while running: the drain deadline is for shutdown only, so the
     // sink goes on retrying, nothing is given up or dead-lettered.
