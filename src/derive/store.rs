@@ -498,6 +498,8 @@ pub struct Store {
     scratch: String,
     /// The clock: wall-clock seconds, set by the pipeline per batch and by the expiry sweep.
     now: u64,
+    /// The length of the last full exposition, for sizing the next one's buffer.
+    render_hint: usize,
 }
 
 /// Wall-clock seconds since the Unix epoch.
@@ -533,7 +535,19 @@ impl Store {
                 .collect(),
             scratch: String::new(),
             now: wall_clock(),
+            render_hint: 0,
         }
+    }
+
+    /// The length of the last full exposition ([`Store::set_render_hint`]), 0 before the first.
+    pub fn render_hint(&self) -> usize {
+        self.render_hint
+    }
+
+    /// Remembers how long a full exposition of this store was, so that the next one can be written into
+    /// one buffer of about that size instead of doubling its way there.
+    pub fn set_render_hint(&mut self, len: usize) {
+        self.render_hint = len;
     }
 
     /// Sets the clock (seconds) used to stamp changes and place window observations.
