@@ -313,7 +313,7 @@ fn a_broker_killed_and_restarted_mid_stream_loses_nothing_and_readiness_follows_
     broker.kill();
     // Down for 30 s: the daemon keeps serving and stays alive (no crash loop needed), and says it is
     // not ready, so that a Service sends nothing its way.
-    let unready_after = unready_through(&daemon, "30 s without a broker");
+    let unready_after = unready_through(&daemon, "30 s without a broker", Duration::from_secs(30));
     let m = daemon.scrape();
     assert_eq!(sum(&m, "hestyna_obsd_pipeline_ready", &[]), 0.0);
     broker.restart();
@@ -533,10 +533,10 @@ fn a_file_sink_on_a_full_disk_pauses_and_resumes_when_space_returns_losing_nothi
 
 /// Watches the daemon for the 30 s a fault lasts: `/livez` answers 200 throughout (no crash loop
 /// needed), and `/readyz` turns 503 at some point. How long after the start it did.
-fn unready_through(daemon: &Daemon, fault: &str) -> Duration {
+fn unready_through(daemon: &Daemon, fault: &str, lasting: Duration) -> Duration {
     let start = std::time::Instant::now();
     let mut unready_after = None;
-    while start.elapsed() < Duration::from_secs(30) {
+    while start.elapsed() < lasting {
         std::thread::sleep(Duration::from_secs(2));
         assert_eq!(daemon.get("/livez", None).0, 200, "{}", daemon.log());
         if unready_after.is_none() && daemon.get("/readyz", None).0 == 503 {
@@ -610,13 +610,21 @@ fn a_network_partition_from_the_broker_loses_nothing_and_readiness_follows_it() 
     let (topic, dlq) = topics(&broker, 2);
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    // Kafka's default session (45 s) outlasts the 30 s partition, so the group keeps its members.
+    // Kafka's default session (45 s) outlasts the 25 s partition, so the group keeps its members.
     // (Past it, a Kafka broker would expire them and the rejoined member would get its partitions
     // back; tansu 0.6 never expires a member, which would strand them: not what is tested here.)
+    // A request in flight at the cut must time out (socket.timeout.ms), and connecting again must be
+    // tried often (setup timeout, backoff), so that a heartbeat lands well inside the session:
+    // librdkafka's defaults (60 s, 30 s, up to 10 s) let the client's own session timer expire
+    // first, and it rejoins as a new member.
     let session = "\"session.timeout.ms\" = \"10000\"";
     let config = kafka_config(&broker, &topic, &unique("g"), &dlq, dir.path(), port);
     assert!(config.contains(session));
-    let config = config.replace(session, "\"session.timeout.ms\" = \"45000\"");
+    let config = config.replace(
+        session,
+        "\"session.timeout.ms\" = \"45000\"\n\"socket.timeout.ms\" = \"10000\"\n\
+         \"reconnect.backoff.max.ms\" = \"1000\"\n\"socket.connection.setup.timeout.ms\" = \"5000\"",
+    );
     let siem = dir.path().join("siem.jsonl");
     let daemon = Daemon::start_with(&config, dir.path(), port, "/readyz");
     let records = generated(41, scaled(6_000), 0.0);
@@ -626,10 +634,10 @@ fn a_network_partition_from_the_broker_loses_nothing_and_readiness_follows_it() 
         (!read_jsonl(&siem).is_empty()).then_some(())
     });
 
-    // Cut for 30 s: no reset reaches either side, open connections just fall silent (and new ones
-    // find no route).
+    // Cut for 25 s (readiness falls after 15 s of silence, seen at the next 5 s statistics): no
+    // reset reaches either side, open connections just fall silent (and new ones find no route).
     netns.cut();
-    let unready_after = unready_through(&daemon, "a 30 s partition");
+    let unready_after = unready_through(&daemon, "a 25 s partition", Duration::from_secs(25));
     netns.heal();
     let ready_after = ready_again(&daemon, Duration::from_secs(90));
     broker.produce(&topic, late);

@@ -864,10 +864,13 @@ pub fn sum(metrics: &BTreeMap<String, f64>, name: &str, with: &[&str]) -> f64 {
         .sum()
 }
 
-/// Lines of a JSONL file, parsed.
+/// The whole (newline-terminated) lines of a JSONL file, parsed.
 pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    // Only whole lines: a last line without its newline is a write still going on (a 10 MiB record
+    // is appended in more than one write), read again at the next look.
+    let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+    whole
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
