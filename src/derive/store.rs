@@ -784,7 +784,7 @@ impl Store {
                     .series
                     .iter()
                     .filter_map(|(key, window)| {
-                        let (h, sum) = window.merged(epoch)?;
+                        let (h, sum) = window.merged(epoch, def.significant_digits)?;
                         let values = def
                             .quantiles
                             .iter()
