@@ -15,6 +15,10 @@ use hestyna_obsd::source::{Origin, Record};
 use std::hint::black_box;
 use std::sync::Arc;
 
+/// jemalloc by default (see `hestyna_obsd::alloc`).
+#[global_allocator]
+static ALLOCATOR: hestyna_obsd::alloc::Allocator = hestyna_obsd::alloc::ALLOCATOR;
+
 fn corpus(n: u64) -> Vec<Record> {
     let settings = GeneratorSettings {
         count: Some(n),

@@ -30,3 +30,5 @@ pub mod produce;
 pub(crate) mod shared;
 pub mod source;
 pub(crate) mod telemetry;
+
+pub use shared::alloc;

@@ -3,6 +3,10 @@
 use clap::Parser;
 use std::process::ExitCode;
 
+/// jemalloc by default (see `hestyna_obsd::alloc`).
+#[global_allocator]
+static ALLOCATOR: hestyna_obsd::alloc::Allocator = hestyna_obsd::alloc::ALLOCATOR;
+
 fn main() -> ExitCode {
     match try_main() {
         Ok(()) => ExitCode::SUCCESS,

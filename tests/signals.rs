@@ -89,6 +89,22 @@ fn event_delay_last_seen_and_readiness_per_pipeline() {
     )));
 }
 
+/// The daemon allocates with jemalloc (the default `jemalloc` feature), not only says so: asked through
+/// jemalloc's own environment variable (the `_rjem_` prefix of tikv-jemalloc-sys) for its statistics at
+/// exit, it prints them. The system allocator ignores the variable and prints nothing.
+#[cfg(feature = "jemalloc")]
+#[test]
+fn the_daemon_allocates_with_jemalloc() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hestyna-obsd"))
+        .arg("--version")
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Begin jemalloc statistics"), "{stderr}");
+}
+
 #[test]
 fn build_info_names_the_commit_and_the_landing_page_links_without_data() {
     let dir = tempfile::tempdir().unwrap();
@@ -120,6 +136,15 @@ fn build_info_names_the_commit_and_the_landing_page_links_without_data() {
         }
         _ => assert!(!info.contains("commit=\"\""), "{info}"),
     }
+    let allocator = if cfg!(feature = "jemalloc") {
+        "jemalloc"
+    } else {
+        "system"
+    };
+    assert!(
+        info.contains(&format!("allocator=\"{allocator}\"")),
+        "{info}"
+    );
     let (status, headers, body) = http_get_full(daemon.http, "/", None);
     assert_eq!(status, 200);
     assert!(headers["content-type"].starts_with("text/html"));

@@ -3,6 +3,10 @@
 use clap::{Parser, Subcommand};
 use std::time::Duration;
 
+/// jemalloc by default (see `hestyna_obsd::alloc`).
+#[global_allocator]
+static ALLOCATOR: hestyna_obsd::alloc::Allocator = hestyna_obsd::alloc::ALLOCATOR;
+
 #[derive(Parser)]
 #[command(
     version,

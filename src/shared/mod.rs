@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+pub mod alloc;
 pub mod append;
 pub mod exposition;
 pub mod gzip;

@@ -3,6 +3,7 @@
 //! Declared as a table ([`self_metrics!`]): each line is a field with its doc comment, type, name,
 //! help and label names, so adding a metric is one line here and nothing else.
 
+use crate::shared::alloc;
 use crate::shared::exposition::{format_value, FamilyType, Format, Writer};
 use prometheus::proto::MetricType;
 use prometheus::{
@@ -187,16 +188,16 @@ self_metrics! {
     pipeline_ready: IntGaugeVec("hestyna_obsd_pipeline_ready", "1 while the pipeline's consumer has had its first partition assignment and reaches a Kafka broker; 0 before, and while every broker is out of reach.", ["pipeline"]);
 }
 
-/// `hestyna_obsd_build_info{version, commit}`, always 1.
+/// `hestyna_obsd_build_info{version, commit, allocator}`, always 1.
 fn register_build_info(r: &Registry) {
     let info = <IntGaugeVec as Make>::register(
         r,
         "hestyna_obsd_build_info",
         "Build of the running daemon; always 1.",
-        &["version", "commit"],
+        &["version", "commit", "allocator"],
         None,
     );
-    info.with_label_values(&[env!("CARGO_PKG_VERSION"), BUILD_COMMIT])
+    info.with_label_values(&[env!("CARGO_PKG_VERSION"), BUILD_COMMIT, alloc::NAME])
         .set(1);
 }
 
