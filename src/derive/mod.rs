@@ -18,7 +18,7 @@ mod store;
 mod window;
 
 pub use crate::shared::exposition::{format_value, Format};
-pub use crate::shared::gzip::gzip;
+pub use crate::shared::gzip::{gzip, GzipStream};
 pub use field::Field;
 pub use plan::Plan;
 pub use rules::{default_rules, LabelSource, MetricKind, RuleSpec, Unit, ValueSpec, WindowSpec};

@@ -900,8 +900,26 @@ fn visible<'a>(label_names: &[String], scope: Scope<'a>) -> Option<Visible<'a>> 
 impl Snapshot {
     /// Appends every visible family in `format`, series sorted by labels (without the OpenMetrics
     /// `# EOF`).
-    pub fn render(mut self, out: &mut String, format: Format, scope: Scope<'_>) {
+    pub fn render(self, out: &mut String, format: Format, scope: Scope<'_>) {
+        self.render_chunked(out, format, scope, usize::MAX, &mut |_| {});
+    }
+
+    /// [`Snapshot::render`] in pieces: whenever `out` holds at least `chunk` bytes (after a whole
+    /// series), `take` is handed it to empty. What is left at the end stays in `out`.
+    pub fn render_chunked(
+        mut self,
+        out: &mut String,
+        format: Format,
+        scope: Scope<'_>,
+        chunk: usize,
+        take: &mut dyn FnMut(&mut String),
+    ) {
         let mut w = Writer::new(out, format);
+        let mut full = |w: &mut Writer<'_>| {
+            if w.buffer().len() >= chunk {
+                take(w.buffer());
+            }
+        };
         for family in &mut self.families {
             let def = &family.def;
             let Some(visible) = visible(&def.label_names, scope) else {
@@ -943,6 +961,7 @@ impl Snapshot {
                         w.series_sample(&def.name, "_count", &labels, None, Number::Count(*count));
                     }
                 }
+                full(&mut w);
             }
         }
         for window in &mut self.windows {
@@ -969,6 +988,7 @@ impl Snapshot {
                 }
                 w.series_sample(&def.name, "_sum", &labels, None, Number::Value(*sum));
                 w.series_sample(&def.name, "_count", &labels, None, Number::Count(*count));
+                full(&mut w);
             }
         }
     }

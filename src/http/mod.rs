@@ -14,9 +14,11 @@
 mod auth;
 mod conn;
 pub mod security;
+mod stream;
 
 pub use auth::{Access, AuthFailure, FailureLimiter, DEMO_PASSWORD};
 pub use security::Security;
+pub use stream::Chunks;
 
 use crate::derive::{Format, Store};
 use crate::lifecycle::{Health, Shutdown};
@@ -424,8 +426,36 @@ pub fn render(
     format: Format,
     access: Option<&Access>,
 ) -> String {
+    let full = access.and_then(|a| a.organizations.as_deref()).is_none();
+    let mut out = String::with_capacity(render_capacity(store.lock().render_hint(), full));
+    render_chunked(
+        store,
+        metrics,
+        format,
+        access,
+        &mut out,
+        usize::MAX,
+        &mut |_| {},
+    );
+    if full {
+        store.lock().set_render_hint(out.len());
+    }
+    out
+}
+
+/// [`render`] into `out`, handed to `take` whenever it holds `chunk` bytes or more (after a whole
+/// series); what is left at the end stays in `out`.
+fn render_chunked(
+    store: &parking_lot::Mutex<Store>,
+    metrics: &SelfMetrics,
+    format: Format,
+    access: Option<&Access>,
+    out: &mut String,
+    chunk: usize,
+    take: &mut dyn FnMut(&mut String),
+) {
     let scope = access.and_then(|a| a.organizations.as_deref());
-    let (snapshot, hint) = {
+    let snapshot = {
         let store = store.lock();
         for (name, count) in store.series_counts() {
             metrics
@@ -433,18 +463,13 @@ pub fn render(
                 .with_label_values(&[name])
                 .set(count as i64);
         }
-        (store.snapshot_for(format), store.render_hint())
+        store.snapshot_for(format)
     };
-    let mut out = String::with_capacity(render_capacity(hint, scope.is_none()));
-    snapshot.render(&mut out, format, scope);
+    snapshot.render_chunked(out, format, scope, chunk, take);
     if scope.is_none() {
-        metrics.render(&mut out, format);
+        metrics.render(out, format);
     }
-    crate::shared::exposition::Writer::new(&mut out, format).finish();
-    if scope.is_none() {
-        store.lock().set_render_hint(out.len());
-    }
-    out
+    crate::shared::exposition::Writer::new(out, format).finish();
 }
 
 /// The buffer a render starts with: for a full exposition, the last one's length and an eighth more
@@ -471,7 +496,19 @@ async fn metrics(
         peer,
         &headers,
         format.content_type(),
-        move |store, access| render(store, &metrics, format, Some(access)),
+        move |store, access, text, chunks| {
+            let mut take = |t: &mut String| chunks.take(t);
+            let chunk = stream::CHUNK;
+            render_chunked(
+                store,
+                &metrics,
+                format,
+                Some(access),
+                text,
+                chunk,
+                &mut take,
+            )
+        },
     )
     .await
 }
@@ -487,18 +524,19 @@ async fn quantiles(
         peer,
         &headers,
         "application/json",
-        |store, access| {
+        |store, access, text, _| {
             let snapshot = store.lock().snapshot();
             let scope = access.organizations.as_deref();
-            snapshot.quantiles_json(scope).to_string()
+            text.push_str(&snapshot.quantiles_json(scope).to_string());
         },
     )
     .await
 }
 
 /// Admits the request, then renders the body on a blocking thread (formatting a large exposition, or
-/// computing window quantiles, is CPU work: off the async workers), gzip-compressed there when the
-/// client accepts it (Prometheus always does).
+/// computing window quantiles, is CPU work: off the async workers) and sends it as it is written
+/// (see [`stream`]), gzip-compressed on a second thread when the client accepts it (Prometheus always
+/// does).
 async fn admitted_render<F>(
     state: HttpState,
     peer: SocketAddr,
@@ -507,7 +545,7 @@ async fn admitted_render<F>(
     body: F,
 ) -> Result<Response, Response>
 where
-    F: FnOnce(&parking_lot::Mutex<Store>, &Access) -> String + Send + 'static,
+    F: FnOnce(&parking_lot::Mutex<Store>, &Access, &mut String, &mut Chunks) + Send + 'static,
 {
     let access = admit(&state, peer, headers).await?;
     let store = state.store.clone();
@@ -516,17 +554,26 @@ where
             .get(header::ACCEPT_ENCODING)
             .and_then(|v| v.to_str().ok()),
     );
-    let Some((body, encoding)) = off_thread(move || body(&store, &access), compress).await else {
+    let rendering = stream::start(
+        move |text, chunks| body(&store, &access, text, chunks),
+        compress,
+    );
+    let Some((body, sent)) = rendering.body().await else {
         // Never a 200 with an empty body: Prometheus would take every series as gone.
         tracing::error!("rendering failed (a panic); answered 500");
         return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
     };
-    state
+    let encoding = if compress { "gzip" } else { "identity" };
+    let counter = state
         .metrics
         .http_response_bytes
-        .with_label_values(&[encoding])
-        .inc_by(body.len() as u64);
-    let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+        .with_label_values(&[encoding]);
+    tokio::spawn(async move { counter.inc_by(sent.await.unwrap_or(0)) });
+    let mut response = (
+        [(header::CONTENT_TYPE, content_type)],
+        axum::body::Body::new(body),
+    )
+        .into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::VARY,
@@ -539,22 +586,6 @@ where
         );
     }
     Ok(response)
-}
-
-/// Runs `render` on a blocking thread and compresses its text if asked: the body and its encoding, or
-/// `None` when rendering panicked.
-async fn off_thread<F>(render: F, compress: bool) -> Option<(Vec<u8>, &'static str)>
-where
-    F: FnOnce() -> String + Send + 'static,
-{
-    let body = tokio::task::spawn_blocking(move || {
-        let text = render();
-        match compress {
-            true => (crate::shared::gzip::gzip(text.as_bytes()), "gzip"),
-            false => (text.into_bytes(), "identity"),
-        }
-    });
-    body.await.ok()
 }
 
 /// Why serving `security` on `listen` is refused, if it is: the one rule applied at start-up and to
@@ -663,18 +694,6 @@ pub async fn watch_security(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_render_that_panics_gives_no_body_and_one_that_works_gives_its_encoding() {
-        assert_eq!(
-            off_thread(|| panic!("a bug in rendering"), false).await,
-            None
-        );
-        let (plain, encoding) = off_thread(|| "up 1\n".to_owned(), false).await.unwrap();
-        assert_eq!((plain.as_slice(), encoding), (&b"up 1\n"[..], "identity"));
-        let (packed, encoding) = off_thread(|| "up 1\n".to_owned(), true).await.unwrap();
-        assert_eq!((&packed[..2], encoding), (&[0x1f, 0x8b][..], "gzip"));
-    }
-
     #[test]
     fn a_full_render_is_written_into_one_buffer_sized_by_the_last() {
         let plan = crate::derive::Plan::compile(&crate::derive::default_rules()).unwrap();
@@ -707,6 +726,25 @@ mod tests {
             second.len()
         );
         assert_eq!(render_capacity(first.len(), false), 64 * 1024, "scoped");
+        // In pieces of at least 4 KiB, each ending at a line end, the same text.
+        let mut pieces = Vec::new();
+        let mut rest = String::new();
+        let mut take = |t: &mut String| pieces.push(std::mem::take(t));
+        render_chunked(
+            &store,
+            &metrics,
+            Format::Text,
+            None,
+            &mut rest,
+            4096,
+            &mut take,
+        );
+        assert!(pieces.len() > 100, "{} pieces", pieces.len());
+        assert!(pieces.iter().all(|p| p.len() >= 4096 && p.ends_with('\n')));
+        assert_eq!(
+            pieces.concat() + &rest,
+            render(&store, &metrics, Format::Text, None)
+        );
     }
 
     #[tokio::test]

@@ -196,6 +196,11 @@ impl<'a> Writer<'a> {
         self.out.push('}');
     }
 
+    /// The text written so far (and not yet taken): a streamed render takes it chunk by chunk.
+    pub fn buffer(&mut self) -> &mut String {
+        self.out
+    }
+
     /// Ends the exposition (`# EOF` in OpenMetrics).
     pub fn finish(self) {
         if self.format == Format::OpenMetrics {
