@@ -145,6 +145,15 @@ fn build_info_names_the_commit_and_the_landing_page_links_without_data() {
         info.contains(&format!("allocator=\"{allocator}\"")),
         "{info}"
     );
+    if cfg!(feature = "jemalloc") {
+        // The daemon's own heap (its store, its queues): megabytes, and never more than is resident.
+        let allocated = m[&series("hestyna_obsd_allocator_bytes", "state=\"allocated\"")];
+        let resident = m[&series("hestyna_obsd_allocator_bytes", "state=\"resident\"")];
+        assert!(
+            allocated > 1e6 && resident >= allocated,
+            "{allocated} {resident}"
+        );
+    }
     let (status, headers, body) = http_get_full(daemon.http, "/", None);
     assert_eq!(status, 200);
     assert!(headers["content-type"].starts_with("text/html"));

@@ -465,6 +465,11 @@ fn render_chunked(
         }
         store.snapshot_for(format)
     };
+    if let Some((allocated, resident)) = crate::shared::alloc::stats() {
+        let gauge = |state: &str| metrics.allocator_bytes.with_label_values(&[state]);
+        gauge("allocated").set(i64::try_from(allocated).unwrap_or(i64::MAX));
+        gauge("resident").set(i64::try_from(resident).unwrap_or(i64::MAX));
+    }
     snapshot.render_chunked(out, format, scope, chunk, take);
     if scope.is_none() {
         metrics.render(out, format);

@@ -26,3 +26,35 @@ pub const NAME: &str = if cfg!(feature = "jemalloc") {
 } else {
     "system"
 };
+
+/// Bytes the allocator has handed out and not had back, and bytes of its pages resident in memory
+/// (jemalloc's `stats.allocated` and `stats.resident`): the heap in use, and what it costs. `None` with
+/// the system allocator, which does not say.
+pub fn stats() -> Option<(u64, u64)> {
+    #[cfg(feature = "jemalloc")]
+    {
+        use tikv_jemalloc_ctl::{epoch, stats};
+        // The statistics are a snapshot taken when the epoch advances.
+        epoch::advance().ok()?;
+        let allocated = stats::allocated::read().ok()?;
+        let resident = stats::resident::read().ok()?;
+        Some((allocated as u64, resident as u64))
+    }
+    #[cfg(not(feature = "jemalloc"))]
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(feature = "jemalloc")]
+    #[test]
+    fn jemalloc_reports_what_it_holds() {
+        // Test binaries allocate with the system allocator, so jemalloc's own figures are small but
+        // there; the daemon's are checked end to end (tests/signals.rs).
+        let (allocated, resident) = super::stats().expect("jemalloc answers");
+        assert!(
+            resident >= allocated,
+            "{allocated} allocated, {resident} resident"
+        );
+    }
+}

@@ -100,11 +100,13 @@ pub struct SourceContext {
 impl ClientContext for SourceContext {
     fn stats(&self, stats: Statistics) {
         self.set_reachable(brokers_reachable(&stats));
+        let mut prefetched = 0;
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
                 if *partition < 0 {
                     continue;
                 }
+                prefetched += p.fetchq_size;
                 let lag = if p.consumer_lag_stored >= 0 {
                     p.consumer_lag_stored
                 } else {
@@ -119,6 +121,10 @@ impl ClientContext for SourceContext {
                 }
             }
         }
+        self.metrics
+            .consumer_prefetched_bytes
+            .with_label_values(&[self.pipeline])
+            .set(i64::try_from(prefetched).unwrap_or(i64::MAX));
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
