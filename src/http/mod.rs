@@ -18,7 +18,6 @@ mod stream;
 
 pub use auth::{Access, AuthFailure, FailureLimiter, DEMO_PASSWORD};
 pub use security::Security;
-pub use stream::Chunks;
 
 use crate::derive::{Format, Store};
 use crate::lifecycle::{Health, Shutdown};
@@ -34,6 +33,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use stream::Chunks;
 
 /// Limits of a careful server.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -532,7 +532,7 @@ async fn quantiles(
         |store, access, text, _| {
             let snapshot = store.lock().snapshot();
             let scope = access.organizations.as_deref();
-            text.push_str(&snapshot.quantiles_json(scope).to_string());
+            *text = snapshot.quantiles_json(scope).to_string();
         },
     )
     .await
@@ -731,7 +731,23 @@ mod tests {
             second.len()
         );
         assert_eq!(render_capacity(first.len(), false), 64 * 1024, "scoped");
-        // In pieces of at least 4 KiB, each ending at a line end, the same text.
+    }
+
+    #[test]
+    fn a_render_in_chunks_is_the_same_text_cut_at_line_ends() {
+        let plan = crate::derive::Plan::compile(&crate::derive::default_rules()).unwrap();
+        let mut store = plan.new_store();
+        for org in 0..2_000 {
+            let event = format!(
+                r#"{{"event_id":"e","type":"llm_run","occurred_at":"2026-01-01T00:00:00Z","organization":"org-{org}","run_id":"r","intent":"triage","outcome":"success","latency_ms":120}}"#
+            );
+            plan.observe(
+                &mut store,
+                &crate::decode::decode(event.as_bytes(), None).unwrap(),
+            );
+        }
+        let store = parking_lot::Mutex::new(store);
+        let metrics = SelfMetrics::new();
         let mut pieces = Vec::new();
         let mut rest = String::new();
         let mut take = |t: &mut String| pieces.push(std::mem::take(t));

@@ -114,7 +114,7 @@ impl Chunks {
         if let Out::Plain(tx) = &self.out {
             let _ = tx.blocking_send(Piece::End);
         }
-        // A compressed body ends when the compressor sees its input closed after the last chunk.
+        // A compressed body ends when the compressor reads the end mark `start` sends after this.
         self.sent
     }
 }
