@@ -373,3 +373,33 @@ fn otlp_headers_and_the_collectors_credentials_are_masked_for_printing() {
     }
     assert!(shown.contains("collector.example:4318"), "{shown}");
 }
+
+#[test]
+fn consumers_prefetch_within_bounds_and_fetch_again_soon_after_reaching_them() {
+    let mut kafka = KafkaConfig {
+        brokers: "127.0.0.1:9092".into(),
+        ..Default::default()
+    };
+    let value = |kafka: &KafkaConfig, key: &str| {
+        let props = kafka.consumer_properties("g");
+        let found: Vec<String> = props
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect();
+        assert_eq!(found.len(), 1, "{key} given once: {props:?}");
+        found[0].clone()
+    };
+    assert_eq!(value(&kafka, "queued.max.messages.kbytes"), "4096");
+    assert_eq!(value(&kafka, "queued.min.messages"), "10000");
+    assert_eq!(value(&kafka, "fetch.max.bytes"), "4194304");
+    assert_eq!(value(&kafka, "fetch.queue.backoff.ms"), "10");
+    kafka
+        .consumer_properties
+        .insert("fetch.queue.backoff.ms".into(), "50".into());
+    kafka
+        .consumer_properties
+        .insert("group.id".into(), "not-this".into());
+    assert_eq!(value(&kafka, "fetch.queue.backoff.ms"), "50");
+    assert_eq!(value(&kafka, "group.id"), "g", "managed keys win");
+}
