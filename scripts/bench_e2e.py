@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -26,6 +27,7 @@ p.add_argument("--count", type=int, required=True)
 p.add_argument("--sink", default="siem", help="the sink whose records are counted ('' for none)")
 p.add_argument("--scrape-every", type=float, default=0.0)
 p.add_argument("--timeout", type=float, default=300.0)
+p.add_argument("--perf", help="also profile the daemon (perf record -e cpu-clock) into this file")
 a = p.parse_args()
 
 url = f"http://127.0.0.1:{a.port}/metrics"
@@ -43,6 +45,11 @@ def total(text, name, label):
 
 daemon = subprocess.Popen([a.bin, "--config", a.config, "run"], stdout=subprocess.DEVNULL,
                           stderr=open(a.config + ".log", "w"))
+# Attached to the daemon (not its parent): stopped with SIGINT once the run is measured, so it writes
+# its file while the daemon still runs.
+perf = None if not a.perf else subprocess.Popen(
+    ["perf", "record", "-q", "-F", "997", "-e", "cpu-clock", "-o", a.perf, "-p", str(daemon.pid)],
+    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 stop = threading.Event()
 scrapes = []
 
@@ -131,6 +138,9 @@ try:
     }))
 finally:
     stop.set()
+    if perf is not None:
+        perf.send_signal(signal.SIGINT)
+        perf.wait(timeout=60)
     daemon.terminate()
     try:
         daemon.wait(timeout=60)

@@ -55,5 +55,6 @@ pub fn run(
         records: read,
         seconds,
         rate: read as f64 / seconds.max(1e-9),
+        cpu_seconds: super::process_cpu_seconds(),
     })
 }

@@ -25,7 +25,8 @@ fn property(text: &str) -> Result<(String, String), String> {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Read COUNT records of a topic with a new consumer group and discard them; print the rate.
+    /// Read COUNT records of a topic with a new consumer group and discard them; print the rate and the
+    /// process's CPU seconds.
     Consume {
         #[arg(long)]
         brokers: String,
@@ -36,7 +37,8 @@ enum Command {
         /// The consumer group (default: a new one).
         #[arg(long)]
         group: Option<String>,
-        /// librdkafka consumer properties, as the daemon's `kafka.consumer_properties`.
+        /// librdkafka consumer properties, as the daemon's `kafka.consumer_properties`: they override the
+        /// daemon's defaults, which the consumer starts from.
         #[arg(long = "property", value_name = "KEY=VALUE", value_parser = property)]
         properties: Vec<(String, String)>,
         #[arg(long, default_value_t = 300)]
@@ -76,11 +78,17 @@ fn main() -> anyhow::Result<()> {
             topic,
             count,
             group,
-            mut properties,
+            properties,
             timeout_secs,
         } => {
-            properties.insert(0, ("bootstrap.servers".into(), brokers));
             let group = group.unwrap_or_else(|| format!("bare-{}", std::process::id()));
+            // The daemon's own librdkafka settings (its defaults, these overrides, its managed keys).
+            let kafka = hestyna_obsd::config::KafkaConfig {
+                brokers,
+                consumer_properties: properties.into_iter().collect(),
+                ..Default::default()
+            };
+            let properties = kafka.consumer_properties(&group);
             let measured = hestyna_obsd::bench::consume::run(
                 &properties,
                 &group,
