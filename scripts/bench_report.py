@@ -323,8 +323,7 @@ if a.profiles and any(have(n + ".functions.txt") for n, _ in PROFILES):
           "missed targets, and what would move them: [ANALYSIS.md](ANALYSIS.md).")
     for name, title in PROFILES:
         for part in ("threads", "functions"):
-            path = os.path.join(a.profiles, f"{name}.{part}.txt")
-            if os.path.exists(path) and os.path.getsize(path):
+            if have(f"{name}.{part}.txt"):
                 if part == "threads":
                     print(f"\n### {title}\n")
-                print("```\n" + open(path).read().rstrip() + "\n```")
+                print("```\n" + open(os.path.join(a.profiles, f"{name}.{part}.txt")).read().rstrip() + "\n```")
