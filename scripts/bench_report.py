@@ -33,7 +33,7 @@ p.add_argument("--forward-plain", type=float, required=True,
                help="median CPU seconds of forward-only replay, generated corpus")
 p.add_argument("--forward-harder", type=float, required=True,
                help="median CPU seconds of forward-only replay, corpus with escapes, offsets, nested fields")
-p.add_argument("--profiles", help="folder of perf reports (one .txt a run) for the missed targets")
+p.add_argument("--profiles", help="folder of perf reports (NAME.threads.txt and NAME.functions.txt a run) for the missed targets")
 a = p.parse_args()
 
 
