@@ -6,14 +6,16 @@
 //! `hmac-sha256:` and the hex HMAC-SHA256 of the replaced text under a secret key, so equal values stay
 //! equal for correlation while the value itself cannot be recovered or guessed without the key.
 //!
-//! Speed: most records hold nothing to redact. A record is checked first on its JSON bytes, as written:
-//! if no pattern matches anywhere in them, no redacted field's key and no word of a secret key name
-//! appears in them, and they hold no backslash (an escape could hide a match from a check on the raw
-//! bytes), nothing in it can need redaction and it is left as it is. Only otherwise is it parsed, cleaned value by value, and written
-//! again. A pattern anchored with `^`/`$` cannot be checked on the raw bytes, so it always takes the slow
-//! path.
+//! Speed: most records hold nothing to redact. A record is checked first on its JSON bytes as written,
+//! or, when they hold a backslash (an escape could hide a match from a check on the raw bytes), on its
+//! strings with their escapes decoded ([`strings`]): if no pattern matches anywhere in that text, and no
+//! redacted field's key and no word of a secret key name appears in it, nothing in the record can need
+//! redaction and it is left byte for byte as it is. Only otherwise is it parsed, cleaned value by
+//! value, and written again. A pattern anchored with `^`/`$` cannot be checked on the whole text, so it
+//! always takes the slow path.
 
 mod quick;
+mod strings;
 
 use super::enrich::Document;
 use crate::config::{RedactionConfig, RedactionMode, BUILTIN_PATTERNS};
@@ -62,7 +64,8 @@ pub struct Redactor {
     always_parse: bool,
     /// Field paths, split.
     fields: Vec<Vec<String>>,
-    /// `"<last segment>"` of each field path: if absent from the bytes, the field is absent.
+    /// `"<last segment>"` of each field path, unescaped: if absent from the text the quick check reads
+    /// (the raw bytes hold no escape, the decoded strings none left), the field is absent.
     field_keys: Vec<Vec<u8>>,
     /// Secret key names, as words.
     secret_keys: Vec<SecretKey>,
@@ -154,9 +157,7 @@ impl Redactor {
         names.extend(config.fields.iter().map(|f| format!("field:{f}")));
         let field_keys: Vec<Vec<u8>> = fields
             .iter()
-            .map(|f| {
-                serde_json::to_vec(f.last().expect("checked: no empty path")).expect("a string")
-            })
+            .map(|f| format!("\"{}\"", f.last().expect("checked: no empty path")).into_bytes())
             .collect();
         // A name without words could match nothing (validation refuses it): left out, its tally slot
         // with it, so names and keys stay aligned.
@@ -228,22 +229,43 @@ impl Redactor {
 
     /// Whether the bytes may hold something to redact (false: they certainly do not).
     fn may_match(&self, json: &[u8]) -> bool {
-        if self.always_parse || memchr::memchr(b'\\', json).is_some() {
+        if self.always_parse {
             return true;
         }
-        if !json.is_ascii() {
-            return self.may_match_slow(json);
+        if memchr::memchr(b'\\', json).is_none() {
+            // In these bytes (no escape) a string ends at the next quote: only a key is followed by ':'.
+            return self.may_match_text(json, &|_, end| is_key(json, end));
+        }
+        thread_local! {
+            static STRINGS: std::cell::RefCell<strings::Strings> = Default::default();
+        }
+        STRINGS.with_borrow_mut(|strings| match strings.read(json) {
+            Ok(()) => self.may_match_text(strings.text(), &|start, end| strings.in_key(start, end)),
+            Err(strings::Unread) => true,
+        })
+    }
+
+    /// [`Self::may_match`] on text without escapes; `in_key(start, end)`: whether the span lies in an
+    /// object key.
+    fn may_match_text(&self, text: &[u8], in_key: &dyn Fn(usize, usize) -> bool) -> bool {
+        if !text.is_ascii() {
+            if std::str::from_utf8(text).is_err() {
+                return true;
+            }
+            if quick::folds_into_ascii(text) {
+                return self.may_match_slow(text);
+            }
         }
         self.quick.may_match(
-            json,
-            &|i| self.prefilter[i].is_match(json),
-            // In these bytes (no escape) a string ends at the next quote: only a key is followed by ':'.
-            &|start, end| is_key(json, end) && self.secret_word_around(json, start, end),
-            &|i, start, end| json[start..end] == self.field_keys[i][..],
+            text,
+            &|i| self.prefilter[i].is_match(text),
+            &|start, end| in_key(start, end) && self.secret_word_around(text, start, end),
+            &|i, start, end| text[start..end] == self.field_keys[i][..],
         )
     }
 
-    /// [`Self::may_match`] for any bytes: every pattern run, every field key and secret key looked for.
+    /// [`Self::may_match_text`] for any text: every pattern run, every field key and secret key looked
+    /// for.
     fn may_match_slow(&self, json: &[u8]) -> bool {
         self.prefilter.iter().any(|p| p.is_match(json))
             || self
@@ -903,6 +925,82 @@ mod tests {
                 prop_assert_eq!(changed, Ok(false), "{}", String::from_utf8_lossy(&json));
             }
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// The same on text outside ASCII (characters that fold into ASCII letters, other scripts'
+        /// digits, letters a `\b` counts as word characters) and on documents with escapes: quotes,
+        /// backslashes and control characters as serde_json escapes them, non-ASCII characters as
+        /// `\uXXXX` (pairs for astral ones), and some ASCII characters escaped too.
+        #[test]
+        fn the_quick_check_misses_nothing_in_escaped_or_non_ascii_text(
+            entries in prop::collection::vec((wide_soup(), wide_soup(), any::<bool>()), 1..6),
+            escape_non_ascii in any::<bool>(),
+            escaped in prop::collection::vec(prop::sample::select(b"oksyjpwilm@-_".to_vec()), 0..3),
+        ) {
+            let r = redactor(RedactionMode::Mask, &["user.email"]);
+            let mut object = serde_json::Map::new();
+            for (key, value, nest) in entries {
+                let value = if nest { serde_json::json!({ value.clone(): [value] }) } else { Value::String(value) };
+                object.insert(key, value);
+            }
+            let mut json = serde_json::to_string(&Value::Object(object)).unwrap();
+            if escape_non_ascii {
+                json = json.chars().map(|c| match c.is_ascii() {
+                    true => c.to_string(),
+                    false => c.encode_utf16(&mut [0; 2]).iter().map(|u| format!("\\u{u:04x}")).collect(),
+                }).collect();
+            }
+            for b in escaped {
+                json = json.replace(b as char, &format!("\\u{b:04x}"));
+            }
+            if !r.may_match(json.as_bytes()) {
+                let mut full = doc(&json);
+                let mut tally = vec![0; r.rule_names().len()];
+                let changed = r.redact_full(&mut full, &mut tally);
+                prop_assert_eq!(changed, Ok(false), "{}", json);
+            }
+        }
+    }
+
+    #[test]
+    fn text_outside_ascii_and_escaped_text_take_the_quick_check() {
+        let r = redactor(RedactionMode::Mask, &["user.email"]);
+        for clean in [
+            r#"{"note":"r\u00e9clamation \ud83d\ude80 \"quoted\"\tand\\path","city":"Zürich"}"#,
+            r#"{"tokens_prompt":12,"client":{"tags":["tier\t2",null,true]}}"#,
+        ] {
+            assert!(!r.may_match(clean.as_bytes()), "{clean}");
+        }
+        for dirty in [
+            r#"{"note":"jane\u0040example.com"}"#,
+            r#"{"n\u0061me":"x","user":{"em\u0061il":"x"}}"#,
+            r#"{"pass\u0077ord":"hunter2"}"#,
+            r#"{"note":"to\u212aen abcdefgh12345"}"#,
+            r#"{"note":"ﬁ \u0663\u0664\u0665\u0666\u0667\u0668\u0669\u0660\u0661\u0662\u0663\u0664\u0665"}"#,
+            r#"{"note":"\ud800"}"#,
+        ] {
+            assert!(r.may_match(dirty.as_bytes()), "{dirty}");
+        }
+    }
+
+    /// [`word_soup`] with characters outside ASCII and ones JSON escapes.
+    fn wide_soup() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                3 => word_soup(),
+                1 => prop::sample::select(vec![
+                    "\u{212A}", "\u{017F}", "to\u{212A}en ", "pa\u{017F}\u{017F}word=", "é", "Zürich",
+                    "\u{1F680}", "—", "\u{663}\u{664}\u{665}\u{666}\u{667}\u{668}\u{669}",
+                    "\u{FF14}\u{FF11}\u{FF11}\u{FF11}", "\"", "\\", "\t", "\n", "\u{1}", "ß", "İ", "ı",
+                ])
+                .prop_map(str::to_owned),
+            ],
+            0..5,
+        )
+        .prop_map(|parts| parts.concat())
     }
 
     /// Text made of the redactor's literals, near misses and noise (no quote, no backslash).

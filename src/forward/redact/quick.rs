@@ -4,10 +4,15 @@
 //! and only then the pattern itself. Patterns without such literals (user patterns) are run whole;
 //! the card-number pattern has a digit-run check instead.
 //!
-//! It decides only pure-ASCII documents without escapes: under Unicode case folding `K` (U+212A) is a
-//! `k` and `ſ` an `s`, and `\d` takes other scripts' digits, which a byte literal would miss. Anything
-//! else takes the slow check, which runs every pattern. The property test in the redactor checks that
-//! wherever the slow check says "may match", this one does too.
+//! It reads text without escapes: a document's bytes as written when they hold no backslash, else its
+//! strings decoded ([`super::strings`]). Non-ASCII text is checked the same way, with two cares: a
+//! non-ASCII character counts as a non-word character beside a literal (so a boundary it might make is
+//! never ruled out), and a character that is not a digit byte but may be a `\d` (another script's
+//! digits) counts as a digit in a digit run. Under Unicode case folding `K` (U+212A) is a `k` and `ſ`
+//! (U+017F) an `s`, which a byte literal would miss: text holding one of those takes the slow check,
+//! which runs every pattern ([`folds_into_ascii`]; a test checks against the regex engine that no
+//! other character folds into the literals' letters). The property tests in the redactor check that
+//! wherever the full redaction finds something, this check says "may match".
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
@@ -184,7 +189,8 @@ impl Quick {
         }
     }
 
-    /// Whether something may need redaction in `json` (ASCII, no backslash): `pattern(i, json)` runs
+    /// Whether something may need redaction in `json` (valid UTF-8, no escape, no character
+    /// [`folds_into_ascii`]): `pattern(i, json)` runs
     /// pattern `i`, `secret(start, end)` checks a secret-key hit, `field(i, start, end)` a field hit.
     pub(super) fn may_match(
         &self,
@@ -250,8 +256,24 @@ fn boundary(json: &[u8], at: usize) -> bool {
     before != after
 }
 
-/// Whether a run of digits, spaces and hyphens holds at least `n` digits.
+/// The characters outside ASCII that Unicode case folding (as the regex engine applies it) makes equal
+/// to an ASCII letter: LATIN SMALL LETTER LONG S (`s`) and KELVIN SIGN (`k`).
+const FOLDING_INTO_ASCII: [&str; 2] = ["\u{017F}", "\u{212A}"];
+
+/// Whether `text` holds a character that case folding makes an ASCII letter (see
+/// [`FOLDING_INTO_ASCII`]): then the literals' search could miss a match.
+pub(super) fn folds_into_ascii(text: &[u8]) -> bool {
+    FOLDING_INTO_ASCII
+        .iter()
+        .any(|c| memchr::memmem::find(text, c.as_bytes()).is_some())
+}
+
+/// Whether a run of digits, spaces and hyphens holds at least `n` digits. Outside ASCII, any numeric
+/// character counts as a digit (`char::is_numeric` holds every character `\d` matches).
 fn digit_run(json: &[u8], n: usize) -> bool {
+    if !json.is_ascii() {
+        return digit_run_chars(&String::from_utf8_lossy(json), n);
+    }
     let mut digits = 0;
     for &b in json {
         match b {
@@ -262,6 +284,24 @@ fn digit_run(json: &[u8], n: usize) -> bool {
                 }
             }
             b' ' | b'-' => {}
+            _ => digits = 0,
+        }
+    }
+    false
+}
+
+/// [`digit_run`] for text with characters outside ASCII.
+fn digit_run_chars(text: &str, n: usize) -> bool {
+    let mut digits = 0;
+    for c in text.chars() {
+        match c {
+            ' ' | '-' => {}
+            c if c.is_numeric() => {
+                digits += 1;
+                if digits >= n {
+                    return true;
+                }
+            }
             _ => digits = 0,
         }
     }
@@ -286,5 +326,73 @@ mod tests {
         assert!(boundary(b"a token", 2) && !boundary(b"tokens", 5) && boundary(b"token", 5));
         assert!(digit_run(b"4111 1111-1111 1111", 13));
         assert!(!digit_run(b"2026-11-27T08:00:00.000Z", 13));
+        // Arabic-Indic and fullwidth digits are `\d` too.
+        assert!(digit_run("٤١١١ ١١١١ ١١١١ ١١١١".as_bytes(), 13));
+        assert!(digit_run("４１１１-１１１１-１１１１-１".as_bytes(), 13));
+        assert!(!digit_run("٤١١١ é ١١١١ ١١١١".as_bytes(), 13));
+    }
+
+    /// Every character the regex engine takes, case-insensitively, for one of the literals' ASCII
+    /// characters is that character itself or in [`FOLDING_INTO_ASCII`]; and every numeric
+    /// character `\d` matches is numeric for [`digit_run`].
+    #[test]
+    fn only_the_listed_characters_fold_into_the_literals() {
+        let letters = regex::Regex::new(r"(?i)^[a-z0-9_@\-]$").unwrap();
+        let digit = regex::Regex::new(r"^\d$").unwrap();
+        let mut folding = Vec::new();
+        for c in (0x80..=0x10FFFF).filter_map(char::from_u32) {
+            let mut utf8 = [0; 4];
+            let s = c.encode_utf8(&mut utf8);
+            if letters.is_match(s) {
+                folding.push(s.to_owned());
+            }
+            assert!(
+                !digit.is_match(s) || c.is_numeric(),
+                "{c:?} is \\d and not numeric"
+            );
+        }
+        assert_eq!(
+            folding, FOLDING_INTO_ASCII,
+            "characters that fold into ASCII"
+        );
+        assert!(folds_into_ascii("to\u{212A}en".as_bytes()) && !folds_into_ascii(b"token"));
+    }
+
+    /// A literal that needs a word boundary on one side has a word byte on that side: then a
+    /// non-ASCII neighbour (a non-word byte to [`boundary`]) never rules a hit out.
+    #[test]
+    fn bounded_literals_have_word_bytes_at_their_bounded_ends() {
+        let builtins: Vec<Option<&str>> = crate::config::BUILTIN_PATTERNS
+            .iter()
+            .map(|(n, _)| Some(*n))
+            .collect();
+        let quick = Quick::new(&builtins, &[], &[]);
+        let ac = quick.ac.as_ref().unwrap();
+        let mut literals: Vec<&[u8]> = Vec::new();
+        for words in builtins.iter().filter_map(|n| builtin_literals(n.unwrap())) {
+            literals.extend(words.0.iter().map(|w| w.as_bytes()));
+        }
+        literals.extend(
+            API_KEY_PREFIXES
+                .iter()
+                .chain(API_KEY_WORDS)
+                .map(|w| w.as_bytes()),
+        );
+        for literal in literals {
+            let hit = ac.find(literal).expect("every literal is found");
+            for cond in &quick.conds[hit.pattern().as_usize()] {
+                let (first, last) = (literal[0], literal[literal.len() - 1]);
+                assert!(
+                    !cond.before || is_word(first),
+                    "{:?}",
+                    std::str::from_utf8(literal)
+                );
+                assert!(
+                    !cond.after || is_word(last),
+                    "{:?}",
+                    std::str::from_utf8(literal)
+                );
+            }
+        }
     }
 }
