@@ -233,7 +233,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// One escape after its backslash. Surrogates (pairs or not) are left to serde_json.
+    /// One escape after its backslash. A lone surrogate is left to serde_json, which refuses it.
     fn escape(&mut self) -> Option<char> {
         Some(match self.next()? {
             b'"' => '"',
@@ -244,9 +244,27 @@ impl<'a> Reader<'a> {
             b'n' => '\n',
             b'r' => '\r',
             b't' => '\t',
-            b'u' => char::from_u32(self.hex4()?)?,
+            b'u' => self.unicode_escape()?,
             _ => return None,
         })
+    }
+
+    /// The character of a `\uXXXX` escape after its `\u`: a high surrogate must be followed by the
+    /// escape of a low one (a pair, one character); anything else with a surrogate is `None`.
+    fn unicode_escape(&mut self) -> Option<char> {
+        let code = self.hex4()?;
+        if !(0xD800..=0xDBFF).contains(&code) {
+            return char::from_u32(code); // `None` for a lone low surrogate
+        }
+        if self.bytes.get(self.at..self.at + 2)? != b"\\u" {
+            return None;
+        }
+        self.at += 2;
+        let low = self.hex4()?;
+        if !(0xDC00..=0xDFFF).contains(&low) {
+            return None;
+        }
+        char::from_u32(0x10000 + ((code - 0xD800) << 10 | (low - 0xDC00)))
     }
 
     fn hex4(&mut self) -> Option<u32> {
@@ -259,8 +277,8 @@ impl<'a> Reader<'a> {
         Some(code)
     }
 
-    /// Skips the rest of a string (the opening quote consumed), checking its escapes; a surrogate escape
-    /// (paired or lone) is left to serde_json, which refuses the lone ones (`shared::json::parse`).
+    /// Skips the rest of a string (the opening quote consumed), checking its escapes; a lone surrogate
+    /// escape is left to serde_json, which refuses it (`shared::json::parse`).
     fn skip_string(&mut self) -> Option<()> {
         loop {
             self.run_of_plain();
@@ -269,9 +287,7 @@ impl<'a> Reader<'a> {
                 b'\\' => match self.next()? {
                     b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
                     b'u' => {
-                        if (0xD800..=0xDFFF).contains(&self.hex4()?) {
-                            return None;
-                        }
+                        self.unicode_escape()?;
                     }
                     _ => return None,
                 },
@@ -545,6 +561,19 @@ mod tests {
     }
 
     #[test]
+    fn reads_surrogate_pairs_as_serde_json_does() {
+        for text in [
+            r#"{"event_id":"a\ud83d\ude80b","x":"\uD83D\uDE80"}"#,
+            r#"{"x":{"note":"r\u00e9clamation \ud83d\ude80"},"type":"llm_run"}"#,
+        ] {
+            let ours = fast(text).unwrap_or_else(|| panic!("gave up on {text}"));
+            assert!(same(&ours, &serde(text).unwrap()), "{text}");
+        }
+        let ours = fast(r#"{"event_id":"\ud83d\ude80"}"#).unwrap();
+        assert!(matches!(ours.event_id, Some(Scalar::Str(ref s)) if s == "\u{1F680}"));
+    }
+
+    #[test]
     fn leaves_the_hard_cases_to_serde_json() {
         for text in [
             r#"{"type":"a","type":"b"}"#,              // duplicate known key
@@ -553,7 +582,10 @@ mod tests {
             r#"{"latency_ms":-1}"#,                    // negative known number
             r#"{"latency_ms":123456789012345678901}"#, // past u64
             r#"{"latency_ms":1e400}"#,                 // out of range
-            r#"{"event_id":"\ud83d\ude00"}"#,          // surrogate pair in a known field
+            r#"{"event_id":"\ud83d"}"#,                // lone high surrogate in a known field
+            r#"{"event_id":"\ude00\ud83d"}"#,          // a pair the wrong way round
+            r#"{"event_id":"\ud83d\u0041"}"#,          // high surrogate, then no low one
+            r#"{"x":"\ud83dx"}"#,                      // lone high surrogate, unknown field
             r#"{"x":1e400}"#,                          // out of range, unknown field
             r#"{"x":[1,{"y":-1E+999}]}"#,              // out of range, nested
             r#"{"x":"\ud800"}"#,                       // lone surrogate, unknown field
@@ -603,7 +635,8 @@ mod tests {
             "[0-9eE.+-]{1,6}",
             "-?[1-9]e[+-]?[34][0-9]{2}",
             "[1-9][0-9]{295,305}",
-            "\"([a-z\"é]|\\\\[\"\\\\/bfnrtx]|\\\\u[0-9a-fA-F]{4}|\\\\ud8[0-9a-f]{2})*\"",
+            // Escapes with surrogates: high, low, and a pair.
+            "\"([a-z\"é]|\\\\[\"\\\\/bfnrtx]|\\\\u[0-9a-fA-F]{4}|\\\\ud8[0-9a-f]{2}|\\\\ud[c-f][0-9a-f]{2}|\\\\ud83d\\\\ude00)*\"",
         ];
         leaf.prop_recursive(3, 24, 4, |inner| {
             prop_oneof![
