@@ -1,8 +1,14 @@
-//! The quick check on raw bytes: can anything in this document need redaction? One case-insensitive
-//! Aho-Corasick search (with its SIMD prefilter) for the literals every match must contain (each built-in pattern's, the secret
-//! key names', the redacted fields' keys), each hit checked for the word boundaries its pattern needs,
-//! and only then the pattern itself. Patterns without such literals (user patterns) are run whole;
-//! the card-number pattern has a digit-run check instead.
+//! The quick check: can anything in this document need redaction? One search for the literals every
+//! match must contain (each built-in pattern's, the secret key names', the redacted fields' keys), each
+//! hit checked for the word boundaries its pattern needs, and only then the pattern itself. Patterns
+//! without such literals (user patterns) are run whole; the card-number pattern has a digit-run check
+//! instead.
+//!
+//! The search is case-insensitive in effect: the text is lowercased into a scratch buffer and searched
+//! for the lowercase literals by a case-sensitive Aho-Corasick automaton, which (unlike a
+//! case-insensitive one) runs its SIMD prefilter. A one-byte literal (`@`) is found with memchr
+//! instead: in the automaton it would stop the prefilter at nearly every byte. Together this made the
+//! criterion `redact_default_patterns` bench 2.2 times faster (36.8 to 16.4 ms for 20,000 documents).
 //!
 //! It reads text without escapes: a document's bytes as written when they hold no backslash, else its
 //! strings decoded ([`super::strings`]). Non-ASCII text is checked the same way, with two cares: a
@@ -79,6 +85,9 @@ pub(super) struct Quick {
     digit_runs: Vec<usize>,
     /// Patterns run whole.
     rest: Vec<usize>,
+    /// The one-byte literals (`@`), found with memchr and kept out of the automaton: a one-byte literal
+    /// would make its SIMD prefilter stop at nearly every byte.
+    bytes: Vec<(u8, Vec<Cond>)>,
 }
 
 impl Quick {
@@ -174,15 +183,28 @@ impl Quick {
                     .collect()
             })
             .collect();
-        let ac = (!literals.is_empty()).then(|| {
+        let (mut long, mut long_conds, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
+        for (literal, conds) in literals.into_iter().zip(conds) {
+            match literal[..] {
+                [byte] => bytes.push((byte, conds)),
+                _ => {
+                    long.push(literal);
+                    long_conds.push(conds);
+                }
+            }
+        }
+        let conds = long_conds;
+        // Case-sensitive over lowercase literals, searched in the text lowercased: aho-corasick's SIMD
+        // prefilter does not run on a case-insensitive search.
+        let ac = (!long.is_empty()).then(|| {
             AhoCorasick::builder()
-                .ascii_case_insensitive(true)
                 .match_kind(MatchKind::LeftmostLongest)
-                .build(&literals)
+                .build(&long)
                 .expect("a few short literals build")
         });
         Quick {
             ac,
+            bytes,
             conds,
             digit_runs,
             rest,
@@ -208,37 +230,89 @@ impl Quick {
         {
             return true;
         }
+        if self.ac.is_none() && self.bytes.is_empty() {
+            return false;
+        }
+        thread_local! {
+            static LOWER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        LOWER.with_borrow_mut(|lower| {
+            lower.clear();
+            lower.extend(json.iter().map(u8::to_ascii_lowercase));
+            let mut hits = Hits {
+                json,
+                ran: 0,
+                pattern,
+                secret,
+                field,
+            };
+            self.literal_hits(lower, &mut hits)
+        })
+    }
+
+    /// The literal search of [`Self::may_match`] over `lower` (the text with ASCII letters lowercased:
+    /// the same offsets); whether a hit's conditions hold and its check says "may match".
+    fn literal_hits(&self, lower: &[u8], hits: &mut Hits<'_>) -> bool {
+        for (byte, conds) in &self.bytes {
+            for at in memchr::memchr_iter(*byte, lower) {
+                if hits.any(conds, at, at + 1) {
+                    return true;
+                }
+            }
+        }
         let Some(ac) = &self.ac else {
             return false;
         };
-        // Patterns already run on this document (found not to match); at most 64 tracked, the rest rerun.
-        let mut ran: u64 = 0;
         let mut from = 0;
         // Every place a literal starts: after a hit, search again from the next byte, so that a literal
         // starting inside the one found is found too.
-        while let Some(hit) = ac.find(aho_corasick::Input::new(json).range(from..)) {
+        while let Some(hit) = ac.find(aho_corasick::Input::new(lower).range(from..)) {
             from = hit.start() + 1;
-            for cond in &self.conds[hit.pattern().as_usize()] {
-                if (cond.before && !boundary(json, hit.start()))
-                    || (cond.after && !boundary(json, hit.end()))
-                {
-                    continue;
-                }
-                let found = match cond.target {
-                    Target::Pattern(i) => {
-                        let bit = 1u64.checked_shl(i as u32).unwrap_or(0);
-                        if ran & bit != 0 {
-                            continue;
-                        }
-                        ran |= bit;
-                        pattern(i)
+            if hits.any(
+                &self.conds[hit.pattern().as_usize()],
+                hit.start(),
+                hit.end(),
+            ) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// The checks a literal hit leads to, on one text.
+struct Hits<'a> {
+    json: &'a [u8],
+    /// Patterns already run on this text (found not to match); at most 64 tracked, the rest rerun.
+    ran: u64,
+    pattern: &'a dyn Fn(usize) -> bool,
+    secret: &'a dyn Fn(usize, usize) -> bool,
+    field: &'a dyn Fn(usize, usize, usize) -> bool,
+}
+
+impl Hits<'_> {
+    /// Whether, for a literal found at `start..end`, a condition holds whose check says "may match".
+    fn any(&mut self, conds: &[Cond], start: usize, end: usize) -> bool {
+        for cond in conds {
+            if (cond.before && !boundary(self.json, start))
+                || (cond.after && !boundary(self.json, end))
+            {
+                continue;
+            }
+            let found = match cond.target {
+                Target::Pattern(i) => {
+                    let bit = 1u64.checked_shl(i as u32).unwrap_or(0);
+                    if self.ran & bit != 0 {
+                        continue;
                     }
-                    Target::SecretKey => secret(hit.start(), hit.end()),
-                    Target::Field(i) => field(i, hit.start(), hit.end()),
-                };
-                if found {
-                    return true;
+                    self.ran |= bit;
+                    (self.pattern)(i)
                 }
+                Target::SecretKey => (self.secret)(start, end),
+                Target::Field(i) => (self.field)(i, start, end),
+            };
+            if found {
+                return true;
             }
         }
         false
@@ -379,8 +453,16 @@ mod tests {
                 .map(|w| w.as_bytes()),
         );
         for literal in literals {
-            let hit = ac.find(literal).expect("every literal is found");
-            for cond in &quick.conds[hit.pattern().as_usize()] {
+            let conds = match literal {
+                [byte] => &quick.bytes.iter().find(|(b, _)| b == byte).unwrap().1,
+                _ => {
+                    let hit = ac
+                        .find(&*literal.to_ascii_lowercase())
+                        .expect("every literal is found");
+                    &quick.conds[hit.pattern().as_usize()]
+                }
+            };
+            for cond in conds {
                 let (first, last) = (literal[0], literal[literal.len() - 1]);
                 assert!(
                     !cond.before || is_word(first),
