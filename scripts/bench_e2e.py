@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Runs the daemon on a configuration until both pipelines finished COUNT records; prints one JSON line:
-the end-to-end rate (from the first record seen to the last one done), and the resident memory at the end.
+the end-to-end rate (from the first record seen to the last one done), and the resident memory at the end;
+the daemon's CPU seconds, and with --broker-pid the broker's over the same run (from the daemon's start
+to its end).
 
 The run is not watched through /metrics while it goes: with ~100,000 series a scrape is megabytes, and
 scraping every few milliseconds would be the heaviest load of the run. The daemon's CPU time (from
@@ -28,6 +30,8 @@ p.add_argument("--sink", default="siem", help="the sink whose records are counte
 p.add_argument("--scrape-every", type=float, default=0.0)
 p.add_argument("--timeout", type=float, default=300.0)
 p.add_argument("--perf", help="also profile the daemon (perf record -e cpu-clock) into this file")
+p.add_argument("--broker-pid", type=int,
+               help="also report this process's CPU seconds over the run (the broker on the same cores)")
 a = p.parse_args()
 
 url = f"http://127.0.0.1:{a.port}/metrics"
@@ -43,6 +47,12 @@ def total(text, name, label):
         r"^%s\{[^}]*%s[^}]*\} (\S+)$" % (re.escape(name), re.escape(label)), text, re.M))
 
 
+def process_cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+broker_start = process_cpu_seconds(a.broker_pid) if a.broker_pid else None
 daemon = subprocess.Popen([a.bin, "--config", a.config, "run"], stdout=subprocess.DEVNULL,
                           stderr=open(a.config + ".log", "w"))
 # Attached to the daemon (not its parent): stopped with SIGINT once the run is measured, so it writes
@@ -68,8 +78,7 @@ def scraper():
 
 
 def cpu_seconds():
-    fields = open(f"/proc/{daemon.pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return process_cpu_seconds(daemon.pid)
 
 
 def finished(text):
@@ -124,6 +133,7 @@ try:
         if line.startswith("VmRSS:"):
             rss_kib = int(line.split()[1])
     cpu = cpu_seconds()
+    broker = None if broker_start is None else process_cpu_seconds(a.broker_pid) - broker_start
     series = total(text, "hestyna_obsd_derived_series", "")
     print(json.dumps({
         "records": a.count,
@@ -132,6 +142,7 @@ try:
         "rate": (a.count - base) / (done - first),
         "rss_mib": rss_kib / 1024,
         "cpu_seconds": cpu,
+        "broker_cpu_seconds": broker,
         "derived_series": series,
         "scrapes": len(scrapes),
         "scrape_max_ms": max((s[0] for s in scrapes), default=0) * 1e3,

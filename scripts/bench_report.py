@@ -155,6 +155,13 @@ forward_plain_us = a.forward_plain * 1e6 / a.forward_count
 forward_harder_us = a.forward_harder * 1e6 / a.forward_count
 one_core, two_cores = a.count / a.replay_1core, a.count / a.replay_2cores
 micro = lambda x: "n/a" if x is None else f"{x:.2f}"
+# The broker's share: CPU per event, and cores in use (client + broker CPU over the run's length; the
+# client's CPU includes its start-up, so this is an upper bound). Runs without the figure read n/a.
+broker_runs = [lines(a.bare), lines(a.e2e_metrics), lines(a.e2e)]
+broker_us = lambda rows: (lambda cpu: None if cpu is None else cpu * 1e6 / a.count)(
+    med(rows, "broker_cpu_seconds"))
+busy = lambda rows: (lambda b, c, r: None if None in (b, c) or not r else (b + c) * r / a.count)(
+    med(rows, "broker_cpu_seconds"), med(rows, "cpu_seconds"), med(rows, "rate"))
 within = lambda x, floor, limit: ok(None if None in (x, floor) else x <= limit * floor)
 rows += [
     ("end to end from the broker, metrics pipeline alone (events/s)", fmt(metrics_only),
@@ -173,6 +180,10 @@ rows += [
     ("... the same events with escapes, +02:00 offsets and nested unknown fields (µs)", micro(forward_harder_us),
      "forward hot path " + micro(us(forward)), ratio(forward_harder_us, us(forward)), "<= 1.5x",
      within(forward_harder_us, us(forward), 1.5)),
+    ("broker (tansu, on the same two cores): CPU per event (µs) during the bare consumer / the metrics "
+     "pipeline alone / both pipelines", " / ".join(micro(broker_us(r)) for r in broker_runs), "", "", "", ""),
+    ("cores busy over each of those runs, daemon (or bare consumer) + broker, of 2",
+     " / ".join(micro(busy(r)) for r in broker_runs), "", "", "", ""),
     ("replay of %d events on two cores (two decode workers; events/s)" % a.count, fmt(two_cores),
      "one core " + fmt(one_core), ratio(two_cores, one_core), ">= 1.6x", ok(two_cores >= 1.6 * one_core)),
 ]
