@@ -9,3 +9,18 @@ pub fn web_config(text: &str, path: &Path) -> Result<(), String> {
         .map(drop)
         .map_err(|e| e.to_string())
 }
+
+/// Whether the redactor (the shipped rules, and a redacted field `user.email`) lets `json` through its
+/// quick check untouched while its full redaction would change it: a leak, which the `redact_quick`
+/// target asserts never happens.
+pub fn redaction_quick_check_misses(json: &[u8]) -> bool {
+    static REDACTOR: std::sync::LazyLock<crate::forward::Redactor> =
+        std::sync::LazyLock::new(|| {
+            let config = crate::config::RedactionConfig {
+                fields: vec!["user.email".into()],
+                ..Default::default()
+            };
+            crate::forward::Redactor::new(&config).expect("the shipped rules compile")
+        });
+    REDACTOR.quick_check_misses(json)
+}
