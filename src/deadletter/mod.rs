@@ -100,9 +100,11 @@ fn dead_letter_headers(item: &DeadLetter<'_>, pipeline: &str) -> OwnedHeaders {
 impl Destination {
     /// A Kafka destination with these producer properties.
     pub fn kafka(properties: &[(String, String)], topic: &str) -> Result<Self, DeadLetterError> {
+        // Dead letters are sent a batch's worth at once and waited for before the batch's offsets
+        // are stored: no lingering, which would add its wait to every batch with an invalid record.
         let defaults = [
             ("acks", "all"),
-            ("linger.ms", "5"),
+            ("linger.ms", "0"),
             ("message.timeout.ms", "30000"),
         ];
         let config = crate::produce::client_config(&defaults, properties);

@@ -169,7 +169,10 @@ impl Changelog {
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         let mut producer_config = config(producer_properties);
-        producer_config.set("acks", "all").set("linger.ms", "5");
+        // A batch's changes are sent at once and then waited for, before its offsets may be stored:
+        // lingering would only add its wait to every batch (5 ms held the metrics pipeline from a
+        // broker to ~145,000 events/s).
+        producer_config.set("acks", "all").set("linger.ms", "0");
         Ok(Changelog {
             producer: producer_config.create()?,
             topic: topic.into(),

@@ -221,8 +221,13 @@ impl MetricsPipeline {
             }
             .emit(&self.metrics);
         }
-        self.dead_letters.invalid(records, &decoded.invalid).await?;
-        self.write_changelog(&changes).await?;
+        // Both must be safe before the batch is done; neither waits for the other.
+        let (dead_letters, changelog) = tokio::join!(
+            self.dead_letters.invalid(records, &decoded.invalid),
+            self.write_changelog(&changes)
+        );
+        dead_letters?;
+        changelog?;
         self.progress
             .records
             .fetch_add(records.len() as u64, Ordering::Relaxed);
