@@ -1,5 +1,6 @@
-//! Writing the small pieces of JSON and text that several stages emit (UTC timestamps, hex), and the one
-//! rule of what JSON the daemon reads ([`parse`]).
+//! Writing the small pieces of JSON and text that several stages emit (UTC timestamps, hex), the one
+//! rule of what JSON the daemon reads ([`parse`]), and the reading of a `\u` escape
+//! ([`unicode_escape`]) for the readers that go faster than that rule.
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -183,6 +184,33 @@ pub fn write_timestamp(out: &mut Vec<u8>, t: DateTime<Utc>) {
         t.second(),
         t.timestamp_subsec_millis().min(999)
     );
+}
+
+/// The character of a JSON `\uXXXX` escape whose four hexadecimal digits start at `at` (just after
+/// the `\u`), and how many bytes from `at` it took: 4, or 10 for a surrogate pair (a high surrogate
+/// followed by the escape of a low one). `None` for anything else: a digit that is not hexadecimal, or
+/// a lone or reversed surrogate, which the one rule refuses ([`parse`]).
+pub fn unicode_escape(bytes: &[u8], at: usize) -> Option<(char, usize)> {
+    let code = hex4(bytes, at)?;
+    if !(0xD800..=0xDBFF).contains(&code) {
+        return char::from_u32(code).map(|c| (c, 4)); // `None` for a lone low surrogate
+    }
+    if bytes.get(at + 4..at + 6)? != b"\\u" {
+        return None;
+    }
+    let low = hex4(bytes, at + 6)?;
+    if !(0xDC00..=0xDFFF).contains(&low) {
+        return None;
+    }
+    char::from_u32(0x10000 + ((code - 0xD800) << 10 | (low - 0xDC00))).map(|c| (c, 10))
+}
+
+/// The four hexadecimal digits at `at`, as a number.
+fn hex4(bytes: &[u8], at: usize) -> Option<u32> {
+    let digits = bytes.get(at..at + 4)?;
+    digits
+        .iter()
+        .try_fold(0, |n, &d| Some(n << 4 | char::from(d).to_digit(16)?))
 }
 
 /// Lowercase hex.

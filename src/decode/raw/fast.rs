@@ -249,32 +249,12 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// The character of a `\uXXXX` escape after its `\u`: a high surrogate must be followed by the
-    /// escape of a low one (a pair, one character); anything else with a surrogate is `None`.
+    /// The character of a `\uXXXX` escape after its `\u` (a surrogate pair is two escapes); `None`
+    /// for a lone surrogate.
     fn unicode_escape(&mut self) -> Option<char> {
-        let code = self.hex4()?;
-        if !(0xD800..=0xDBFF).contains(&code) {
-            return char::from_u32(code); // `None` for a lone low surrogate
-        }
-        if self.bytes.get(self.at..self.at + 2)? != b"\\u" {
-            return None;
-        }
-        self.at += 2;
-        let low = self.hex4()?;
-        if !(0xDC00..=0xDFFF).contains(&low) {
-            return None;
-        }
-        char::from_u32(0x10000 + ((code - 0xD800) << 10 | (low - 0xDC00)))
-    }
-
-    fn hex4(&mut self) -> Option<u32> {
-        let digits = self.bytes.get(self.at..self.at + 4)?;
-        let mut code = 0u32;
-        for &d in digits {
-            code = code * 16 + char::from(d).to_digit(16)?;
-        }
-        self.at += 4;
-        Some(code)
+        let (c, len) = crate::shared::json::unicode_escape(self.bytes, self.at)?;
+        self.at += len;
+        Some(c)
     }
 
     /// Skips the rest of a string (the opening quote consumed), checking its escapes; a lone surrogate

@@ -96,11 +96,11 @@ impl Strings {
             b'r' => b'\r',
             b't' => b'\t',
             b'u' => {
-                let (c, len) = unicode_escape(json, at)?;
+                let (c, len) = crate::shared::json::unicode_escape(json, at + 2).ok_or(Unread)?;
                 let mut utf8 = [0; 4];
                 self.text
                     .extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
-                return Ok(at + len);
+                return Ok(at + 2 + len);
             }
             _ => return Err(Unread),
         };
@@ -146,32 +146,6 @@ fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
     rest.iter()
         .position(|&b| b == b'"' || b == b'\\')
         .map(|p| base + p)
-}
-
-/// The character of the `\uXXXX` escape at `at` (a surrogate pair is two escapes) and its length.
-fn unicode_escape(json: &[u8], at: usize) -> Result<(char, usize), Unread> {
-    let high = hex4(json, at + 2)?;
-    if !(0xD800..0xDC00).contains(&high) {
-        return char::from_u32(high).map(|c| (c, 6)).ok_or(Unread);
-    }
-    if json.get(at + 6..at + 8) != Some(b"\\u") {
-        return Err(Unread);
-    }
-    let low = hex4(json, at + 8)?;
-    if !(0xDC00..0xE000).contains(&low) {
-        return Err(Unread);
-    }
-    let c = 0x10000 + ((high - 0xD800) << 10 | (low - 0xDC00));
-    char::from_u32(c).map(|c| (c, 12)).ok_or(Unread)
-}
-
-/// The four hexadecimal digits at `at`.
-fn hex4(json: &[u8], at: usize) -> Result<u32, Unread> {
-    let digits = json.get(at..at + 4).ok_or(Unread)?;
-    digits.iter().try_fold(0, |n, &b| {
-        let d = (b as char).to_digit(16).ok_or(Unread)?;
-        Ok(n << 4 | d)
-    })
 }
 
 #[cfg(test)]
