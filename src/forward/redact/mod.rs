@@ -248,16 +248,20 @@ impl Redactor {
     /// [`Self::may_match`] on text without escapes; `in_key(start, end)`: whether the span lies in an
     /// object key.
     fn may_match_text(&self, text: &[u8], in_key: &dyn Fn(usize, usize) -> bool) -> bool {
-        if !text.is_ascii() {
-            if std::str::from_utf8(text).is_err() {
-                return true;
-            }
-            if quick::folds_into_ascii(text) {
-                return self.may_match_slow(text);
-            }
+        // Text outside ASCII, read once as UTF-8 for the digit-run check.
+        let wide = match text.is_ascii() {
+            true => None,
+            false => match std::str::from_utf8(text) {
+                Ok(wide) => Some(wide),
+                Err(_) => return true,
+            },
+        };
+        if wide.is_some() && quick::folds_into_ascii(text) {
+            return self.may_match_slow(text);
         }
         self.quick.may_match(
             text,
+            wide,
             &|i| self.prefilter[i].is_match(text),
             &|start, end| in_key(start, end) && self.secret_word_around(text, start, end),
             &|i, start, end| text[start..end] == self.field_keys[i][..],

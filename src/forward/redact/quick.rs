@@ -212,11 +212,13 @@ impl Quick {
     }
 
     /// Whether something may need redaction in `json` (valid UTF-8, no escape, no character
-    /// [`folds_into_ascii`]): `pattern(i, json)` runs
-    /// pattern `i`, `secret(start, end)` checks a secret-key hit, `field(i, start, end)` a field hit.
+    /// [`folds_into_ascii`]; `wide`: the same text as a `str` when it is not all ASCII):
+    /// `pattern(i, json)` runs pattern `i`, `secret(start, end)` checks a secret-key hit,
+    /// `field(i, start, end)` a field hit.
     pub(super) fn may_match(
         &self,
         json: &[u8],
+        wide: Option<&str>,
         pattern: &dyn Fn(usize) -> bool,
         secret: &dyn Fn(usize, usize) -> bool,
         field: &dyn Fn(usize, usize, usize) -> bool,
@@ -225,7 +227,10 @@ impl Quick {
             return true;
         }
         if !self.digit_runs.is_empty()
-            && digit_run(json, 13)
+            && match wide {
+                None => digit_run(json, 13),
+                Some(text) => digit_run_chars(text, 13),
+            }
             && self.digit_runs.iter().any(|&i| pattern(i))
         {
             return true;
@@ -342,12 +347,8 @@ pub(super) fn folds_into_ascii(text: &[u8]) -> bool {
         .any(|c| memchr::memmem::find(text, c.as_bytes()).is_some())
 }
 
-/// Whether a run of digits, spaces and hyphens holds at least `n` digits. Outside ASCII, any numeric
-/// character counts as a digit (`char::is_numeric` holds every character `\d` matches).
+/// Whether a run of digits, spaces and hyphens in ASCII text holds at least `n` digits.
 fn digit_run(json: &[u8], n: usize) -> bool {
-    if !json.is_ascii() {
-        return digit_run_chars(&String::from_utf8_lossy(json), n);
-    }
     let mut digits = 0;
     for &b in json {
         match b {
@@ -364,7 +365,8 @@ fn digit_run(json: &[u8], n: usize) -> bool {
     false
 }
 
-/// [`digit_run`] for text with characters outside ASCII.
+/// [`digit_run`] for text with characters outside ASCII: any numeric character counts as a digit
+/// (`char::is_numeric` holds every character `\d` matches).
 fn digit_run_chars(text: &str, n: usize) -> bool {
     let mut digits = 0;
     for c in text.chars() {
@@ -401,9 +403,9 @@ mod tests {
         assert!(digit_run(b"4111 1111-1111 1111", 13));
         assert!(!digit_run(b"2026-11-27T08:00:00.000Z", 13));
         // Arabic-Indic and fullwidth digits are `\d` too.
-        assert!(digit_run("٤١١١ ١١١١ ١١١١ ١١١١".as_bytes(), 13));
-        assert!(digit_run("４１１１-１１１１-１１１１-１".as_bytes(), 13));
-        assert!(!digit_run("٤١١١ é ١١١١ ١١١١".as_bytes(), 13));
+        assert!(digit_run_chars("٤١١١ ١١١١ ١١١١ ١١١١", 13));
+        assert!(digit_run_chars("４１１１-１１１１-１１１１-１", 13));
+        assert!(!digit_run_chars("٤١١١ é ١١١١ ١١١١", 13));
     }
 
     /// Every character the regex engine takes, case-insensitively, for one of the literals' ASCII
