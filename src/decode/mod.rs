@@ -10,6 +10,8 @@
 
 mod event;
 mod raw;
+
+pub(crate) use raw::plain_run;
 mod rfc3339;
 mod traceparent;
 

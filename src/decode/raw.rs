@@ -8,6 +8,8 @@
 #[allow(unsafe_code)]
 mod fast;
 
+pub(crate) use fast::plain_run;
+
 use super::event::*;
 use super::{Invalid, InvalidReason};
 use crate::shared::json::JsonError;

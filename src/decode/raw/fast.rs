@@ -127,6 +127,36 @@ fn is_special(b: u8) -> bool {
     b == b'"' || b == b'\\' || b < 0x20
 }
 
+/// The length of the run of plain string content that `bytes` starts with: up to the first quote,
+/// backslash or control character (or the end). Sixteen bytes at a time with SSE2 on x86_64, else
+/// eight with integer arithmetic. The fast reader's scan, and the redactor's string reader's.
+#[inline(always)]
+pub(crate) fn plain_run(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    while let Some(chunk) = bytes.get(at..at + 16) {
+        let chunk: &[u8; 16] = chunk.try_into().expect("sixteen bytes");
+        // SAFETY: `specials16` only needs SSE2, which this build enables (the `cfg` above).
+        let mask = unsafe { specials16(chunk) };
+        if mask != 0 {
+            return at + mask.trailing_zeros() as usize;
+        }
+        at += 16;
+    }
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let mask = specials(word);
+        if mask != 0 {
+            return at + (mask.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while at < bytes.len() && !is_special(bytes[at]) {
+        at += 1;
+    }
+    at
+}
+
 impl<'a> Reader<'a> {
     #[inline]
     fn peek(&self) -> Option<u8> {
@@ -155,32 +185,7 @@ impl<'a> Reader<'a> {
     /// Moves to the first quote, backslash or control character at or after the cursor (or the end).
     #[inline(always)]
     fn run_of_plain(&mut self) {
-        let bytes = self.bytes;
-        let mut at = self.at;
-        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-        while let Some(chunk) = bytes.get(at..at + 16) {
-            let chunk: &[u8; 16] = chunk.try_into().expect("sixteen bytes");
-            // SAFETY: `specials16` only needs SSE2, which this build enables (the `cfg` above).
-            let mask = unsafe { specials16(chunk) };
-            if mask != 0 {
-                self.at = at + mask.trailing_zeros() as usize;
-                return;
-            }
-            at += 16;
-        }
-        while let Some(chunk) = bytes.get(at..at + 8) {
-            let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-            let mask = specials(word);
-            if mask != 0 {
-                self.at = at + (mask.trailing_zeros() / 8) as usize;
-                return;
-            }
-            at += 8;
-        }
-        while at < bytes.len() && !is_special(bytes[at]) {
-            at += 1;
-        }
-        self.at = at;
+        self.at += plain_run(&self.bytes[self.at..]);
     }
 
     /// The text between `start` and the cursor. Both ends must be where the cursor stopped at an ASCII

@@ -482,10 +482,7 @@ fn is_key(json: &[u8], at: usize) -> bool {
     let Some(close) = memchr::memchr(b'"', &json[at..]) else {
         return false;
     };
-    json[at + close + 1..]
-        .iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|b| *b == b':')
+    strings::followed_by_colon(&json[at + close + 1..])
 }
 
 /// Each secret key name's first word and its joined words, once each.

@@ -46,7 +46,8 @@ impl Strings {
 
     /// Reads the strings of `json` (replacing what was read before), in one pass. JSON has a quote
     /// every few bytes, where a memchr search per quote costs more than it saves: strings are scanned
-    /// eight bytes at a time ([`find_quote_or_backslash`]), the short runs between them byte by byte.
+    /// with the fast decoder's scan ([`crate::decode::plain_run`]), the short runs between them byte
+    /// by byte.
     pub(super) fn read(&mut self, json: &[u8]) -> Result<(), Unread> {
         self.text.clear();
         self.keys.clear();
@@ -68,13 +69,19 @@ impl Strings {
         self.text.push(b'"');
         let start = self.text.len();
         loop {
-            let run = find_quote_or_backslash(&json[at..]).ok_or(Unread)?;
+            // Up to a quote, a backslash or a control character (copied like any byte).
+            let run = crate::decode::plain_run(&json[at..]);
             self.text.extend_from_slice(&json[at..at + run]);
             at += run;
-            if json[at] == b'"' {
-                break;
+            let stop = *json.get(at).ok_or(Unread)?;
+            match stop {
+                b'"' => break,
+                b'\\' => at = self.unescape(json, at)?,
+                _ => {
+                    self.text.push(stop);
+                    at += 1;
+                }
             }
-            at = self.unescape(json, at)?;
         }
         let end = self.text.len();
         self.text.push(b'"');
@@ -115,37 +122,13 @@ impl Strings {
     }
 }
 
-/// Whether the next byte after whitespace is a `:` (the string before was an object key).
-fn followed_by_colon(rest: &[u8]) -> bool {
-    let next = rest
-        .iter()
-        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
-    next == Some(&b':')
-}
-
-/// The first `"` or `\\` in `bytes`, looked for eight bytes at a time. In each word, a byte equal
-/// to the one looked for becomes zero after the XOR, and `(v - 0x01..) & !v & 0x80..` sets the high
-/// bit of every zero byte and, through borrows, maybe of bytes after one, never before: so its lowest
-/// set bit is the first match (little-endian: the lowest byte comes first).
-fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let zero_bytes = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
-    let mut chunks = bytes.chunks_exact(8);
-    let mut base = 0;
-    for chunk in &mut chunks {
-        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        let found = zero_bytes(word ^ (ONES * u64::from(b'"')))
-            | zero_bytes(word ^ (ONES * u64::from(b'\\')));
-        if found != 0 {
-            return Some(base + (found.trailing_zeros() / 8) as usize);
-        }
-        base += 8;
-    }
-    let rest = chunks.remainder();
+/// Whether the next byte after whitespace is a `:` (the string before was an object key). Any ASCII
+/// whitespace is skipped: of those, what JSON does not allow outside a string makes [`Strings::read`]
+/// refuse the document anyway, and the raw check's [`super::is_key`] errs towards "key".
+pub(super) fn followed_by_colon(rest: &[u8]) -> bool {
     rest.iter()
-        .position(|&b| b == b'"' || b == b'\\')
-        .map(|p| base + p)
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b':')
 }
 
 #[cfg(test)]
@@ -167,6 +150,8 @@ mod tests {
             read(r#"{"a\"b" : "x\ty\u00fc\ud83d\ude00", "n":[1.5e3,true,null,"\/\\"]}"#).unwrap();
         assert_eq!(text, "\"a\"b\"\"x\ty\u{fc}\u{1f600}\"\"n\"\"/\\\"");
         assert_eq!(keys, ["a\"b", "n"]);
+        // A raw control character (not JSON, so the full parse would refuse it) is copied as it is.
+        assert_eq!(read("{\"a\":\"x\u{1}y\"}").unwrap().0, "\"a\"\"x\u{1}y\"");
     }
 
     #[test]
@@ -197,17 +182,6 @@ mod tests {
     }
 
     proptest! {
-        /// The word-at-a-time search finds what a byte-by-byte one finds.
-        #[test]
-        fn the_word_search_finds_the_first_quote_or_backslash(
-            bytes in prop::collection::vec(prop_oneof![
-                Just(b'"'), Just(b'\\'), Just(b'"' ^ 0x80), Just(b'\\' + 1), Just(0u8), any::<u8>(),
-            ], 0..40),
-        ) {
-            let naive = bytes.iter().position(|&b| b == b'"' || b == b'\\');
-            prop_assert_eq!(find_quote_or_backslash(&bytes), naive);
-        }
-
         /// Whatever serde_json writes, the buffer holds exactly its strings (keys and values), in order.
         #[test]
         fn the_buffer_holds_exactly_the_documents_strings(
