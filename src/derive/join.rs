@@ -54,6 +54,13 @@ fn unpack(packed: &[u8]) -> JoinKey {
     }
 }
 
+/// Whether [`IntakeJoin::apply`] may change the event: a `resolved` event without `intake_at` (the
+/// only kind it completes). Every other event derives the same before and after the join, so it can be
+/// derived before the join has seen it.
+pub fn may_complete(ev: &Event<'_>) -> bool {
+    matches!(&ev.body, Body::RequestLifecycle(l) if l.stage == Stage::Resolved && l.intake_at.is_none())
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     intake_micros: i64,

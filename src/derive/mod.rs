@@ -13,6 +13,7 @@ pub mod changelog;
 mod field;
 pub mod join;
 mod plan;
+mod prepared;
 mod rules;
 mod store;
 mod window;
@@ -21,10 +22,9 @@ pub use crate::shared::exposition::{format_value, Format};
 pub use crate::shared::gzip::{gzip, GzipStream};
 pub use field::Field;
 pub use plan::Plan;
+pub use prepared::{Cursor, Prepared, SkipReason};
 pub use rules::{default_rules, LabelSource, MetricKind, RuleSpec, Unit, ValueSpec, WindowSpec};
-pub use store::{
-    wall_clock, FamilyCounts, Scope, SkipReason, Snapshot, Store, TakenCounts, OVERFLOW,
-};
+pub use store::{wall_clock, FamilyCounts, Scope, Snapshot, Store, TakenCounts, OVERFLOW};
 
 /// Why a rule cannot be compiled.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -1,9 +1,10 @@
 //! Compiling rules into a plan, and applying the plan to events.
 
 use super::field::Field;
+use super::prepared::{Cursor, Prepared, SkipReason};
 use super::rules::{organization_budget, MetricKind, RuleSpec, ValueSpec};
 use super::store::{
-    push_exemplar_pair, push_label_value, ExemplarIn, FamilyDef, SkipReason, Store, WindowDef,
+    push_exemplar_pair, push_label_value, ExemplarIn, FamilyDef, Store, WindowDef,
     EXEMPLAR_MAX_CHARS,
 };
 use super::DeriveError;
@@ -424,78 +425,119 @@ impl Plan {
         Store::new(&self.families, &self.windows)
     }
 
-    /// Applies every rule of the event's type to it.
+    /// Applies every rule of the event's type to it: [`Plan::prepare`] then [`Plan::apply`], on this
+    /// thread.
     pub fn observe(&self, store: &mut Store, ev: &Event<'_>) {
+        let mut prepared = store.take_prepared();
+        self.prepare(0, ev, &mut prepared);
+        self.apply(store, 0, ev, &prepared, &mut Cursor::default());
+        store.put_prepared(prepared);
+    }
+
+    /// Works out, without the store, what every rule of the event's type makes of it (the event at
+    /// `at` of its batch; events in ascending order): which rules match, their values or why they have
+    /// none, and their series keys, sanitised. Appends to `out`.
+    pub fn prepare(&self, at: usize, ev: &Event<'_>, out: &mut Prepared) {
         let Some(slot) = type_index(ev.event_type()) else {
             return;
         };
         for &index in &self.by_type[slot] {
             let rule = &self.rules[index];
-            let matches = rule.when.iter().all(|(field, allowed)| {
-                field
-                    .text(ev)
-                    .is_some_and(|value| allowed.iter().any(|a| a.as_str() == value.as_ref()))
-            });
-            if !matches {
+            if !rule.matches(ev) {
                 continue;
             }
-            let value = match rule.value {
-                Value::One => Ok(1.0),
-                Value::Field(field, divisor) => field
-                    .number(ev)
-                    .map(|v| v / divisor)
-                    .ok_or(SkipReason::MissingValue),
-                Value::Duration(from, to) => match (from.time(ev), to.time(ev)) {
-                    (Some(a), Some(b)) => Ok((b - a)
-                        .num_microseconds()
-                        .map_or(f64::MAX, |us| us as f64 / 1e6)),
-                    _ => Err(SkipReason::MissingValue),
-                },
-            };
-            let value = match value {
-                Ok(v) if v < 0.0 => Err(SkipReason::NegativeValue),
-                other => other,
-            };
-            let value = match value {
+            let value = rule.value_of(ev);
+            let start = out.keys_mut().len();
+            let mut sanitized = false;
+            if value.is_ok() {
+                let key = out.keys_mut();
+                for label in &rule.labels {
+                    match label {
+                        LabelPlan::Const(v) => push_label_value(key, v),
+                        LabelPlan::Field { field, default } => {
+                            let (v, changed) = sanitize(
+                                field.text(ev).unwrap_or(Cow::Borrowed(default.as_ref())),
+                                rule.max_label_length,
+                            );
+                            sanitized |= changed;
+                            push_label_value(key, &v);
+                        }
+                    }
+                }
+            }
+            out.push(at, index, value, start, sanitized);
+        }
+    }
+
+    /// Applies to the store what [`Plan::prepare`] made of the event at `at` (`ev` itself, for its
+    /// exemplars). `cursor` walks `prepared`: give it the batch's events in the order they were
+    /// prepared.
+    pub fn apply(
+        &self,
+        store: &mut Store,
+        at: usize,
+        ev: &Event<'_>,
+        prepared: &Prepared,
+        cursor: &mut Cursor,
+    ) {
+        for op in prepared.ops_of(at, &mut cursor.0) {
+            let rule = &self.rules[op.rule as usize];
+            let value = match op.value {
                 Ok(v) => v,
                 Err(reason) => {
                     store.skip(rule.family, reason);
                     continue;
                 }
             };
-            // The label values, sanitised, go straight into the store's key buffer.
-            let mut key = store.take_key_buffer();
-            let mut sanitized = false;
-            for label in &rule.labels {
-                match label {
-                    LabelPlan::Const(v) => push_label_value(&mut key, v),
-                    LabelPlan::Field { field, default } => {
-                        let (v, changed) = sanitize(
-                            field.text(ev).unwrap_or(Cow::Borrowed(default.as_ref())),
-                            rule.max_label_length,
-                        );
-                        sanitized |= changed;
-                        push_label_value(&mut key, &v);
-                    }
-                }
-            }
-            if sanitized {
+            if op.sanitized {
                 store.note_sanitized(rule.family);
             }
+            let key = prepared.key(op);
             let write = |pairs: &mut String| write_exemplar(&rule.exemplar, ev, pairs);
             let exemplar = (!rule.exemplar.is_empty()).then_some(ExemplarIn {
                 write: &write,
                 timestamp_ms: ev.occurred_at.timestamp_millis(),
             });
             if rule.histogram {
-                store.observe(rule.family, &key, value, exemplar);
+                store.observe(rule.family, key, value, exemplar);
             } else {
-                store.add(rule.family, &key, value, exemplar);
+                store.add(rule.family, key, value, exemplar);
             }
             if let Some(window) = rule.window {
-                store.window_record(window, &key, value);
+                store.window_record(window, key, value);
             }
-            store.put_key_buffer(key);
+        }
+    }
+}
+
+impl CompiledRule {
+    /// Whether the event meets every condition of the rule.
+    fn matches(&self, ev: &Event<'_>) -> bool {
+        self.when.iter().all(|(field, allowed)| {
+            field
+                .text(ev)
+                .is_some_and(|value| allowed.iter().any(|a| a.as_str() == value.as_ref()))
+        })
+    }
+
+    /// The rule's value for a matching event, or why it has none.
+    fn value_of(&self, ev: &Event<'_>) -> Result<f64, SkipReason> {
+        let value = match self.value {
+            Value::One => Ok(1.0),
+            Value::Field(field, divisor) => field
+                .number(ev)
+                .map(|v| v / divisor)
+                .ok_or(SkipReason::MissingValue),
+            Value::Duration(from, to) => match (from.time(ev), to.time(ev)) {
+                (Some(a), Some(b)) => Ok((b - a)
+                    .num_microseconds()
+                    .map_or(f64::MAX, |us| us as f64 / 1e6)),
+                _ => Err(SkipReason::MissingValue),
+            },
+        };
+        match value {
+            Ok(v) if v < 0.0 => Err(SkipReason::NegativeValue),
+            other => other,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The series themselves: limits, expiry, windows, and their exposition.
 
+use super::prepared::{Prepared, SkipReason};
 use super::rules::{MetricKind, WindowSpec};
 use super::window::SlidingWindow;
 use crate::shared::exposition::{
@@ -356,28 +357,6 @@ impl Series {
     }
 }
 
-/// Why a matching event gave a rule no value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SkipReason {
-    /// The value's field is absent (a `resolved` event without `intake_at`, ...).
-    MissingValue,
-    /// The value is negative (a duration whose end is before its start).
-    NegativeValue,
-}
-
-impl SkipReason {
-    /// Every reason, in index order (`reason as usize`).
-    pub const ALL: [SkipReason; 2] = [SkipReason::MissingValue, SkipReason::NegativeValue];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SkipReason::MissingValue => "missing_value",
-            SkipReason::NegativeValue => "negative_value",
-        }
-    }
-}
-
 /// Counts taken from the store ([`Store::take_owned_counts`]), to be counted in the self metrics.
 #[derive(Debug, Default)]
 pub struct TakenCounts(Vec<(String, FamilyCounts)>);
@@ -494,8 +473,8 @@ struct WindowFamily {
 pub struct Store {
     families: Vec<Family>,
     windows: Vec<WindowFamily>,
-    /// The key buffer of [`Store::take_key_buffer`].
-    scratch: String,
+    /// The buffer of [`Store::take_prepared`].
+    scratch: Prepared,
     /// The clock: wall-clock seconds, set by the pipeline per batch and by the expiry sweep.
     now: u64,
     /// The length of the last full exposition, for sizing the next one's buffer.
@@ -533,7 +512,7 @@ impl Store {
                     overflowed: 0,
                 })
                 .collect(),
-            scratch: String::new(),
+            scratch: Prepared::default(),
             now: wall_clock(),
             render_hint: 0,
         }
@@ -631,16 +610,16 @@ impl Store {
             .record(epoch, value, scaled, w.def.significant_digits);
     }
 
-    /// The buffer a series key is written into (label values, each appended with [`push_label_value`]), empty; give it
-    /// back with [`Store::put_key_buffer`] so that its allocation serves every lookup.
-    pub(super) fn take_key_buffer(&mut self) -> String {
-        let mut key = std::mem::take(&mut self.scratch);
-        key.clear();
-        key
+    /// A buffer for preparing one event's work ([`crate::derive::Plan::observe`]), empty; give it back
+    /// with [`Store::put_prepared`] so that its allocations serve every event.
+    pub(super) fn take_prepared(&mut self) -> Prepared {
+        let mut prepared = std::mem::take(&mut self.scratch);
+        prepared.clear();
+        prepared
     }
 
-    pub(super) fn put_key_buffer(&mut self, key: String) {
-        self.scratch = key;
+    pub(super) fn put_prepared(&mut self, prepared: Prepared) {
+        self.scratch = prepared;
     }
 
     pub(super) fn skip(&mut self, family: usize, reason: SkipReason) {

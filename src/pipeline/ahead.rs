@@ -1,5 +1,7 @@
 //! Decoding ahead: threads between a source and a pipeline decode the next batches while the pipeline
-//! works on the current one, so that decoding and the pipeline's own work spread over the cores.
+//! works on the current one, so that decoding and the pipeline's own work spread over the cores. Each
+//! worker also runs the pipeline's [`Prepare`] on what it decoded (the metrics pipeline's rule matching
+//! and series keys), leaving the pipeline's task only what must happen in order.
 //!
 //! A dispatcher thread takes the source's messages in order and deals the batches out to the decode
 //! workers in turn; for each message it puts, in the same order, a one-shot slot into the pipeline's
@@ -10,6 +12,7 @@
 //! borrow from (a `yoke`, no `unsafe` here), so they can cross to the pipeline's task.
 
 use super::{decode_batch, Decoded, Progress};
+use crate::derive::Prepared;
 use crate::source::offsets::TopicPartition;
 use crate::source::{Batch, BatchRef, SourceMessage};
 use crate::telemetry::SelfMetrics;
@@ -25,14 +28,20 @@ pub(crate) type DecodedBatch = Yoke<Decoded<'static>, Arc<Batch>>;
 
 /// A [`SourceMessage`] with its batch decoded; in the source's order.
 pub(crate) enum Staged {
-    /// Records to process, what decoding made of them, and the batch's span (opened and described
-    /// here, in parallel: its links cost the pipeline's own task nothing).
-    Batch(BatchRef, DecodedBatch, tracing::Span),
+    /// Records to process, what decoding made of them, what the worker's [`Prepare`] made of that, and
+    /// the batch's span (opened and described here, in parallel: its links cost the pipeline's own task
+    /// nothing).
+    Batch(BatchRef, DecodedBatch, Prepared, tracing::Span),
     /// As [`SourceMessage::Assigned`].
     Assigned(Vec<TopicPartition>),
     /// As [`SourceMessage::Revoked`].
     Revoked(Vec<TopicPartition>),
 }
+
+/// What a worker does with a batch it decoded, besides decoding it: the metrics pipeline prepares its
+/// derive work there ([`crate::derive::Plan::prepare`]), so that only the store's updates are left for
+/// its own task.
+pub(crate) type Prepare = Arc<dyn Fn(&Decoded<'_>) -> Prepared + Send + Sync>;
 
 /// The pipeline's end: staged messages in the source's order.
 pub(crate) struct StagedReceiver {
@@ -59,8 +68,9 @@ pub(crate) fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS))
 }
 
-/// Starts decoding what `rx` brings on `workers` threads, ahead of the receiver returned. Decoding counts
-/// what was received and what was invalid, as [`decode_batch`] does. The threads end when the source
+/// Starts decoding what `rx` brings on `workers` threads, ahead of the receiver returned, and running
+/// `prepare` on each decoded batch. Decoding counts what was received and what was invalid, as
+/// [`decode_batch`] does. The threads end when the source
 /// closes its channel or the pipeline drops the returned receiver.
 pub(crate) fn decode_ahead(
     pipeline: &'static str,
@@ -68,6 +78,7 @@ pub(crate) fn decode_ahead(
     metrics: Arc<SelfMetrics>,
     progress: Arc<Progress>,
     workers: usize,
+    prepare: Prepare,
 ) -> StagedReceiver {
     let workers = workers.max(1);
     // Slots handed to the pipeline but not yet taken: one per worker, so every worker can be decoding
@@ -78,7 +89,7 @@ pub(crate) fn decode_ahead(
     for _ in 0..workers {
         let (tx, mut jobs) = mpsc::channel::<(BatchRef, oneshot::Sender<Staged>)>(1);
         queues.push(tx);
-        let (metrics, progress) = (metrics.clone(), progress.clone());
+        let (metrics, progress, prepare) = (metrics.clone(), progress.clone(), prepare.clone());
         tokio::task::spawn_blocking(move || {
             while let Some((batch, slot)) = jobs.blocking_recv() {
                 let span = crate::telemetry::otel::spans::batch(pipeline, batch.records().len());
@@ -88,8 +99,9 @@ pub(crate) fn decode_ahead(
                     })
                 });
                 super::trace::describe(&span, batch.records(), decoded.get());
+                let prepared = span.in_scope(|| prepare(decoded.get()));
                 // A closed slot: the pipeline stopped; the dispatcher notices on its side.
-                let _ = slot.send(Staged::Batch(batch, decoded, span));
+                let _ = slot.send(Staged::Batch(batch, decoded, prepared, span));
             }
         });
     }
@@ -151,6 +163,7 @@ mod tests {
             Arc::new(SelfMetrics::new()),
             Arc::new(Progress::default()),
             3,
+            Arc::new(|_: &Decoded<'_>| Prepared::default()),
         );
         let feeder = tokio::task::spawn_blocking(move || {
             for seq in 0..60u64 {
@@ -170,7 +183,7 @@ mod tests {
         let mut seen = Vec::new();
         while let Some(message) = staged.recv().await {
             seen.push(match message {
-                Staged::Batch(batch, decoded, _) => {
+                Staged::Batch(batch, decoded, _, _) => {
                     let events = &decoded.get().events;
                     assert_eq!(events.len(), batch.records().len());
                     let Origin::Generator { seq } = batch.records()[0].origin else {

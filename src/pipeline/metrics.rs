@@ -1,13 +1,13 @@
 //! The metrics pipeline: decode -> (intake join) -> derive; invalid records are dead-lettered.
 
-use super::ahead::{decode_ahead, default_workers, DecodedBatch, Staged};
+use super::ahead::{decode_ahead, default_workers, DecodedBatch, Prepare, Staged};
 pub use super::dead_letters::DeadLetters;
-use super::{retry, Progress, Shutdown, Stopped};
+use super::{retry, Decoded, Progress, Shutdown, Stopped};
 use crate::config::RetryConfig;
 use crate::decode::{Event, EventType};
 use crate::derive::changelog::Changelog;
-use crate::derive::join::{Change, IntakeJoin, Partition};
-use crate::derive::{wall_clock, Plan, Store};
+use crate::derive::join::{may_complete, Change, IntakeJoin, Partition};
+use crate::derive::{wall_clock, Cursor, Plan, Prepared, Store};
 use crate::source::{BatchRef, Origin, SourceMessage};
 use crate::telemetry::events::EventsIgnored;
 use crate::telemetry::otel::spans;
@@ -49,6 +49,7 @@ impl MetricsPipeline {
             self.metrics.clone(),
             self.progress.clone(),
             default_workers(),
+            prepare(self.plan.clone(), self.join.is_some()),
         );
         let mut expiry = tokio::time::interval(Duration::from_secs(60));
         expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -66,9 +67,9 @@ impl MetricsPipeline {
                 }
             };
             let outcome = match message {
-                Staged::Batch(batch, decoded, span) => {
+                Staged::Batch(batch, decoded, prepared, span) => {
                     let result = self
-                        .process(&batch, &decoded)
+                        .process(&batch, &decoded, &prepared)
                         .instrument(span.clone())
                         .await;
                     spans::finished(&span, result.is_ok(), "done");
@@ -168,14 +169,20 @@ impl MetricsPipeline {
         .await
     }
 
-    /// Derives a batch that [`decode_ahead`] decoded.
-    async fn process(&mut self, batch: &BatchRef, decoded: &DecodedBatch) -> Result<(), Stopped> {
+    /// Derives a batch that [`decode_ahead`] decoded and [`prepare`] prepared: the intake join sees
+    /// every lifecycle event, in order; the events the join may complete are derived once it has.
+    async fn process(
+        &mut self,
+        batch: &BatchRef,
+        decoded: &DecodedBatch,
+        prepared: &Prepared,
+    ) -> Result<(), Stopped> {
         let records = batch.records();
         let decoded = decoded.get();
         let mut changes: Vec<Change> = Vec::new();
-        // Lifecycle events as the join leaves them (a resolution given its intake time), by position in
-        // `decoded.events`, ascending. The decoded batch itself is shared, so the join works on copies
-        // (cheap: they borrow the same bytes).
+        // The deferred events as the join leaves them (a resolution given its intake time), by position
+        // in `decoded.events`, ascending. The decoded batch itself is shared, so the join works on
+        // copies (cheap: they borrow the same bytes).
         let mut joined: Vec<(usize, Event<'_>)> = Vec::new();
         if let Some(state) = &mut self.join {
             let now = chrono::Utc::now();
@@ -189,7 +196,9 @@ impl MetricsPipeline {
                     };
                     let mut ev = ev.clone();
                     state.join.apply(&mut ev, &partition, now, &mut changes);
-                    joined.push((at, ev));
+                    if prepared.is_deferred(at) {
+                        joined.push((at, ev));
+                    }
                 }
             }
             state.join.emit_counts(&self.metrics);
@@ -203,12 +212,12 @@ impl MetricsPipeline {
             let mut joined = joined.iter().peekable();
             let mut store = self.store.lock();
             store.set_now(wall_clock());
+            let mut cursor = Cursor::default();
             for (at, (_, ev)) in decoded.events.iter().enumerate() {
-                let ev = match joined.next_if(|(j, _)| *j == at) {
-                    Some((_, completed)) => completed,
-                    None => ev,
-                };
-                self.plan.observe(&mut store, ev);
+                match joined.next_if(|(j, _)| *j == at) {
+                    Some((_, completed)) => self.plan.observe(&mut store, completed),
+                    None => self.plan.apply(&mut store, at, ev, prepared, &mut cursor),
+                }
             }
             store.take_owned_counts()
         };
@@ -233,4 +242,21 @@ impl MetricsPipeline {
             .fetch_add(records.len() as u64, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// What the decode workers do for this pipeline: prepare each batch's derive work
+/// ([`Plan::prepare`]), except, with the intake join on, for the events the join may complete, which
+/// are deferred to the pipeline's task (it derives them after the join, in order).
+fn prepare(plan: Arc<Plan>, join: bool) -> Prepare {
+    Arc::new(move |decoded: &Decoded<'_>| {
+        let mut prepared = Prepared::default();
+        for (at, (_, ev)) in decoded.events.iter().enumerate() {
+            if join && may_complete(ev) {
+                prepared.defer(at);
+            } else {
+                plan.prepare(at, ev, &mut prepared);
+            }
+        }
+        prepared
+    })
 }

@@ -2,6 +2,7 @@ use super::*;
 use crate::decode::decode;
 use crate::derive::store::OVERFLOW;
 use crate::derive::{default_rules, LabelSource};
+use crate::derive::{Cursor, Prepared};
 
 fn spec(name: &str) -> RuleSpec {
     default_rules()
@@ -504,5 +505,100 @@ proptest::proptest! {
         proptest::prop_assert_eq!(got.as_ref(), want.as_str());
         proptest::prop_assert_eq!(changed, want != value);
         proptest::prop_assert!(!got.chars().any(char::is_control));
+    }
+}
+
+/// One event of a mix that exercises every path of the plan: matches and misses, skips of both
+/// reasons, label values to sanitise, exemplars, windows and overflow (the rules below have small
+/// limits).
+fn mixed_event(kind: u8, org: u8, n: u16) -> String {
+    // As JSON text: the second holds an escaped control character.
+    let org = ["acme", "ac\\u0007me", "globex-with-a-long-name", "ö"][org as usize % 4];
+    let second = n % 10;
+    match kind % 5 {
+        0 => traced(
+            &format!("run-{n}"),
+            f64::from(n % 97) * 150.0,
+            u32::from(second),
+        ),
+        1 => format!(
+            r#"{{"event_id":"e","type":"llm_run","occurred_at":"2026-01-01T00:00:00Z","organization":"{org}","run_id":"r","intent":"i{}","outcome":"{}","latency_ms":{n}}}"#,
+            n % 7,
+            ["success", "failure", "timeout"][n as usize % 3]
+        ),
+        2 => format!(
+            r#"{{"event_id":"e","type":"integration_call","occurred_at":"2026-01-01T00:00:00Z","organization":"{org}","integration":"i{}","outcome":"failure"}}"#,
+            n % 11
+        ),
+        3 => format!(
+            r#"{{"event_id":"e","type":"request_lifecycle","occurred_at":"2026-01-01T01:00:00Z","organization":"{org}","request_id":"r{n}","stage":"resolved","channel":"chat"{}}}"#,
+            [
+                "",
+                r#","intake_at":"2026-01-01T02:00:00Z""#,
+                r#","intake_at":"2026-01-01T00:30:00Z""#
+            ][n as usize % 3]
+        ),
+        _ => format!(
+            r#"{{"event_id":"e","type":"automation_run","occurred_at":"2026-01-01T00:00:00Z","organization":"{org}","automation_id":"a{}","automation_version":1,"outcome":"success","duration_ms":{n}}}"#,
+            n % 13
+        ),
+    }
+}
+
+/// The default rules, with limits small enough for the mix to overflow them.
+fn small_limits() -> Plan {
+    let rules: Vec<RuleSpec> = default_rules()
+        .into_iter()
+        .map(|mut r| {
+            r.max_series = 6;
+            r.max_series_per_organization = None;
+            r.max_label_length = 12;
+            r
+        })
+        .collect();
+    Plan::compile(&rules).unwrap()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+    /// What a decode worker prepares for a batch, applied in order by the pipeline's task, with some
+    /// events left to that task (as the intake join's are), leaves the store exactly as observing each
+    /// event in turn: the same exposition, exemplars included, and the same counts.
+    #[test]
+    fn a_prepared_batch_applies_as_its_events_observed_one_by_one(
+        events in proptest::collection::vec((0u8..5, 0u8..4, 0u16..400, proptest::bool::ANY), 0..120)
+    ) {
+        let plan = small_limits();
+        let texts: Vec<String> = events.iter().map(|&(k, o, n, _)| mixed_event(k, o, n)).collect();
+        let decoded: Vec<_> = texts.iter().map(|t| decode(t.as_bytes(), None).unwrap()).collect();
+        let (mut one_by_one, mut batched) = (plan.new_store(), plan.new_store());
+        one_by_one.set_now(100);
+        batched.set_now(100);
+        for ev in &decoded {
+            plan.observe(&mut one_by_one, ev);
+        }
+        let mut prepared = Prepared::default();
+        for (at, ev) in decoded.iter().enumerate() {
+            match events[at].3 {
+                true => prepared.defer(at),
+                false => plan.prepare(at, ev, &mut prepared),
+            }
+        }
+        let mut cursor = Cursor::default();
+        for (at, ev) in decoded.iter().enumerate() {
+            if prepared.is_deferred(at) {
+                plan.observe(&mut batched, ev);
+            } else {
+                plan.apply(&mut batched, at, ev, &prepared, &mut cursor);
+            }
+        }
+        let open_metrics = |store: &Store| {
+            let mut out = String::new();
+            store.render(&mut out, crate::derive::Format::OpenMetrics);
+            out
+        };
+        proptest::prop_assert_eq!(open_metrics(&batched), open_metrics(&one_by_one));
+        proptest::prop_assert_eq!(batched.take_counts(), one_by_one.take_counts());
     }
 }
