@@ -442,7 +442,7 @@ impl KafkaSource {
             batch: Vec::with_capacity(self.settings.batch_max_records),
             arena: BytesMut::new(),
             source: self,
-            topics: HashMap::new(),
+            topics: Vec::new(),
             first_at: Instant::now(),
             pending: None,
             paused: false,
@@ -482,8 +482,9 @@ enum HandOver {
 /// The poll loop's state.
 struct Poller {
     source: KafkaSource,
-    /// Shared topic names, one allocation per topic.
-    topics: HashMap<String, Arc<str>>,
+    /// Shared topic names, one allocation per topic (a consumer reads a few topics: a scan of them
+    /// is cheaper than hashing the name of every message).
+    topics: Vec<Arc<str>>,
     /// The batch being filled: messages read into `arena`.
     batch: Vec<Read>,
     /// The bytes (payloads, keys, headers) of the batch being filled: one buffer that its records
@@ -718,15 +719,15 @@ struct Read {
 
 /// Copies a message's payload, key and headers (packed) to the end of `arena`.
 fn read(
-    topics: &mut HashMap<String, Arc<str>>,
+    topics: &mut Vec<Arc<str>>,
     arena: &mut BytesMut,
     message: &rdkafka::message::BorrowedMessage<'_>,
 ) -> Read {
-    let topic = match topics.get(message.topic()) {
+    let topic = match topics.iter().find(|t| &***t == message.topic()) {
         Some(t) => t.clone(),
         None => {
             let t: Arc<str> = Arc::from(message.topic());
-            topics.insert(message.topic().to_owned(), t.clone());
+            topics.push(t.clone());
             t
         }
     };
@@ -801,6 +802,73 @@ fn forget_revoked(
     }
 }
 
+/// Per partition of a batch: its last offset in the batch, and the highest offset this process had
+/// read from it before (`high`).
+type PartitionEnds = HashMap<TopicPartition, (i64, Option<i64>)>;
+
+/// Keeps the records of the partitions `assigned` accepts, and says what the batch holds of each
+/// partition kept, and how many records are at or below what this process had read before (`high`).
+/// A poll hands a partition's messages over together, so records come in runs of one partition:
+/// `assigned` and `high` are asked, and the partition's name copied, once per run, not per record.
+fn partition_runs(
+    records: &mut Vec<Record>,
+    assigned: impl Fn(&TopicPartition) -> bool,
+    high: impl Fn(&TopicPartition) -> Option<i64>,
+) -> (PartitionEnds, u64) {
+    /// The run being read: its partition, whether it is kept, the high before the batch, and the
+    /// run's last offset so far.
+    struct Run {
+        tp: TopicPartition,
+        kept: bool,
+        before: Option<i64>,
+        last: Option<i64>,
+    }
+    fn close(run: Run, ends: &mut PartitionEnds) {
+        if let (true, Some(last)) = (run.kept, run.last) {
+            ends.entry(run.tp).or_insert((last, run.before)).0 = last;
+        }
+    }
+    let mut ends = PartitionEnds::new();
+    let mut reread = 0;
+    let mut run: Option<Run> = None;
+    records.retain(|r| {
+        let Origin::Kafka {
+            topic,
+            partition,
+            offset,
+        } = &r.origin
+        else {
+            return false;
+        };
+        let same = run.as_ref().is_some_and(|run| {
+            run.tp.1 == *partition && (Arc::ptr_eq(&run.tp.0, topic) || run.tp.0 == *topic)
+        });
+        if !same {
+            let tp = (topic.clone(), *partition);
+            let (kept, before) = (assigned(&tp), high(&tp));
+            let next = Run {
+                tp,
+                kept,
+                before,
+                last: None,
+            };
+            if let Some(done) = run.replace(next) {
+                close(done, &mut ends);
+            }
+        }
+        let run = run.as_mut().expect("set above");
+        if run.kept {
+            run.last = Some(*offset);
+            reread += u64::from(run.before.is_some_and(|h| *offset <= h));
+        }
+        run.kept
+    });
+    if let Some(done) = run {
+        close(done, &mut ends);
+    }
+    (ends, reread)
+}
+
 /// Registers a batch's segments with the tracker; records of partitions no longer assigned are dropped
 /// (their new owner reads them). `None` when nothing is left; with it, how many of the records this
 /// process had read before.
@@ -811,34 +879,18 @@ fn begin_batch(
     mut records: Vec<Record>,
 ) -> (Option<BatchRef>, u64) {
     let mut shared = consumer.context().shared.lock();
-    // Per partition: the batch's last offset, and the highest this process had read before it.
-    let mut last: HashMap<TopicPartition, (i64, Option<i64>)> = HashMap::new();
-    let mut reread = 0;
-    records.retain(|r| match &r.origin {
-        Origin::Kafka {
-            topic, partition, ..
-        } => shared
-            .tracker
-            .generation(&(topic.clone(), *partition))
-            .is_some(),
-        _ => false,
-    });
-    for r in &records {
-        if let Origin::Kafka {
-            topic,
-            partition,
-            offset,
-        } = &r.origin
-        {
-            let tp = (topic.clone(), *partition);
-            let high = &shared.high_water;
-            let entry = last
-                .entry(tp)
-                .or_insert_with_key(|tp| (*offset, high.get(tp).copied()));
-            entry.0 = *offset;
-            reread += u64::from(entry.1.is_some_and(|h| *offset <= h));
-        }
-    }
+    let (last, reread) = {
+        let Shared {
+            tracker,
+            high_water,
+            ..
+        } = &*shared;
+        partition_runs(
+            &mut records,
+            |tp| tracker.generation(tp).is_some(),
+            |tp| high_water.get(tp).copied(),
+        )
+    };
     if records.is_empty() {
         return (None, 0);
     }
@@ -854,4 +906,84 @@ fn begin_batch(
     };
     let batch = Batch::new(records, 1, Some(Box::new(ack)));
     (Some(BatchRef(batch)), reread)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// `partition_runs` as it was: every lookup made for every record.
+    fn per_record(
+        records: &mut Vec<Record>,
+        assigned: &dyn Fn(&TopicPartition) -> bool,
+        high: &dyn Fn(&TopicPartition) -> Option<i64>,
+    ) -> (PartitionEnds, u64) {
+        records.retain(|r| match &r.origin {
+            Origin::Kafka {
+                topic, partition, ..
+            } => assigned(&(topic.clone(), *partition)),
+            _ => false,
+        });
+        let (mut ends, mut reread) = (PartitionEnds::new(), 0);
+        for r in records.iter() {
+            if let Origin::Kafka {
+                topic,
+                partition,
+                offset,
+            } = &r.origin
+            {
+                let tp = (topic.clone(), *partition);
+                let entry = ends.entry(tp).or_insert_with_key(|tp| (*offset, high(tp)));
+                entry.0 = *offset;
+                reread += u64::from(entry.1.is_some_and(|h| *offset <= h));
+            }
+        }
+        (ends, reread)
+    }
+
+    proptest! {
+        /// Runs of partitions (two topics, one allocation of a name or several), some partitions not
+        /// assigned, some read before, a record from elsewhere: the same records kept, the same ends
+        /// and the same count of records read again as looking each record up.
+        #[test]
+        fn runs_give_what_looking_up_every_record_gives(
+            runs in prop::collection::vec((0usize..2, 0i32..3, 1usize..6, any::<bool>()), 0..12),
+            unassigned in prop::collection::btree_set((0usize..2, 0i32..3), 0..3),
+            highs in prop::collection::vec(((0usize..2, 0i32..3), 0i64..40), 0..4),
+        ) {
+            let names = ["a", "b"];
+            let shared: [Arc<str>; 2] = [Arc::from("a"), Arc::from("b")];
+            let mut offsets = std::collections::HashMap::new();
+            let mut records = Vec::new();
+            for (topic, partition, len, fresh_name) in runs {
+                // The same name in another allocation, as a second consumer's record would carry.
+                let name = match fresh_name {
+                    true => Arc::from(names[topic]),
+                    false => shared[topic].clone(),
+                };
+                for _ in 0..len {
+                    let offset = offsets.entry((topic, partition)).or_insert(0i64);
+                    *offset += 7;
+                    let origin = Origin::Kafka { topic: name.clone(), partition, offset: *offset };
+                    records.push(Record::new(Vec::new(), origin));
+                }
+                if partition == 2 {
+                    records.push(Record::new(Vec::new(), Origin::Generator { seq: 0 }));
+                }
+            }
+            let index = |tp: &TopicPartition| (names.iter().position(|n| **n == *tp.0).unwrap(), tp.1);
+            let assigned = |tp: &TopicPartition| !unassigned.contains(&index(tp));
+            let high = |tp: &TopicPartition| {
+                highs.iter().find(|(k, _)| *k == index(tp)).map(|(_, h)| *h)
+            };
+            let mut by_run = records.clone();
+            let mut by_record = records;
+            let got = partition_runs(&mut by_run, assigned, high);
+            let want = per_record(&mut by_record, &assigned, &high);
+            prop_assert_eq!(got, want);
+            let origins = |rs: &[Record]| rs.iter().map(|r| format!("{:?}", r.origin)).collect::<Vec<_>>();
+            prop_assert_eq!(origins(&by_run), origins(&by_record));
+        }
+    }
 }
