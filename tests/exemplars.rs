@@ -73,14 +73,23 @@ fn prometheus_stores_the_trace_and_run_of_a_slow_run_and_a_failing_call() {
     }));
     broker.produce(&topic, &events);
     // The daemon serves them, in OpenMetrics, on the buckets and counters.
-    wait_for(
+    let body = wait_for(
         "the exemplars in the exposition",
         Duration::from_secs(60),
         || {
             let body = scrape_open_metrics(daemon.http);
-            (body.contains(slow) && body.contains(failing)).then_some(())
+            (body.contains(slow) && body.contains(failing)).then_some(body)
         },
     );
+    // The daemon counts what it holds: one exemplar a sample line that carries one.
+    let written = body.lines().filter(|l| l.contains(" # {")).count();
+    let held: f64 = body
+        .lines()
+        .filter(|l| l.starts_with("hestyna_obsd_derived_exemplars{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert!(written >= 2, "{body}");
+    assert_eq!(held, written as f64, "{body}");
 
     let latency = wait_for(
         "the run's exemplar in Prometheus",

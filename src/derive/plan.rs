@@ -38,8 +38,9 @@ struct CompiledRule {
     value: Value,
     histogram: bool,
     max_label_length: usize,
-    /// The exemplar's fields, with their label names (empty: no exemplar).
-    exemplar: Vec<(Field, String)>,
+    /// The exemplar's fields, with their label names and those names' places in the family's
+    /// `exemplar_names` (empty: no exemplar).
+    exemplar: Vec<(Field, String, usize)>,
 }
 
 /// Compiled rules: what to do with each event type.
@@ -347,6 +348,7 @@ impl Plan {
         check_window(spec, specs, &mut fail);
         let exemplar = compile_exemplar(spec, &mut fail);
         let family = self.family_for(spec, &label_names, &mut fail);
+        let exemplar = self.name_exemplar(family, exemplar);
         let (Some(value), Some(slot), false) = (value, type_slot, faulty) else {
             return;
         };
@@ -384,6 +386,7 @@ impl Plan {
                     spec.max_series_per_organization,
                 ),
                 expire_after_secs: spec.expire_after_secs,
+                exemplar_names: Vec::new(),
             });
             return self.families.len() - 1;
         };
@@ -411,6 +414,27 @@ impl Plan {
             spec.max_series_per_organization,
         ));
         existing
+    }
+
+    /// Gives each exemplar field its name's place in the family's `exemplar_names`, adding the names
+    /// no earlier rule of the family used. Names are field names, fewer than
+    /// [`EXEMPLAR_MAX_NAMES`](super::store::EXEMPLAR_MAX_NAMES).
+    fn name_exemplar(
+        &mut self,
+        family: usize,
+        fields: Vec<(Field, String)>,
+    ) -> Vec<(Field, String, usize)> {
+        let names = &mut self.families[family].exemplar_names;
+        fields
+            .into_iter()
+            .map(|(field, name)| {
+                let at = names.iter().position(|n| *n == name).unwrap_or_else(|| {
+                    names.push(name.clone());
+                    names.len() - 1
+                });
+                (field, name, at)
+            })
+            .collect()
     }
 
     /// The names of the plan's families and windows: the `metric` label values of the self metrics
@@ -493,7 +517,7 @@ impl Plan {
                 store.note_sanitized(rule.family);
             }
             let key = prepared.key(op);
-            let write = |pairs: &mut String| write_exemplar(&rule.exemplar, ev, pairs);
+            let write = |packed: &mut Vec<u8>| write_exemplar(&rule.exemplar, ev, packed);
             let exemplar = (!rule.exemplar.is_empty()).then_some(ExemplarIn {
                 write: &write,
                 timestamp_ms: ev.occurred_at.timestamp_millis(),
@@ -544,11 +568,11 @@ impl CompiledRule {
 
 /// Writes the exemplar labels of an event for a rule (the fields it has), within OpenMetrics' 128
 /// characters.
-fn write_exemplar(fields: &[(Field, String)], ev: &Event<'_>, pairs: &mut String) {
+fn write_exemplar(fields: &[(Field, String, usize)], ev: &Event<'_>, packed: &mut Vec<u8>) {
     let mut budget = EXEMPLAR_MAX_CHARS;
-    for (field, name) in fields {
+    for (field, name, index) in fields {
         if let Some(value) = field.text(ev) {
-            budget = push_exemplar_pair(pairs, name, &value, budget);
+            budget = push_exemplar_pair(packed, *index, name, &value, budget);
         }
     }
 }

@@ -200,6 +200,9 @@ pub(super) struct FamilyDef {
     /// Series one organization may hold.
     pub(super) max_series_per_organization: usize,
     pub(super) expire_after_secs: u64,
+    /// The label names of its exemplars, from every rule that feeds it: a packed exemplar names its
+    /// labels by their place here ([`push_exemplar_pair`]).
+    pub(super) exemplar_names: Vec<String>,
 }
 
 /// A window family's definition.
@@ -267,37 +270,58 @@ struct Series {
     exemplars: Vec<Exemplar>,
 }
 
-/// An exemplar: the labels of the event behind an observation (`name\0value\0` pairs, at most
-/// [`EXEMPLAR_MAX_CHARS`] characters of names and values in all), its value, and when it happened.
+/// An exemplar: the labels of the event behind an observation (at most [`EXEMPLAR_MAX_CHARS`]
+/// characters of names and values in all, packed by [`push_exemplar_pair`]), its value, and when it
+/// happened.
+///
+/// 40 bytes, and its labels hold exactly their length: a store keeps one for each bucket that events
+/// landed in, across every histogram series of a rule that asks for them (170,000 after ten minutes of
+/// the memory soak), so a spare byte here is megabytes there.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Exemplar {
-    /// The bucket (0 for a counter).
-    slot: u32,
-    pairs: String,
+    labels: Box<[u8]>,
     value: f64,
     timestamp_ms: i64,
-    /// When it was kept (store clock, seconds): an exemplar is replaced at most once a second.
-    kept_at: u64,
+    /// The bucket (0 for a counter).
+    slot: u32,
+    /// When it was kept (the store clock's seconds, truncated to 32 bits: only compared for
+    /// equality with the present second): an exemplar is replaced at most once a second.
+    kept_at: u32,
 }
 
 /// OpenMetrics: "The combined length of the label names and values of an Exemplar's LabelSet MUST NOT
 /// exceed 128 UTF-8 character code points."
 pub const EXEMPLAR_MAX_CHARS: usize = 128;
 
-/// The exemplar of an observation, as the plan hands it to the store: `write` appends its labels as
-/// `name\0value\0` pairs (with [`push_exemplar_pair`]), called only when the slot takes a new one;
-/// and the event's time.
+/// The exemplar of an observation, as the plan hands it to the store: `write` appends its labels (with
+/// [`push_exemplar_pair`]), called only when the slot takes a new one; and the event's time.
 #[derive(Clone, Copy)]
 pub(super) struct ExemplarIn<'a> {
-    pub(super) write: &'a dyn Fn(&mut String),
+    pub(super) write: &'a dyn Fn(&mut Vec<u8>),
     pub(super) timestamp_ms: i64,
 }
 
-/// Appends `name=value` to an exemplar's pairs within `budget` characters (what is left of
-/// [`EXEMPLAR_MAX_CHARS`]): a value that does not fit is cut at a character boundary, a name that
-/// does not fit with at least one character of value is left out. Returns the budget left.
+/// How a packed exemplar label holds its value: the low two bits of its first byte, whose other six
+/// are the name's index in [`FamilyDef::exemplar_names`].
+const TEXT: u8 = 0;
+/// Lowercase hexadecimal of an even length up to 254 (trace and span IDs): a length byte, then the
+/// bytes it spells, half the room.
+const HEX: u8 = 1;
+/// A lowercase UUID (`8-4-4-4-12` hexadecimal digits): its 16 bytes, 44% of the room.
+const UUID: u8 = 2;
+/// Names a family's exemplars may use: the index has six bits.
+pub(super) const EXEMPLAR_MAX_NAMES: usize = 64;
+
+/// Appends the label `name=value` to an exemplar's packed labels within `budget` characters (what is
+/// left of [`EXEMPLAR_MAX_CHARS`]): a value that does not fit is cut at a character boundary, a name
+/// that does not fit with at least one character of value is left out. `index` is the name's place in
+/// the family's [`FamilyDef::exemplar_names`], which writes it back. Returns the budget left.
+///
+/// Packed: a byte of `index` and the form, then the value as text (a length of one byte, or 255 and
+/// two more, then the bytes), as the bytes its lowercase hexadecimal spells, or as a UUID's 16 bytes.
 pub(super) fn push_exemplar_pair(
-    pairs: &mut String,
+    packed: &mut Vec<u8>,
+    index: usize,
     name: &str,
     value: &str,
     budget: usize,
@@ -310,7 +334,7 @@ pub(super) fn push_exemplar_pair(
         }
     };
     let name_chars = chars(name);
-    if name_chars >= budget || value.is_empty() {
+    if name_chars >= budget || value.is_empty() || index >= EXEMPLAR_MAX_NAMES {
         return budget;
     }
     let room = budget - name_chars;
@@ -322,38 +346,149 @@ pub(super) fn push_exemplar_pair(
             .nth(room)
             .map_or(value.len(), |(i, _)| i)]
     };
-    pairs.push_str(name);
-    pairs.push('\0');
-    pairs.push_str(value);
-    pairs.push('\0');
+    let tag = (index as u8) << 2;
+    if let Some(bytes) = uuid_bytes(value) {
+        packed.push(tag | UUID);
+        packed.extend_from_slice(&bytes);
+    } else if value.len() % 2 == 0 && value.len() <= 254 && is_lower_hex(value.as_bytes()) {
+        packed.push(tag | HEX);
+        packed.push((value.len() / 2) as u8);
+        packed.extend(
+            value
+                .as_bytes()
+                .chunks(2)
+                .map(|pair| hex_byte(pair[0], pair[1])),
+        );
+    } else {
+        packed.push(tag | TEXT);
+        match u8::try_from(value.len()) {
+            Ok(len) if len < u8::MAX => packed.push(len),
+            _ => {
+                packed.push(u8::MAX);
+                packed.extend_from_slice(&(value.len() as u16).to_le_bytes());
+            }
+        }
+        packed.extend_from_slice(value.as_bytes());
+    }
     budget - name_chars - chars(value)
+}
+
+fn is_lower_hex(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The byte two lowercase hexadecimal digits spell.
+fn hex_byte(high: u8, low: u8) -> u8 {
+    let digit = |d: u8| if d <= b'9' { d - b'0' } else { d - b'a' + 10 };
+    digit(high) << 4 | digit(low)
+}
+
+/// The 16 bytes of a lowercase `8-4-4-4-12` UUID; `None` for anything else.
+fn uuid_bytes(value: &str) -> Option<[u8; 16]> {
+    let v = value.as_bytes();
+    if v.len() != 36 || [8, 13, 18, 23].iter().any(|&i| v[i] != b'-') {
+        return None;
+    }
+    let digits: Vec<u8> = v.iter().copied().filter(|&b| b != b'-').collect();
+    if digits.len() != 32 || !is_lower_hex(&digits) {
+        return None;
+    }
+    let mut out = [0; 16];
+    for (o, pair) in out.iter_mut().zip(digits.chunks(2)) {
+        *o = hex_byte(pair[0], pair[1]);
+    }
+    Some(out)
+}
+
+/// Writes packed labels back as the `name\0value\0` pairs [`ExemplarRef`] takes, naming them from
+/// `names`. Labels that do not parse (never written by [`push_exemplar_pair`]) end the list.
+pub(super) fn unpack_exemplar(packed: &[u8], names: &[String], pairs: &mut String) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut rest = packed;
+    while let Some((&tag, tail)) = rest.split_first() {
+        let Some(name) = names.get(usize::from(tag >> 2)) else {
+            return;
+        };
+        let (value, tail, form) = match tag & 3 {
+            UUID if tail.len() >= 16 => (&tail[..16], &tail[16..], UUID),
+            HEX | TEXT if !tail.is_empty() => {
+                let (len, tail) = match (tail[0], tail.get(1..3)) {
+                    (u8::MAX, Some(n)) if tag & 3 == TEXT => {
+                        (usize::from(u16::from_le_bytes([n[0], n[1]])), &tail[3..])
+                    }
+                    (len, _) => (usize::from(len), &tail[1..]),
+                };
+                if tail.len() < len {
+                    return;
+                }
+                (&tail[..len], &tail[len..], tag & 3)
+            }
+            _ => return,
+        };
+        pairs.push_str(name);
+        pairs.push('\0');
+        if form == TEXT {
+            let Ok(text) = std::str::from_utf8(value) else {
+                return;
+            };
+            pairs.push_str(text);
+        } else {
+            for (i, b) in value.iter().enumerate() {
+                if form == UUID && matches!(i, 4 | 6 | 8 | 10) {
+                    pairs.push('-');
+                }
+                pairs.push(char::from(DIGITS[usize::from(b >> 4)]));
+                pairs.push(char::from(DIGITS[usize::from(b & 15)]));
+            }
+        }
+        pairs.push('\0');
+        rest = tail;
+    }
 }
 
 impl Series {
     /// Keeps `exemplar` in slot `slot` (of `slots`), unless the slot took one this second (`now`):
-    /// the labels are written only then, into the slot's own allocation. A scraper sees a recent
-    /// event of each bucket at a fraction of the cost of keeping the very latest.
-    fn set_exemplar(&mut self, slot: usize, exemplar: &ExemplarIn<'_>, value: f64, now: u64) {
-        let slot = slot as u32;
+    /// the labels are written only then, into `scratch` and copied into the slot's own allocation,
+    /// which grows to exactly their length. A scraper sees a recent event of each bucket at a fraction
+    /// of the cost of keeping the very latest. Returns 1 when the series took a slot it did not hold.
+    fn set_exemplar(
+        &mut self,
+        slot: usize,
+        exemplar: &ExemplarIn<'_>,
+        value: f64,
+        now: u64,
+        scratch: &mut Vec<u8>,
+    ) -> usize {
+        let (slot, now) = (slot as u32, now as u32);
+        let mut taken = 0;
         let at = match self.exemplars.iter().position(|e| e.slot == slot) {
             Some(at) => at,
             None => {
+                // One more slot, not double: most series see only a few of their buckets.
+                self.exemplars.reserve_exact(1);
                 self.exemplars.push(Exemplar {
                     slot,
                     ..Exemplar::default()
                 });
+                taken = 1;
                 self.exemplars.len() - 1
             }
         };
         let e = &mut self.exemplars[at];
-        if e.kept_at == now && !e.pairs.is_empty() {
-            return;
+        if e.kept_at == now && !e.labels.is_empty() {
+            return taken;
         }
-        e.pairs.clear();
-        (exemplar.write)(&mut e.pairs);
+        scratch.clear();
+        (exemplar.write)(scratch);
+        if e.labels.len() == scratch.len() {
+            e.labels.copy_from_slice(scratch);
+        } else {
+            e.labels = scratch.as_slice().into();
+        }
         e.value = value;
         e.timestamp_ms = exemplar.timestamp_ms;
         e.kept_at = now;
+        taken
     }
 }
 
@@ -397,6 +532,8 @@ struct Family {
     series: HashMap<LabelKey, Series>,
     budget: Budget,
     counts: FamilyCounts,
+    /// Exemplars held by the series (the sum of their `exemplars` lengths).
+    exemplars: usize,
 }
 
 impl Family {
@@ -475,6 +612,8 @@ pub struct Store {
     windows: Vec<WindowFamily>,
     /// The buffer of [`Store::take_prepared`].
     scratch: Prepared,
+    /// The buffer an exemplar's labels are written into before they are copied into its slot.
+    exemplar_scratch: Vec<u8>,
     /// The clock: wall-clock seconds, set by the pipeline per batch and by the expiry sweep.
     now: u64,
     /// The length of the last full exposition, for sizing the next one's buffer.
@@ -498,6 +637,7 @@ impl Store {
                     series: HashMap::new(),
                     budget: Budget::new(&def.label_names, def.max_series_per_organization),
                     counts: FamilyCounts::default(),
+                    exemplars: 0,
                 })
                 .collect(),
             windows: windows
@@ -513,6 +653,7 @@ impl Store {
                 })
                 .collect(),
             scratch: Prepared::default(),
+            exemplar_scratch: Vec::with_capacity(4 * EXEMPLAR_MAX_CHARS),
             now: wall_clock(),
             render_hint: 0,
         }
@@ -542,15 +683,18 @@ impl Store {
         value: f64,
         exemplar: Option<ExemplarIn>,
     ) {
-        let now = self.now;
-        self.families[family].update(Encoded(key), now, |s| {
+        let (now, scratch) = (self.now, &mut self.exemplar_scratch);
+        let family = &mut self.families[family];
+        let mut taken = 0;
+        family.update(Encoded(key), now, |s| {
             if let Value::Counter(total) = &mut s.value {
                 *total += value;
             }
             if let Some(e) = &exemplar {
-                s.set_exemplar(0, e, value, now);
+                taken = s.set_exemplar(0, e, value, now, scratch);
             }
         });
+        family.exemplars += taken;
     }
 
     /// Observes `value` in a histogram, keeping `exemplar` as its bucket's latest.
@@ -561,9 +705,10 @@ impl Store {
         value: f64,
         exemplar: Option<ExemplarIn>,
     ) {
-        let now = self.now;
+        let (now, scratch) = (self.now, &mut self.exemplar_scratch);
         let family = &mut self.families[family];
         let bucket = family.def.buckets.partition_point(|bound| *bound < value);
+        let mut taken = 0;
         family.update(Encoded(key), now, |s| {
             if let Value::Histogram { counts, sum, count } = &mut s.value {
                 counts[bucket] += 1;
@@ -571,9 +716,10 @@ impl Store {
                 *count += 1;
             }
             if let Some(e) = &exemplar {
-                s.set_exemplar(bucket, e, value, now);
+                taken = s.set_exemplar(bucket, e, value, now, scratch);
             }
         });
+        family.exemplars += taken;
     }
 
     /// Records `value` in a sliding window.
@@ -641,7 +787,13 @@ impl Store {
                 continue;
             }
             let before = family.series.len();
-            family.series.retain(|_, s| s.touched + ttl > now);
+            let mut exemplars = 0;
+            family.series.retain(|_, s| {
+                let keep = s.touched + ttl > now;
+                exemplars += if keep { 0 } else { s.exemplars.len() };
+                keep
+            });
+            family.exemplars -= exemplars;
             let gone = before - family.series.len();
             if gone > 0 {
                 family.budget.recount(family.series.keys());
@@ -693,6 +845,13 @@ impl Store {
             }
         }
         out
+    }
+
+    /// (metric name, number of exemplars held) of every family, windows excepted (they keep none).
+    pub fn exemplar_counts(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.families
+            .iter()
+            .map(|f| (f.def.name.as_str(), f.exemplars))
     }
 
     /// (metric name, number of series) of every family, windows included.
@@ -791,9 +950,12 @@ struct FamilySnapshot {
 type SeriesRow = (LabelKey, Value, Vec<Exemplar>);
 
 impl Exemplar {
-    fn as_ref(&self) -> ExemplarRef<'_> {
+    /// The exemplar as the writer takes it, its labels unpacked into `pairs` with `names`.
+    fn unpacked<'a>(&self, names: &[String], pairs: &'a mut String) -> ExemplarRef<'a> {
+        pairs.clear();
+        unpack_exemplar(&self.labels, names, pairs);
         ExemplarRef {
-            pairs: &self.pairs,
+            pairs,
             value: self.value,
             timestamp_ms: self.timestamp_ms,
         }
@@ -918,23 +1080,24 @@ impl Snapshot {
                 .collect();
             sort_by_labels(&mut family.series, |row| &row.0);
             let mut labels = Labels::default();
+            let mut pairs = String::new();
             for (key, value, exemplars) in family.series.iter().filter(|(k, ..)| visible.key(k)) {
                 // Escaped once per series, written once per sample.
                 key.write_labels(&def.label_names, &mut labels);
-                let exemplar = |slot: usize| {
-                    let found = exemplars.iter().find(|e| e.slot as usize == slot);
-                    found.map(Exemplar::as_ref)
-                };
+                let names = &def.exemplar_names;
+                let find = |slot: usize| exemplars.iter().find(|e| e.slot as usize == slot);
                 match value {
                     Value::Counter(total) => {
                         let v = Number::Value(*total);
-                        w.series_sample_with(&def.name, "", &labels, None, v, exemplar(0))
+                        let e = find(0).map(|e| e.unpacked(names, &mut pairs));
+                        w.series_sample_with(&def.name, "", &labels, None, v, e)
                     }
                     Value::Histogram { counts, sum, count } => {
                         let mut cumulative = 0;
                         for (slot, (le, n)) in les.iter().zip(counts.iter()).enumerate() {
                             cumulative += n;
-                            w.bucket_sample(&def.name, &labels, le, cumulative, exemplar(slot));
+                            let e = find(slot).map(|e| e.unpacked(names, &mut pairs));
+                            w.bucket_sample(&def.name, &labels, le, cumulative, e);
                         }
                         w.series_sample(&def.name, "_sum", &labels, None, Number::Value(*sum));
                         w.series_sample(&def.name, "_count", &labels, None, Number::Count(*count));
@@ -1079,5 +1242,182 @@ mod tests {
                 .collect::<Vec<_>>(),
             [""]
         );
+    }
+
+    #[test]
+    fn exemplars_take_exactly_the_room_they_use() {
+        assert_eq!(std::mem::size_of::<Exemplar>(), 40);
+        let def = FamilyDef {
+            name: "h".into(),
+            help: "h".into(),
+            kind: MetricKind::Histogram,
+            label_names: vec![],
+            buckets: vec![1.0, 2.0, 3.0, 4.0],
+            max_series: 10,
+            max_series_per_organization: 10,
+            expire_after_secs: 0,
+            exemplar_names: vec!["run_id".into()],
+        };
+        let mut store = Store::new(&[def], &[]);
+        let labels = |len: usize| {
+            move |packed: &mut Vec<u8>| {
+                push_exemplar_pair(packed, 0, "run_id", &"x".repeat(len), EXEMPLAR_MAX_CHARS);
+            }
+        };
+        // Three buckets, the first twice in one second (kept once) and once more a second later with
+        // longer labels, then shorter ones.
+        for (now, value, len) in [
+            (1, 0.5, 32),
+            (1, 2.5, 32),
+            (1, 0.5, 40),
+            (1, 9.0, 36),
+            (2, 0.5, 50),
+            (3, 0.5, 10),
+        ] {
+            store.set_now(now);
+            let write = labels(len);
+            let e = ExemplarIn {
+                write: &write,
+                timestamp_ms: 7,
+            };
+            store.observe(0, "", value, Some(e));
+        }
+        let series = store.families[0]
+            .series
+            .values()
+            .next()
+            .expect("one series");
+        assert_eq!(series.exemplars.capacity(), 3);
+        let kept: Vec<(u32, usize)> = series
+            .exemplars
+            .iter()
+            .map(|e| (e.slot, e.labels.len()))
+            .collect();
+        // A byte of name and form and a byte of length before the text.
+        assert_eq!(kept, [(0, 12), (2, 34), (4, 38)]);
+        assert_eq!(store.exemplar_counts().collect::<Vec<_>>(), [("h", 3)]);
+        let mut pairs = String::new();
+        unpack_exemplar(&series.exemplars[0].labels, &["run_id".into()], &mut pairs);
+        assert_eq!(pairs, format!("run_id\0{}\0", "x".repeat(10)));
+    }
+
+    /// The packed forms of a trace ID, a UUID and text, each unpacked as it was written, in order, with
+    /// the room each takes.
+    #[test]
+    fn exemplar_labels_pack_ids_to_their_bytes_and_unpack_as_written() {
+        let names: Vec<String> = ["trace_id", "run_id", "request_id", "automation_id"]
+            .map(String::from)
+            .to_vec();
+        let trace = "0af7651916cd43dd8448eb211c80319c";
+        let uuid = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
+        let mut packed = Vec::new();
+        let mut budget = 1000;
+        for (index, value) in [
+            (0, trace),
+            (1, uuid),
+            (3, "auto-7"),
+            (2, "ABCD"),
+            (0, "abc"),
+        ] {
+            budget = push_exemplar_pair(&mut packed, index, &names[index], value, budget);
+        }
+        // 1 + 1 + 16, 1 + 16, 1 + 1 + 6, 1 + 1 + 4, 1 + 1 + 3 (odd: text).
+        assert_eq!(packed.len(), 18 + 17 + 8 + 6 + 5);
+        let mut pairs = String::new();
+        unpack_exemplar(&packed, &names, &mut pairs);
+        let want = format!(
+            "trace_id\0{trace}\0run_id\0{uuid}\0automation_id\0auto-7\0request_id\0ABCD\0trace_id\0abc\0"
+        );
+        assert_eq!(pairs, want);
+        // A UUID in capitals, or with its dashes elsewhere, stays text.
+        for odd in [
+            uuid.to_uppercase(),
+            uuid.replace('-', "").replacen('4', "-", 1),
+        ] {
+            let mut packed = Vec::new();
+            push_exemplar_pair(&mut packed, 1, "run_id", &odd, 1000);
+            assert_eq!(packed.len(), 2 + odd.len(), "{odd}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the values, unpacking gives back each label that fit, cut as the budget cut it, in
+        /// order; and a long text value keeps its length.
+        #[test]
+        fn packed_exemplar_labels_unpack_to_what_fit(
+            values in proptest::collection::vec(
+                proptest::prop_oneof!["[0-9a-f]{0,40}", "[0-9a-f-]{36}", "\\PC{0,140}", "[ -~]{0,300}"],
+                0..5,
+            ),
+            budget in 0usize..400,
+        ) {
+            let names: Vec<String> = ["a", "bb", "ccc", "dddd", "eeeee"].map(String::from).to_vec();
+            let (mut packed, mut left, mut want) = (Vec::new(), budget, String::new());
+            for (index, value) in values.iter().enumerate() {
+                let mut one = String::new();
+                let before = left;
+                left = push_exemplar_pair(&mut packed, index, &names[index], value, left);
+                let name_chars = names[index].len();
+                if before != left || (name_chars < before && !value.is_empty()) {
+                    let kept: String = value.chars().take(before - name_chars).collect();
+                    one.push_str(&format!("{}\0{kept}\0", names[index]));
+                    proptest::prop_assert_eq!(left, before - name_chars - kept.chars().count());
+                }
+                want.push_str(&one);
+            }
+            let mut pairs = String::new();
+            unpack_exemplar(&packed, &names, &mut pairs);
+            proptest::prop_assert_eq!(pairs, want);
+        }
+    }
+
+    #[test]
+    fn exemplar_count_follows_the_slots_taken_and_the_series_expired() {
+        let def = |name: &str, kind, expire_after_secs| FamilyDef {
+            name: name.into(),
+            help: "h".into(),
+            kind,
+            label_names: vec!["organization".into()],
+            buckets: vec![1.0, 2.0],
+            max_series: 10,
+            max_series_per_organization: 10,
+            expire_after_secs,
+            exemplar_names: vec!["trace_id".into()],
+        };
+        let defs = [
+            def("h", MetricKind::Histogram, 10),
+            def("c", MetricKind::Counter, 0),
+        ];
+        let mut store = Store::new(&defs, &[]);
+        let write = |packed: &mut Vec<u8>| {
+            push_exemplar_pair(packed, 0, "trace_id", "t", EXEMPLAR_MAX_CHARS);
+        };
+        let e = || {
+            Some(ExemplarIn {
+                write: &write,
+                timestamp_ms: 1,
+            })
+        };
+        let (a, b) = ("a\0", "b\0");
+        store.set_now(1);
+        store.observe(0, a, 0.5, e());
+        store.observe(0, a, 0.5, e());
+        store.observe(0, a, 1.5, e());
+        store.observe(0, b, 9.0, None);
+        store.add(1, a, 1.0, e());
+        store.add(1, b, 1.0, e());
+        store.set_now(2);
+        store.add(1, b, 1.0, e());
+        let counts = |store: &Store| {
+            store
+                .exemplar_counts()
+                .map(|(n, c)| (n.to_owned(), c))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(counts(&store), [("h".to_owned(), 2), ("c".to_owned(), 2)]);
+        store.set_now(5);
+        store.observe(0, b, 9.0, e());
+        assert_eq!(store.sweep(12), 1);
+        assert_eq!(counts(&store), [("h".to_owned(), 1), ("c".to_owned(), 2)]);
     }
 }

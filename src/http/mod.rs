@@ -463,12 +463,17 @@ fn render_chunked(
                 .with_label_values(&[name])
                 .set(count as i64);
         }
+        for (name, count) in store.exemplar_counts() {
+            let gauge = metrics.derived_exemplars.with_label_values(&[name]);
+            gauge.set(count as i64);
+        }
         store.snapshot_for(format)
     };
-    if let Some((allocated, resident)) = crate::shared::alloc::stats() {
-        let gauge = |state: &str| metrics.allocator_bytes.with_label_values(&[state]);
-        gauge("allocated").set(i64::try_from(allocated).unwrap_or(i64::MAX));
-        gauge("resident").set(i64::try_from(resident).unwrap_or(i64::MAX));
+    if let Some(stats) = crate::shared::alloc::stats() {
+        for (state, bytes) in stats.states() {
+            let gauge = metrics.allocator_bytes.with_label_values(&[state]);
+            gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
     }
     snapshot.render_chunked(out, format, scope, chunk, take);
     if scope.is_none() {

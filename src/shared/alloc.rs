@@ -27,18 +27,44 @@ pub const NAME: &str = if cfg!(feature = "jemalloc") {
     "system"
 };
 
-/// Bytes the allocator has handed out and not had back, and bytes of its pages resident in memory
-/// (jemalloc's `stats.allocated` and `stats.resident`): the heap in use, and what it costs. `None` with
-/// the system allocator, which does not say.
-pub fn stats() -> Option<(u64, u64)> {
+/// What the allocator holds, in bytes (jemalloc's `stats.*`), read at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Handed out and not had back: the heap in use.
+    pub allocated: u64,
+    /// In pages that hold at least one allocation: `allocated` plus the free room inside those pages.
+    pub active: u64,
+    /// The allocator's own bookkeeping.
+    pub metadata: u64,
+    /// Pages physically resident: `active`, `metadata`, and freed pages not yet returned to the kernel.
+    pub resident: u64,
+}
+
+impl Stats {
+    /// Each figure with its `state` label, as `hestyna_obsd_allocator_bytes` reports them.
+    pub fn states(&self) -> [(&'static str, u64); 4] {
+        [
+            ("allocated", self.allocated),
+            ("active", self.active),
+            ("metadata", self.metadata),
+            ("resident", self.resident),
+        ]
+    }
+}
+
+/// What the allocator holds now; `None` with the system allocator, which does not say.
+pub fn stats() -> Option<Stats> {
     #[cfg(feature = "jemalloc")]
     {
         use tikv_jemalloc_ctl::{epoch, stats};
         // The statistics are a snapshot taken when the epoch advances.
         epoch::advance().ok()?;
-        let allocated = stats::allocated::read().ok()?;
-        let resident = stats::resident::read().ok()?;
-        Some((allocated as u64, resident as u64))
+        Some(Stats {
+            allocated: stats::allocated::read().ok()? as u64,
+            active: stats::active::read().ok()? as u64,
+            metadata: stats::metadata::read().ok()? as u64,
+            resident: stats::resident::read().ok()? as u64,
+        })
     }
     #[cfg(not(feature = "jemalloc"))]
     None
@@ -51,10 +77,10 @@ mod tests {
     fn jemalloc_reports_what_it_holds() {
         // Test binaries allocate with the system allocator, so jemalloc's own figures are small but
         // there; the daemon's are checked end to end (tests/signals.rs).
-        let (allocated, resident) = super::stats().expect("jemalloc answers");
+        let s = super::stats().expect("jemalloc answers");
         assert!(
-            resident >= allocated,
-            "{allocated} allocated, {resident} resident"
+            s.allocated <= s.active && s.active <= s.resident && s.metadata > 0,
+            "{s:?}"
         );
     }
 }

@@ -156,6 +156,8 @@ self_metrics! {
     kafka_errors: IntCounterVec("hestyna_obsd_kafka_errors_total", "Errors reported by the Kafka client.", ["pipeline"]);
     /// Derived series currently held, by metric.
     derived_series: IntGaugeVec("hestyna_obsd_derived_series", "Derived series currently held.", ["metric"]);
+    /// Exemplars currently held (at most one a histogram bucket or counter), by metric.
+    derived_exemplars: IntGaugeVec("hestyna_obsd_derived_exemplars", "Exemplars currently held, at most one a histogram bucket or counter series; written on OpenMetrics scrapes.", ["metric"]);
     /// Observations folded into a rule's `__overflow__` series, by metric.
     series_overflow: IntCounterVec("hestyna_obsd_series_overflow_total", "Observations folded into a rule's __overflow__ series once its series limit was reached.", ["metric"]);
     /// Label values cut to the length limit or cleaned of control characters, by metric.
@@ -185,7 +187,7 @@ self_metrics! {
     /// When each certificate the daemon serves (`listener`) or presents to a sink (`sink`) expires.
     tls_certificate_expiry: GaugeVec("hestyna_obsd_tls_certificate_expiry_timestamp_seconds", "When a certificate the daemon serves (listener) or presents (sink) expires, in Unix seconds.", ["listener", "sink"]);
     /// The allocator's heap in use and its resident pages, read at each scrape (jemalloc builds).
-    allocator_bytes: IntGaugeVec("hestyna_obsd_allocator_bytes", "Heap the allocator has handed out (state=allocated) and its pages resident in memory (state=resident), at the last scrape; jemalloc builds only.", ["state"]);
+    allocator_bytes: IntGaugeVec("hestyna_obsd_allocator_bytes", "Heap the allocator has handed out (state=allocated), the pages holding it (active), its own bookkeeping (metadata) and its pages resident in memory (resident: active, metadata and freed pages not yet returned), at the last scrape; jemalloc builds only.", ["state"]);
     /// Bytes librdkafka has fetched ahead for a pipeline and not yet handed over.
     consumer_prefetched_bytes: IntGaugeVec("hestyna_obsd_consumer_prefetched_bytes", "Record bytes librdkafka holds fetched ahead for the pipeline's consumer, not yet handed to it, at its last statistics (librdkafka's memory, outside allocator_bytes).", ["pipeline"]);
     /// 1 once a pipeline's consumer has its first assignment (file and generator sources: at start).
