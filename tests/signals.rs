@@ -89,20 +89,28 @@ fn event_delay_last_seen_and_readiness_per_pipeline() {
     )));
 }
 
-/// The daemon allocates with jemalloc (the default `jemalloc` feature), not only says so: asked through
-/// jemalloc's own environment variable (the `_rjem_` prefix of tikv-jemalloc-sys) for its statistics at
-/// exit, it prints them. The system allocator ignores the variable and prints nothing.
+/// The daemon allocates with jemalloc (the default `jemalloc` feature), not only says so, and for C's
+/// malloc too: asked through `MALLOC_CONF`, the variable of an unprefixed jemalloc (a prefixed one, which
+/// would leave librdkafka on glibc's malloc, reads `_RJEM_MALLOC_CONF`), it prints its statistics at
+/// exit, with the defaults `.cargo/config.toml` compiles in. The system allocator prints nothing.
 #[cfg(feature = "jemalloc")]
 #[test]
-fn the_daemon_allocates_with_jemalloc() {
+fn the_daemon_allocates_with_jemalloc_for_c_too_with_the_shipped_defaults() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hestyna-obsd"))
         .arg("--version")
-        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .env("MALLOC_CONF", "stats_print:true")
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Begin jemalloc statistics"), "{stderr}");
+    for opt in [
+        "opt.background_thread: true",
+        "opt.percpu_arena: \"percpu\"",
+        "opt.dirty_decay_ms: 1000",
+    ] {
+        assert!(stderr.contains(opt), "{opt} not in {stderr}");
+    }
 }
 
 #[test]
@@ -148,10 +156,12 @@ fn build_info_names_the_commit_and_the_landing_page_links_without_data() {
     if cfg!(feature = "jemalloc") {
         // The daemon's own heap (its store, its queues): megabytes, and never more than is resident.
         let allocated = m[&series("hestyna_obsd_allocator_bytes", "state=\"allocated\"")];
+        let active = m[&series("hestyna_obsd_allocator_bytes", "state=\"active\"")];
+        let metadata = m[&series("hestyna_obsd_allocator_bytes", "state=\"metadata\"")];
         let resident = m[&series("hestyna_obsd_allocator_bytes", "state=\"resident\"")];
         assert!(
-            allocated > 1e6 && resident >= allocated,
-            "{allocated} {resident}"
+            allocated > 1e6 && active >= allocated && resident >= active && metadata > 0.0,
+            "{allocated} {active} {metadata} {resident}"
         );
     }
     let (status, headers, body) = http_get_full(daemon.http, "/", None);
