@@ -97,6 +97,15 @@ fn the_dockerfile_passes_hadolint_and_builds_a_locked_down_image() {
     // What it builds with exists: the feature, and the files it copies.
     let manifest = std::fs::read_to_string(repo("Cargo.toml")).unwrap();
     assert!(manifest.contains("static-zlib = [\"rdkafka/libz-static\"]"));
+    // Everything the build reads is copied in, jemalloc's compiled-in settings too.
+    for read in ["Cargo.toml", "Cargo.lock", "build.rs", ".cargo", "src"] {
+        let copied = instructions.iter().any(|l| {
+            l.starts_with("COPY ")
+                && !l.contains("--from")
+                && l.split_whitespace().any(|w| w == read)
+        });
+        assert!(copied, "the build stage does not copy {read}");
+    }
     for line in instructions
         .iter()
         .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
