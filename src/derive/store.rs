@@ -6,6 +6,7 @@ use super::window::SlidingWindow;
 use crate::shared::exposition::{
     format_value, ExemplarRef, FamilyType, Format, Labels, Number, Writer,
 };
+use crate::shared::json::push_hex;
 use crate::telemetry::events::DerivedCounts;
 use crate::telemetry::SelfMetrics;
 use hashbrown::hash_map::EntryRef;
@@ -389,21 +390,21 @@ fn uuid_bytes(value: &str) -> Option<[u8; 16]> {
     if v.len() != 36 || [8, 13, 18, 23].iter().any(|&i| v[i] != b'-') {
         return None;
     }
-    let digits: Vec<u8> = v.iter().copied().filter(|&b| b != b'-').collect();
-    if digits.len() != 32 || !is_lower_hex(&digits) {
-        return None;
-    }
+    let mut digits = v.iter().copied().filter(|&b| b != b'-');
     let mut out = [0; 16];
-    for (o, pair) in out.iter_mut().zip(digits.chunks(2)) {
+    for o in &mut out {
+        let pair = [digits.next()?, digits.next()?];
+        if !is_lower_hex(&pair) {
+            return None;
+        }
         *o = hex_byte(pair[0], pair[1]);
     }
-    Some(out)
+    digits.next().is_none().then_some(out)
 }
 
 /// Writes packed labels back as the `name\0value\0` pairs [`ExemplarRef`] takes, naming them from
 /// `names`. Labels that do not parse (never written by [`push_exemplar_pair`]) end the list.
 pub(super) fn unpack_exemplar(packed: &[u8], names: &[String], pairs: &mut String) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut rest = packed;
     while let Some((&tag, tail)) = rest.split_first() {
         let Some(name) = names.get(usize::from(tag >> 2)) else {
@@ -432,14 +433,15 @@ pub(super) fn unpack_exemplar(packed: &[u8], names: &[String], pairs: &mut Strin
                 return;
             };
             pairs.push_str(text);
-        } else {
-            for (i, b) in value.iter().enumerate() {
-                if form == UUID && matches!(i, 4 | 6 | 8 | 10) {
+        } else if form == UUID {
+            for (i, group) in [0..4, 4..6, 6..8, 8..10, 10..16].into_iter().enumerate() {
+                if i > 0 {
                     pairs.push('-');
                 }
-                pairs.push(char::from(DIGITS[usize::from(b >> 4)]));
-                pairs.push(char::from(DIGITS[usize::from(b & 15)]));
+                push_hex(&value[group], pairs);
             }
+        } else {
+            push_hex(value, pairs);
         }
         pairs.push('\0');
         rest = tail;
@@ -447,7 +449,7 @@ pub(super) fn unpack_exemplar(packed: &[u8], names: &[String], pairs: &mut Strin
 }
 
 impl Series {
-    /// Keeps `exemplar` in slot `slot` (of `slots`), unless the slot took one this second (`now`):
+    /// Keeps `exemplar` in slot `slot`, unless the slot took one this second (`now`):
     /// the labels are written only then, into `scratch` and copied into the slot's own allocation,
     /// which grows to exactly their length. A scraper sees a recent event of each bucket at a fraction
     /// of the cost of keeping the very latest. Returns 1 when the series took a slot it did not hold.

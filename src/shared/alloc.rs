@@ -5,6 +5,8 @@
 //! the bench tool, the criterion benches) declares its own global from [`ALLOCATOR`], and the choice is
 //! made in one place. Why jemalloc: glibc's malloc gives busy threads arenas of their own and keeps
 //! what they free; 9 minutes into the memory soak it held 184 MiB for 92 MiB in use (README, Memory).
+//! jemalloc is built unprefixed, so it serves C's malloc too (librdkafka's fetch buffers), with the
+//! settings `.cargo/config.toml` compiles in.
 
 /// The type of [`ALLOCATOR`].
 #[cfg(feature = "jemalloc")]
@@ -75,8 +77,8 @@ mod tests {
     #[cfg(feature = "jemalloc")]
     #[test]
     fn jemalloc_reports_what_it_holds() {
-        // Test binaries allocate with the system allocator, so jemalloc's own figures are small but
-        // there; the daemon's are checked end to end (tests/signals.rs).
+        // Test binaries install no global allocator, but jemalloc serves C's malloc, which Rust's
+        // system allocator calls; the daemon's figures are checked end to end (tests/signals.rs).
         let s = super::stats().expect("jemalloc answers");
         assert!(
             s.allocated <= s.active && s.active <= s.resident && s.metadata > 0,
