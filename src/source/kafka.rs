@@ -33,6 +33,11 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 /// whenever a batch has just been cut: not once per message.
 const ACK_DRAIN_EVERY: u32 = 64;
 
+/// A stream that never makes the poll wait has its batch's age read every this many records, not at
+/// each one: 64 ready records take well under a millisecond, against a `batch_max_wait` of
+/// milliseconds.
+const AGE_CHECK_EVERY: usize = 64;
+
 /// How long a full pipeline may block the source before its partitions are paused.
 const PAUSE_AFTER: Duration = Duration::from_millis(1000);
 
@@ -444,6 +449,7 @@ impl KafkaSource {
             source: self,
             topics: Vec::new(),
             first_at: Instant::now(),
+            waited: true,
             pending: None,
             paused: false,
             blocked_since: None,
@@ -492,6 +498,8 @@ struct Poller {
     arena: BytesMut,
     /// When its first record came.
     first_at: Instant,
+    /// Whether the last poll waited (no record was ready at once).
+    waited: bool,
     /// A cut batch the pipeline has not taken yet.
     pending: Option<BatchRef>,
     paused: bool,
@@ -563,21 +571,30 @@ impl Poller {
         self.paused = true;
     }
 
-    /// Polls once (briefly while a batch waits), adding a message to the batch.
+    /// Polls once (briefly while a batch waits), adding a message to the batch. While a batch fills,
+    /// a message that is ready is taken without waiting, so without reading the clock for how long
+    /// the wait may be; the clock is read only when none is ready.
     fn poll(&mut self) {
         let settings = &self.source.settings;
-        let wait = match (self.pending.is_some(), self.batch.is_empty()) {
-            (true, _) => Duration::from_millis(20),
-            (false, true) => Duration::from_millis(100),
-            (false, false) => settings
-                .batch_max_wait
-                .saturating_sub(self.first_at.elapsed()),
-        };
-        match self.source.consumer.poll(wait) {
+        let consumer = &self.source.consumer;
+        let filling = self.pending.is_none() && !self.batch.is_empty();
+        let mut polled = filling.then(|| consumer.poll(Duration::ZERO)).flatten();
+        self.waited = polled.is_none();
+        if polled.is_none() {
+            let wait = match (self.pending.is_some(), self.batch.is_empty()) {
+                (true, _) => Duration::from_millis(20),
+                (false, true) => Duration::from_millis(100),
+                (false, false) => settings
+                    .batch_max_wait
+                    .saturating_sub(self.first_at.elapsed()),
+            };
+            polled = consumer.poll(wait);
+        }
+        match polled {
             Some(Ok(message)) => {
                 if self.batch.is_empty() {
                     self.first_at = Instant::now();
-                    let context = self.source.consumer.context();
+                    let context = consumer.context();
                     if !context.reachable.load(Ordering::Relaxed) {
                         context.set_reachable(true);
                     }
@@ -592,14 +609,18 @@ impl Poller {
             .emit(&self.source.metrics),
             None => {}
         }
-        forget_revoked(&self.source.consumer, &mut self.batch, &mut self.pending);
+        forget_revoked(consumer, &mut self.batch, &mut self.pending);
     }
 
-    /// Cuts the batch when it is full or old enough and no batch waits.
+    /// Cuts the batch when it is full or old enough and no batch waits. Its age is read after a poll
+    /// that waited, and every [`AGE_CHECK_EVERY`] records while records keep coming without a wait.
     fn cut(&mut self) {
         let settings = &self.source.settings;
         let full = self.batch.len() >= settings.batch_max_records;
-        let old = !self.batch.is_empty() && self.first_at.elapsed() >= settings.batch_max_wait;
+        let check_age = self.waited || self.batch.len().is_multiple_of(AGE_CHECK_EVERY);
+        let old = !self.batch.is_empty()
+            && check_age
+            && self.first_at.elapsed() >= settings.batch_max_wait;
         if (full || old) && self.pending.is_none() {
             let records = self.seal();
             self.begin(records);
