@@ -567,11 +567,12 @@ impl CompiledRule {
 }
 
 /// Writes the exemplar labels of an event for a rule (the fields it has), within OpenMetrics' 128
-/// characters.
+/// characters, control characters replaced as in label values ([`sanitize`]).
 fn write_exemplar(fields: &[(Field, String, usize)], ev: &Event<'_>, packed: &mut Vec<u8>) {
     let mut budget = EXEMPLAR_MAX_CHARS;
     for (field, name, index) in fields {
         if let Some(value) = field.text(ev) {
+            let (value, _) = sanitize(value, usize::MAX);
             budget = push_exemplar_pair(packed, *index, name, &value, budget);
         }
     }

@@ -470,6 +470,27 @@ fn an_exemplar_never_exceeds_128_characters_and_unknown_fields_are_refused() {
     assert_eq!(keys, ["exemplar[1]", "exemplar[2]"], "{errors:#?}");
 }
 
+/// A control character in an exemplar value (a NUL, a newline) becomes U+FFFD, as in a label value: a
+/// NUL would otherwise end the value where the writer splits names from values, and turn the rest of
+/// it into a label name of its own, which no parser accepts.
+#[test]
+fn control_characters_in_exemplar_values_are_replaced() {
+    let plan = Plan::compile(&[spec("hestyna_llm_latency_seconds")]).unwrap();
+    let mut store = plan.new_store();
+    feed(
+        &plan,
+        &mut store,
+        &traced("a\\u0000bad name!\\nx", 500.0, 1),
+    );
+    let mut om = String::new();
+    store.render(&mut om, crate::derive::Format::OpenMetrics);
+    let line = om.lines().find(|l| l.contains(" # {")).unwrap();
+    assert!(
+        line.contains(",run_id=\"a\u{fffd}bad name!\u{fffd}x\"} "),
+        "{line}"
+    );
+}
+
 #[test]
 fn exemplar_pairs_are_cut_at_a_character_boundary() {
     use crate::derive::store::{push_exemplar_pair, unpack_exemplar};
