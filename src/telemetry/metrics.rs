@@ -186,10 +186,11 @@ self_metrics! {
     last_event: GaugeVec("hestyna_obsd_last_event_timestamp_seconds", "When an event of each type was last read, in Unix seconds.", ["type"]);
     /// When each certificate the daemon serves (`listener`) or presents to a sink (`sink`) expires.
     tls_certificate_expiry: GaugeVec("hestyna_obsd_tls_certificate_expiry_timestamp_seconds", "When a certificate the daemon serves (listener) or presents (sink) expires, in Unix seconds.", ["listener", "sink"]);
-    /// The allocator's heap in use and its resident pages, read at each scrape (jemalloc builds).
+    /// The allocator's heap in use, the pages holding it, its bookkeeping and its resident pages, read
+    /// at each scrape (jemalloc builds).
     allocator_bytes: IntGaugeVec("hestyna_obsd_allocator_bytes", "Heap the allocator has handed out (state=allocated), the pages holding it (active), its own bookkeeping (metadata) and its pages resident in memory (resident: active, metadata and freed pages not yet returned), at the last scrape; jemalloc builds only.", ["state"]);
     /// Bytes librdkafka has fetched ahead for a pipeline and not yet handed over.
-    consumer_prefetched_bytes: IntGaugeVec("hestyna_obsd_consumer_prefetched_bytes", "Record bytes librdkafka holds fetched ahead for the pipeline's consumer, not yet handed to it, at its last statistics (librdkafka's memory, outside allocator_bytes).", ["pipeline"]);
+    consumer_prefetched_bytes: IntGaugeVec("hestyna_obsd_consumer_prefetched_bytes", "Record bytes librdkafka holds fetched ahead for the pipeline's consumer, not yet handed to it, at its last statistics (part of allocator_bytes: jemalloc serves librdkafka's malloc too).", ["pipeline"]);
     /// 1 once a pipeline's consumer has its first assignment (file and generator sources: at start).
     pipeline_ready: IntGaugeVec("hestyna_obsd_pipeline_ready", "1 while the pipeline's consumer has had its first partition assignment and reaches a Kafka broker; 0 before, and while every broker is out of reach.", ["pipeline"]);
 }
